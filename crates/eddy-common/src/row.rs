@@ -1,0 +1,78 @@
+//! Row encoding for state. Arrow's row format turns a row of any column types
+//! into bytes that compare like the row itself, so state can key maps by
+//! bytes and turn keys back into columns without keeping Arrow arrays around.
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, RowParser, Rows, SortField};
+
+use crate::Result;
+
+/// Encodes columns of fixed types to rows of bytes and back.
+#[derive(Debug)]
+pub struct RowCodec {
+    converter: RowConverter,
+    parser: RowParser,
+    types: Vec<DataType>,
+}
+
+impl RowCodec {
+    /// A codec for columns of these types, all ascending, nulls first.
+    pub fn new(types: Vec<DataType>) -> Result<Self> {
+        Self::with_fields(
+            types
+                .into_iter()
+                .map(|t| (t, SortOptions::default()))
+                .collect(),
+        )
+    }
+
+    /// A codec for all columns of `schema`.
+    pub fn for_schema(schema: &SchemaRef) -> Result<Self> {
+        Self::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
+        )
+    }
+
+    /// A codec with explicit sort options, for keys whose byte order must
+    /// follow an `ORDER BY`.
+    pub fn with_fields(fields: Vec<(DataType, SortOptions)>) -> Result<Self> {
+        let types = fields.iter().map(|(t, _)| t.clone()).collect();
+        let converter = RowConverter::new(
+            fields
+                .into_iter()
+                .map(|(t, options)| SortField::new_with_options(t, options))
+                .collect(),
+        )?;
+        let parser = converter.parser();
+        Ok(Self {
+            converter,
+            parser,
+            types,
+        })
+    }
+
+    /// The column types this codec encodes.
+    pub fn types(&self) -> &[DataType] {
+        &self.types
+    }
+
+    /// Encode whole columns.
+    pub fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
+        Ok(self.converter.convert_columns(columns)?)
+    }
+
+    /// Decode rows given as bytes (as produced by [`RowCodec::encode`]).
+    pub fn decode<'a, I>(&self, rows: I) -> Result<Vec<ArrayRef>>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let parsed = rows.into_iter().map(|bytes| self.parser.parse(bytes));
+        Ok(self.converter.convert_rows(parsed)?)
+    }
+}

@@ -1,0 +1,69 @@
+//! The [`Operator`] trait and the operators that implement it.
+
+mod aggregate;
+mod constant;
+mod filter;
+mod join;
+mod project;
+mod source;
+mod top_n;
+mod union;
+
+pub use aggregate::{AggregateCall, AggregateFunction, AggregateOperator};
+pub use constant::ConstantOperator;
+pub use filter::FilterOperator;
+pub use join::{JoinKind, JoinOperator};
+pub use project::ProjectOperator;
+pub use source::SourceOperator;
+pub use top_n::TopNOperator;
+pub use union::UnionOperator;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::{ChangeBatch, Result};
+
+/// An incremental relational operator.
+///
+/// The graph calls [`Operator::on_changes`] for each batch that reaches one
+/// of the operator's inputs during an epoch, then [`Operator::on_barrier`]
+/// once when the epoch's input is complete. By the end of `on_barrier` the
+/// operator must have emitted every change its output undergoes in the epoch.
+pub trait Operator: Send {
+    /// Short name for EXPLAIN, e.g. `Filter`.
+    fn name(&self) -> &'static str;
+
+    /// Operator details for EXPLAIN, e.g. the predicate.
+    fn describe(&self) -> String;
+
+    /// Schema of the emitted rows.
+    fn schema(&self) -> &SchemaRef;
+
+    /// Changes arrived on input `input`; push resulting changes to `out`.
+    fn on_changes(
+        &mut self,
+        input: usize,
+        changes: ChangeBatch,
+        out: &mut Vec<ChangeBatch>,
+    ) -> Result<()>;
+
+    /// The epoch's input is complete; push all pending changes to `out`.
+    fn on_barrier(&mut self, _out: &mut Vec<ChangeBatch>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Drop the `@index` suffixes DataFusion prints after column names.
+pub(crate) fn strip_indices(text: &str) -> String {
+    let mut result = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '@' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            while chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+                chars.next();
+            }
+        } else {
+            result.push(c);
+        }
+    }
+    result
+}

@@ -1,0 +1,373 @@
+//! Equi-joins of every kind, with an optional extra (non-equi) condition.
+//!
+//! Each side keeps its rows indexed by join key. A change on one side is
+//! joined with the current state of the other side, then added to its own
+//! side: Δ(L ⋈ R) = ΔL ⋈ R + L' ⋈ ΔR with L' = L + ΔL. For outer, semi and
+//! anti joins every stored row also counts its matches (the summed weights
+//! of the rows it joins with); a row's NULL-extended, semi or anti output
+//! appears or disappears exactly when that count crosses zero.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::physical_expr::PhysicalExpr;
+use eddy_common::row::RowCodec;
+use hashbrown::HashMap;
+
+use crate::{schema, ChangeBatch, Error, Operator, Result};
+
+/// Which rows a join emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Matching pairs.
+    Inner,
+    /// Pairs, and left rows without a match padded with NULLs.
+    Left,
+    /// Pairs, and right rows without a match padded with NULLs.
+    Right,
+    /// Pairs, and unmatched rows of both sides padded with NULLs.
+    Full,
+    /// Left rows that have a match (once each).
+    LeftSemi,
+    /// Left rows that have no match.
+    LeftAnti,
+    /// Right rows that have a match.
+    RightSemi,
+    /// Right rows that have no match.
+    RightAnti,
+}
+
+/// What a join emits for a row of one side, beyond matching pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Only pairs.
+    Plain,
+    /// The row padded with NULLs while it has no match.
+    Preserved,
+    /// The row alone while it has a match.
+    Semi,
+    /// The row alone while it has no match.
+    Anti,
+}
+
+impl JoinKind {
+    fn role(self, side: usize) -> Role {
+        use JoinKind::*;
+        match (self, side) {
+            (Left | Full, 0) | (Right | Full, 1) => Role::Preserved,
+            (LeftSemi, 0) | (RightSemi, 1) => Role::Semi,
+            (LeftAnti, 0) | (RightAnti, 1) => Role::Anti,
+            _ => Role::Plain,
+        }
+    }
+
+    fn emits_pairs(self) -> bool {
+        matches!(self, Self::Inner | Self::Left | Self::Right | Self::Full)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    weight: i64,
+    matches: i64,
+}
+
+struct Side {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    codec: RowCodec,
+    schema: SchemaRef,
+    index: HashMap<Box<[u8]>, HashMap<Arc<[u8]>, Entry>>,
+}
+
+/// An incremental equi-join.
+pub struct JoinOperator {
+    kind: JoinKind,
+    key_codec: RowCodec,
+    nulls_equal: bool,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    filter_schema: SchemaRef,
+    sides: [Side; 2],
+    schema: SchemaRef,
+    display: String,
+}
+
+/// Candidate pairs of one delta: delta row, other row, other weight.
+type Pairs = Vec<(u32, Arc<[u8]>, i64)>;
+
+impl JoinOperator {
+    /// Join rows of `left_schema` and `right_schema` on
+    /// `left_keys[i] = right_keys[i]` (both cast to `key_types[i]`), then
+    /// `filter` over the concatenated row. `nulls_equal` makes NULL keys match
+    /// (as set operations need). `schema` is the output schema.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kind: JoinKind,
+        left_keys: Vec<Arc<dyn PhysicalExpr>>,
+        right_keys: Vec<Arc<dyn PhysicalExpr>>,
+        key_types: Vec<DataType>,
+        nulls_equal: bool,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        left_schema: SchemaRef,
+        right_schema: SchemaRef,
+        schema: SchemaRef,
+        display: String,
+    ) -> Result<Self> {
+        let mut fields: Vec<_> = left_schema.fields().iter().cloned().collect();
+        fields.extend(right_schema.fields().iter().cloned());
+        let filter_schema = schema::nullable(&datafusion::arrow::datatypes::Schema::new(fields));
+        let side = |keys, schema: SchemaRef| -> Result<Side> {
+            Ok(Side {
+                keys,
+                codec: RowCodec::for_schema(&schema)?,
+                schema,
+                index: HashMap::new(),
+            })
+        };
+        Ok(Self {
+            kind,
+            key_codec: RowCodec::new(key_types)?,
+            nulls_equal,
+            filter,
+            filter_schema,
+            sides: [side(left_keys, left_schema)?, side(right_keys, right_schema)?],
+            schema,
+            display,
+        })
+    }
+
+    /// Columns of a batch laid out as the join's output (or filter input)
+    /// from optional left and right columns; a missing side becomes NULLs.
+    fn assemble(
+        &self,
+        target: &SchemaRef,
+        left: Option<Vec<ArrayRef>>,
+        right: Option<Vec<ArrayRef>>,
+        rows: usize,
+    ) -> Result<RecordBatch> {
+        let nulls = |side: &Side| -> Vec<ArrayRef> {
+            side.schema
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), rows))
+                .collect()
+        };
+        let columns = if target.fields().len() == self.filter_schema.fields().len() {
+            let mut columns = left.unwrap_or_else(|| nulls(&self.sides[0]));
+            columns.extend(right.unwrap_or_else(|| nulls(&self.sides[1])));
+            columns
+        } else {
+            left.or(right)
+                .ok_or_else(|| Error::internal("join output without columns"))?
+        };
+        schema::batch(target, columns, rows)
+    }
+
+    fn side_columns(data: &RecordBatch, rows: &[u32]) -> Result<Vec<ArrayRef>> {
+        let indices = UInt32Array::from(rows.to_vec());
+        data.columns()
+            .iter()
+            .map(|c| Ok(take(c, &indices, None)?))
+            .collect()
+    }
+
+    fn stored_columns(&self, side: usize, rows: &[Arc<[u8]>]) -> Result<Vec<ArrayRef>> {
+        self.sides[side].codec.decode(rows.iter().map(|r| r.as_ref()))
+    }
+
+    /// Keep only the pairs that satisfy the extra join condition.
+    fn apply_filter(&self, side: usize, data: &RecordBatch, pairs: Pairs) -> Result<Pairs> {
+        let Some(filter) = &self.filter else {
+            return Ok(pairs);
+        };
+        if pairs.is_empty() {
+            return Ok(pairs);
+        }
+        let delta_rows: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let other_rows: Vec<Arc<[u8]>> = pairs.iter().map(|p| p.1.clone()).collect();
+        let delta = Self::side_columns(data, &delta_rows)?;
+        let other = self.stored_columns(1 - side, &other_rows)?;
+        let (left, right) = if side == 0 { (delta, other) } else { (other, delta) };
+        let batch = self.assemble(&self.filter_schema, Some(left), Some(right), pairs.len())?;
+        let mask = filter.evaluate(&batch)?.into_array(pairs.len())?;
+        let mask = mask
+            .as_boolean_opt()
+            .ok_or_else(|| Error::internal("join condition is not boolean"))?;
+        Ok(pairs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| mask.is_valid(*i) && mask.value(*i))
+            .map(|(_, p)| p)
+            .collect())
+    }
+}
+
+impl Operator for JoinOperator {
+    fn name(&self) -> &'static str {
+        "Join"
+    }
+
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn on_changes(&mut self, side: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+        if side > 1 {
+            return Err(Error::internal("join has two inputs"));
+        }
+        let other = 1 - side;
+        let data = changes.data();
+        let weights = changes.weights();
+        let count = changes.num_rows();
+
+        let key_columns = self.sides[side]
+            .keys
+            .iter()
+            .zip(self.key_codec.types())
+            .map(|(expr, data_type)| {
+                let column = expr.evaluate(data)?.into_array(count)?;
+                Ok(if column.data_type() == data_type {
+                    column
+                } else {
+                    cast(&column, data_type)?
+                })
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let keys = self.key_codec.encode(&key_columns)?;
+        let matchable: Vec<bool> = (0..count)
+            .map(|i| self.nulls_equal || key_columns.iter().all(|c| c.is_valid(i)))
+            .collect();
+        let encoded = self.sides[side].codec.encode(data.columns())?;
+
+        // Pairs of a delta row with the current rows of the other side.
+        let mut pairs: Pairs = Vec::new();
+        for i in 0..count {
+            if !matchable[i] {
+                continue;
+            }
+            if let Some(rows) = self.sides[other].index.get(keys.row(i).data()) {
+                for (row, entry) in rows {
+                    pairs.push((i as u32, row.clone(), entry.weight));
+                }
+            }
+        }
+        let pairs = self.apply_filter(side, data, pairs)?;
+
+        let mut emitted: Vec<ChangeBatch> = Vec::new();
+        if self.kind.emits_pairs() && !pairs.is_empty() {
+            let delta_rows: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            let other_rows: Vec<Arc<[u8]>> = pairs.iter().map(|p| p.1.clone()).collect();
+            let delta = Self::side_columns(data, &delta_rows)?;
+            let stored = self.stored_columns(other, &other_rows)?;
+            let (left, right) = if side == 0 { (delta, stored) } else { (stored, delta) };
+            let batch = self.assemble(&self.schema, Some(left), Some(right), pairs.len())?;
+            let pair_weights: Int64Array = pairs
+                .iter()
+                .map(|(i, _, w)| weights[*i as usize] * w)
+                .collect();
+            emitted.push(ChangeBatch::new(batch, pair_weights)?);
+        }
+
+        // Match counts of the delta rows against the other side.
+        let mut matches = vec![0i64; count];
+        for (i, _, w) in &pairs {
+            matches[*i as usize] += w;
+        }
+        let role = self.kind.role(side);
+        if role != Role::Plain {
+            let (rows, row_weights): (Vec<u32>, Vec<i64>) = (0..count)
+                .filter(|i| match role {
+                    Role::Preserved | Role::Anti => matches[*i] == 0,
+                    Role::Semi => matches[*i] > 0,
+                    Role::Plain => false,
+                })
+                .map(|i| (i as u32, weights[i]))
+                .unzip();
+            if !rows.is_empty() {
+                let columns = Self::side_columns(data, &rows)?;
+                let (left, right) = if side == 0 { (Some(columns), None) } else { (None, Some(columns)) };
+                let batch = self.assemble(&self.schema, left, right, rows.len())?;
+                emitted.push(ChangeBatch::new(batch, Int64Array::from(row_weights))?);
+            }
+        }
+
+        // Stored rows of the other side whose match count crosses zero.
+        let other_role = self.kind.role(other);
+        if other_role != Role::Plain && !pairs.is_empty() {
+            let mut deltas: HashMap<(u32, Arc<[u8]>), i64> = HashMap::new();
+            for (i, row, _) in &pairs {
+                *deltas.entry((*i, row.clone())).or_default() += weights[*i as usize];
+            }
+            // Several delta rows can share a key: merge by (key, row).
+            let mut by_row: HashMap<(Box<[u8]>, Arc<[u8]>), i64> = HashMap::new();
+            for ((i, row), delta) in deltas {
+                *by_row
+                    .entry((keys.row(i as usize).data().into(), row))
+                    .or_default() += delta;
+            }
+            let mut rows: Vec<Arc<[u8]>> = Vec::new();
+            let mut row_weights: Vec<i64> = Vec::new();
+            for ((key, row), delta) in by_row {
+                let Some(entry) = self.sides[other]
+                    .index
+                    .get_mut(key.as_ref())
+                    .and_then(|rows| rows.get_mut(row.as_ref()))
+                else {
+                    return Err(Error::internal("joined row missing from its index"));
+                };
+                let before = entry.matches;
+                entry.matches += delta;
+                let after = entry.matches;
+                let sign = match (before > 0, after > 0) {
+                    (false, true) => 1,
+                    (true, false) => -1,
+                    _ => continue,
+                };
+                let sign = if other_role == Role::Semi { sign } else { -sign };
+                rows.push(row);
+                row_weights.push(sign * entry.weight);
+            }
+            if !rows.is_empty() {
+                let columns = self.stored_columns(other, &rows)?;
+                let (left, right) = if other == 0 { (Some(columns), None) } else { (None, Some(columns)) };
+                let batch = self.assemble(&self.schema, left, right, rows.len())?;
+                emitted.push(ChangeBatch::new(batch, Int64Array::from(row_weights))?);
+            }
+        }
+
+        // Finally the delta joins its own side's state.
+        let own = &mut self.sides[side];
+        for i in 0..count {
+            if !matchable[i] {
+                continue;
+            }
+            let key = keys.row(i).data();
+            let row = encoded.row(i).data();
+            let rows = match own.index.get_mut(key) {
+                Some(rows) => rows,
+                None => own.index.entry(key.into()).or_default(),
+            };
+            let entry = match rows.get_mut(row) {
+                Some(entry) => entry,
+                None => rows.entry(Arc::from(row)).or_default(),
+            };
+            entry.weight += weights[i];
+            entry.matches = matches[i];
+            if entry.weight == 0 {
+                rows.remove(row);
+                if rows.is_empty() {
+                    own.index.remove(key);
+                }
+            }
+        }
+        out.extend(emitted);
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+//! Projection: evaluates scalar expressions over whole batches.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::{schema, ChangeBatch, Operator, Result};
+
+/// Maps each row to the values of `exprs`; weights pass through unchanged,
+/// which is why projection needs no state.
+pub struct ProjectOperator {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+}
+
+impl ProjectOperator {
+    /// Emits rows of `schema` computed by `exprs` (one per field).
+    pub fn new(exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef) -> Self {
+        Self { exprs, schema }
+    }
+}
+
+impl Operator for ProjectOperator {
+    fn name(&self) -> &'static str {
+        "Project"
+    }
+
+    fn describe(&self) -> String {
+        self.exprs
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(expr, field)| {
+                let text = expr.to_string();
+                let text = super::strip_indices(&text);
+                if &text == field.name() {
+                    text
+                } else {
+                    format!("{text} AS {}", field.name())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn on_changes(&mut self, _: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+        let rows = changes.num_rows();
+        let columns = self
+            .exprs
+            .iter()
+            .map(|expr| expr.evaluate(changes.data())?.into_array(rows))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let data = schema::batch(&self.schema, columns, rows)?;
+        out.push(changes.with_data(data)?);
+        Ok(())
+    }
+}

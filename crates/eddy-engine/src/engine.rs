@@ -1,0 +1,572 @@
+//! The engine: owns the dataflow and the catalog, applies writes one epoch
+//! at a time and publishes snapshots for readers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::scalar::ScalarValue;
+use eddy_common::row::RowCodec;
+use eddy_common::{ChangeBatch, Error, Result};
+use eddy_dataflow::operator::SourceOperator;
+use eddy_dataflow::{Dataflow, NodeId, StepOutput};
+use hashbrown::HashMap;
+use tokio::sync::{Mutex, MutexGuard};
+use tracing::{debug, warn};
+
+use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
+use crate::Relation;
+
+/// A streaming database engine: tables, views and their maintained contents.
+pub struct Engine {
+    writer: Mutex<Writer>,
+    committed: RwLock<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// Primary-key index of a table: how many rows hold each key (0 or 1).
+struct KeyIndex {
+    columns: Vec<usize>,
+    codec: RowCodec,
+    counts: HashMap<Box<[u8]>, i64>,
+}
+
+/// State only the writer touches.
+struct Writer {
+    /// The state being built; equal to the committed snapshot between writes.
+    working: Snapshot,
+    dataflow: Dataflow,
+    /// The node that emits each table's or materialized view's changes.
+    nodes: BTreeMap<String, NodeId>,
+    /// Materialized view by the node whose output it integrates.
+    roots: BTreeMap<NodeId, String>,
+    keys: BTreeMap<String, KeyIndex>,
+    next_created: u64,
+}
+
+/// Exclusive access to the engine for one write (DDL or DML). Reads made
+/// through [`WriteGuard::snapshot`] see the state the write applies to.
+pub struct WriteGuard<'a> {
+    engine: &'a Engine,
+    writer: MutexGuard<'a, Writer>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    /// An engine with an empty catalog.
+    pub fn new() -> Self {
+        Self {
+            writer: Mutex::new(Writer {
+                working: Snapshot::default(),
+                dataflow: Dataflow::new(),
+                nodes: BTreeMap::new(),
+                roots: BTreeMap::new(),
+                keys: BTreeMap::new(),
+                next_created: 0,
+            }),
+            committed: RwLock::new(Arc::new(Snapshot::default())),
+        }
+    }
+
+    /// The last committed snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.committed.read() {
+            Ok(snapshot) => snapshot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Wait for exclusive write access.
+    pub async fn write(&self) -> WriteGuard<'_> {
+        WriteGuard {
+            engine: self,
+            writer: self.writer.lock().await,
+        }
+    }
+
+    /// Wait until every write acknowledged before this call is visible to
+    /// readers. Writes are committed before they are acknowledged, so taking
+    /// the writer's turn once is enough.
+    pub async fn flush(&self) {
+        drop(self.writer.lock().await);
+    }
+
+    fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        match self.committed.write() {
+            Ok(mut committed) => *committed = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+}
+
+impl WriteGuard<'_> {
+    /// The state this write applies to (the last committed one).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::new(self.writer.working.clone())
+    }
+
+    /// Create a table (empty) and commit.
+    pub fn create_table(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        primary_key: Vec<usize>,
+    ) -> Result<()> {
+        self.check_free(name)?;
+        let writer = &mut *self.writer;
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            kind: ObjectKind::Table,
+            schema: schema.clone(),
+            primary_key,
+            query: None,
+            plan: None,
+            depends_on: vec![],
+            created: writer.next_created,
+        };
+        writer.next_created += 1;
+        writer.install_table(&entry)?;
+        writer
+            .working
+            .relations
+            .insert(name.to_string(), Relation::new(schema)?);
+        writer.working.objects.insert(name.to_string(), Arc::new(entry));
+        self.commit();
+        Ok(())
+    }
+
+    /// Create a named query (not maintained) and commit.
+    pub fn create_view(
+        &mut self,
+        name: &str,
+        query: String,
+        schema: SchemaRef,
+        depends_on: Vec<String>,
+    ) -> Result<()> {
+        self.check_free(name)?;
+        let writer = &mut *self.writer;
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            kind: ObjectKind::View,
+            schema,
+            primary_key: vec![],
+            query: Some(query),
+            plan: None,
+            depends_on,
+            created: writer.next_created,
+        };
+        writer.next_created += 1;
+        writer.working.objects.insert(name.to_string(), Arc::new(entry));
+        self.commit();
+        Ok(())
+    }
+
+    /// Create a materialized view maintained from the optimized `plan`, fill
+    /// it from the current contents of its inputs, and commit.
+    pub fn create_materialized_view(
+        &mut self,
+        name: &str,
+        query: String,
+        plan: datafusion::logical_expr::LogicalPlan,
+        depends_on: Vec<String>,
+    ) -> Result<()> {
+        self.check_free(name)?;
+        let writer = &mut *self.writer;
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            kind: ObjectKind::MaterializedView,
+            schema: eddy_dataflow::schema::nullable(plan.schema().as_arrow()),
+            primary_key: vec![],
+            query: Some(query),
+            plan: Some(Arc::new(plan)),
+            depends_on,
+            created: writer.next_created,
+        };
+        writer.next_created += 1;
+        if let Err(error) = writer.install_view(&entry) {
+            self.rollback();
+            return Err(error);
+        }
+        self.writer
+            .working
+            .objects
+            .insert(name.to_string(), Arc::new(entry));
+        self.commit();
+        Ok(())
+    }
+
+    /// Drop `name` (and, with `cascade`, everything that reads it) and commit.
+    /// Returns the names dropped.
+    pub fn drop_object(&mut self, name: &str, kind: ObjectKind, cascade: bool) -> Result<Vec<String>> {
+        let working = &self.writer.working;
+        let Some(entry) = working.objects.get(name) else {
+            return Err(match kind {
+                ObjectKind::View => Error::plan("42P01", format!("view \"{name}\" does not exist")),
+                ObjectKind::MaterializedView => Error::plan(
+                    "42P01",
+                    format!("materialized view \"{name}\" does not exist"),
+                ),
+                ObjectKind::Table => Error::UndefinedTable(name.to_string()),
+            });
+        };
+        if entry.kind != kind {
+            return Err(Error::WrongObjectType {
+                name: name.to_string(),
+                expected: kind.as_sql(),
+            });
+        }
+        let mut order = vec![name.to_string()];
+        let mut index = 0;
+        while index < order.len() {
+            let dependents: Vec<String> = working
+                .dependents(&order[index])
+                .into_iter()
+                .map(|e| e.name.clone())
+                .filter(|n| !order.contains(n))
+                .collect();
+            if !cascade && !dependents.is_empty() {
+                let detail = dependents
+                    .iter()
+                    .map(|d| {
+                        let kind = working.objects.get(d).map_or("view", |e| e.kind.as_sql());
+                        format!("{kind} {d} depends on {} {}", entry.kind.as_sql(), order[index])
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Err(Error::DependentObjects {
+                    object: format!("{} {name}", kind.as_sql()),
+                    detail: format!(
+                        "{detail}\nHINT:  Use DROP ... CASCADE to drop the dependent objects too."
+                    ),
+                });
+            }
+            order.extend(dependents);
+            index += 1;
+        }
+        let writer = &mut *self.writer;
+        for dropped in order.iter().rev() {
+            writer.dataflow.remove_owner(dropped);
+            if let Some(node) = writer.nodes.remove(dropped) {
+                writer.roots.remove(&node);
+            }
+            writer.keys.remove(dropped);
+            writer.working.relations.remove(dropped);
+            writer.working.objects.remove(dropped);
+        }
+        self.commit();
+        Ok(order)
+    }
+
+    /// Apply changes to a table, maintain every view, and commit them as one
+    /// epoch. Returns the number of rows changed.
+    pub fn write_table(&mut self, table: &str, changes: ChangeBatch) -> Result<u64> {
+        let writer = &mut *self.writer;
+        let entry = writer
+            .working
+            .objects
+            .get(table)
+            .cloned()
+            .ok_or_else(|| Error::UndefinedTable(table.to_string()))?;
+        if entry.kind != ObjectKind::Table {
+            return Err(Error::plan(
+                "42809",
+                format!("cannot change {} \"{table}\"", entry.kind.as_sql()),
+            ));
+        }
+        let changes = conform(&changes, &entry.schema)?.consolidate()?;
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        check_not_null(&entry, &changes)?;
+        let key_deltas = match writer.keys.get(table) {
+            Some(index) => Some(index.check(&entry, &changes)?),
+            None => None,
+        };
+        let mut relation = writer
+            .working
+            .relations
+            .get(table)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {table} has no contents")))?;
+        relation.apply(&changes)?;
+        let node = *writer
+            .nodes
+            .get(table)
+            .ok_or_else(|| Error::internal(format!("table {table} has no dataflow node")))?;
+        let changed: u64 = changes.weights().iter().map(|w| w.unsigned_abs()).sum();
+        writer.dataflow.push(node, changes)?;
+        let result = writer
+            .dataflow
+            .step()
+            .and_then(|output| writer.integrate(output));
+        if let Err(error) = result {
+            self.rollback();
+            return Err(error);
+        }
+        let writer = &mut *self.writer;
+        writer.working.relations.insert(table.to_string(), relation);
+        if let (Some(deltas), Some(index)) = (key_deltas, writer.keys.get_mut(table)) {
+            index.apply(deltas);
+        }
+        self.commit();
+        Ok(changed)
+    }
+
+    fn check_free(&self, name: &str) -> Result<()> {
+        if self.writer.working.objects.contains_key(name) {
+            return Err(Error::DuplicateTable(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) {
+        self.writer.working.epoch += 1;
+        debug!(epoch = self.writer.working.epoch, "epoch committed");
+        self.engine.publish(self.writer.working.clone());
+    }
+
+    /// Forget a failed write: go back to the committed snapshot and rebuild
+    /// every dataflow from it (operators may hold half an epoch).
+    fn rollback(&mut self) {
+        let committed = self.engine.snapshot();
+        if let Err(error) = self.writer.rebuild(committed.as_ref().clone()) {
+            warn!(%error, "rebuilding dataflows after a failed write failed");
+        }
+    }
+}
+
+impl Writer {
+    fn install_table(&mut self, entry: &CatalogEntry) -> Result<()> {
+        let schema = eddy_dataflow::schema::nullable(&entry.schema);
+        let node = self.dataflow.add(
+            &entry.name,
+            Box::new(SourceOperator::new(entry.name.clone(), schema)),
+            vec![],
+        )?;
+        self.nodes.insert(entry.name.clone(), node);
+        if !entry.primary_key.is_empty() {
+            let types = entry
+                .primary_key
+                .iter()
+                .map(|i| entry.schema.field(*i).data_type().clone())
+                .collect();
+            self.keys.insert(
+                entry.name.clone(),
+                KeyIndex {
+                    columns: entry.primary_key.clone(),
+                    codec: RowCodec::new(types)?,
+                    counts: HashMap::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Build a materialized view's operators and fill it from its inputs.
+    fn install_view(&mut self, entry: &CatalogEntry) -> Result<()> {
+        let plan = entry
+            .plan
+            .as_ref()
+            .ok_or_else(|| Error::internal("materialized view without a plan"))?;
+        let nodes = &self.nodes;
+        let planned = eddy_planner::plan_view(&mut self.dataflow, &entry.name, plan, &|name| {
+            nodes.get(name).copied()
+        });
+        let planned = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                self.dataflow.remove_owner(&entry.name);
+                return Err(error);
+            }
+        };
+        for (relation, _) in &planned.scans {
+            if !self.nodes.contains_key(relation) {
+                self.dataflow.remove_owner(&entry.name);
+                return Err(Error::not_supported(format!(
+                    "materialized views cannot read \"{relation}\": only tables and materialized views are maintained"
+                )));
+            }
+        }
+        self.dataflow.observe(planned.root)?;
+        self.roots.insert(planned.root, entry.name.clone());
+        self.nodes.insert(entry.name.clone(), planned.root);
+        self.working
+            .relations
+            .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
+        for (relation, node) in &planned.scans {
+            let contents = self
+                .working
+                .relations
+                .get(relation)
+                .ok_or_else(|| Error::internal(format!("relation {relation} has no contents")))?
+                .contents()?;
+            for changes in contents {
+                self.dataflow.push(*node, changes)?;
+            }
+        }
+        let output = self.dataflow.step()?;
+        self.integrate(output)
+    }
+
+    /// Fold the changes of each materialized view into its contents.
+    fn integrate(&mut self, output: StepOutput) -> Result<()> {
+        for (node, changes) in output {
+            let Some(view) = self.roots.get(&node) else {
+                continue;
+            };
+            let relation = self
+                .working
+                .relations
+                .get_mut(view)
+                .ok_or_else(|| Error::internal(format!("view {view} has no contents")))?;
+            let schema = relation.schema().clone();
+            relation.apply(&ChangeBatch::concat(&schema, &changes)?)?;
+        }
+        Ok(())
+    }
+
+    /// Start over from `snapshot`: reinstall every table and view in creation
+    /// order, refilling views from the tables' contents.
+    fn rebuild(&mut self, snapshot: Snapshot) -> Result<()> {
+        self.dataflow.clear();
+        self.nodes.clear();
+        self.roots.clear();
+        self.working = snapshot;
+        let mut entries: Vec<Arc<CatalogEntry>> = self.working.objects.values().cloned().collect();
+        entries.sort_by_key(|e| e.created);
+        for entry in entries {
+            match entry.kind {
+                ObjectKind::Table => {
+                    let keys = self.keys.remove(&entry.name);
+                    self.install_table(&entry)?;
+                    if let Some(keys) = keys {
+                        self.keys.insert(entry.name.clone(), keys);
+                    }
+                }
+                ObjectKind::MaterializedView => self.install_view(&entry)?,
+                ObjectKind::View => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeyIndex {
+    /// The key deltas `changes` would apply; fails on a duplicate key.
+    fn check(&self, entry: &CatalogEntry, changes: &ChangeBatch) -> Result<HashMap<Box<[u8]>, i64>> {
+        let columns: Vec<_> = self
+            .columns
+            .iter()
+            .map(|i| changes.data().column(*i).clone())
+            .collect();
+        let keys = self.codec.encode(&columns)?;
+        let mut deltas: HashMap<Box<[u8]>, (i64, usize)> = HashMap::new();
+        for (row, (key, weight)) in keys.iter().zip(changes.weights()).enumerate() {
+            let slot = deltas.entry(key.data().into()).or_insert((0, row));
+            slot.0 += weight;
+            if *weight > 0 {
+                slot.1 = row;
+            }
+        }
+        for (key, (delta, row)) in &deltas {
+            let count = self.counts.get(key).copied().unwrap_or(0) + delta;
+            if count > 1 {
+                let names: Vec<&str> = self
+                    .columns
+                    .iter()
+                    .map(|i| entry.schema.field(*i).name().as_str())
+                    .collect();
+                let values = columns
+                    .iter()
+                    .map(|c| Ok(display_value(&ScalarValue::try_from_array(c, *row)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                return Err(Error::UniqueViolation {
+                    constraint: format!("{}_pkey", entry.name),
+                    detail: format!(
+                        "Key ({})=({}) already exists.",
+                        names.join(", "),
+                        values.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(deltas.into_iter().map(|(k, (d, _))| (k, d)).collect())
+    }
+
+    fn apply(&mut self, deltas: HashMap<Box<[u8]>, i64>) {
+        for (key, delta) in deltas {
+            let count = self.counts.get(key.as_ref()).copied().unwrap_or(0) + delta;
+            if count == 0 {
+                self.counts.remove(key.as_ref());
+            } else {
+                self.counts.insert(key, count);
+            }
+        }
+    }
+}
+
+fn display_value(value: &ScalarValue) -> String {
+    if value.is_null() {
+        "null".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// Cast `changes` to the table's column types and field names.
+fn conform(changes: &ChangeBatch, schema: &SchemaRef) -> Result<ChangeBatch> {
+    let data = changes.data();
+    if data.num_columns() != schema.fields().len() {
+        return Err(Error::internal("written rows do not have the table's columns"));
+    }
+    let columns = data
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                Ok(datafusion::arrow::compute::cast(c, f.data_type())?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let target = eddy_dataflow::schema::nullable(schema);
+    changes.with_data(RecordBatch::try_new(target, columns)?)
+}
+
+fn check_not_null(entry: &CatalogEntry, changes: &ChangeBatch) -> Result<()> {
+    for (index, field) in entry.schema.fields().iter().enumerate() {
+        if field.is_nullable() {
+            continue;
+        }
+        let column = changes.data().column(index);
+        if column.null_count() == 0 {
+            continue;
+        }
+        let inserted_null = changes
+            .weights()
+            .iter()
+            .enumerate()
+            .any(|(row, weight)| *weight > 0 && column.is_null(row));
+        if inserted_null {
+            return Err(Error::NotNullViolation {
+                table: entry.name.clone(),
+                column: field.name().clone(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! The engine: catalog, DDL and DML, epochs and consistent reads.
+//!
+//! One writer at a time applies a statement's changes: it pushes them into
+//! the dataflow, runs the dataflow to the epoch's barrier, folds each view's
+//! output into the view's contents and then publishes a new [`Snapshot`] of
+//! every relation at once. Readers pin a snapshot for the length of a
+//! statement, so a read never sees part of an epoch.
+
+mod catalog;
+mod engine;
+mod functions;
+mod provider;
+mod relation;
+mod session;
+mod statement;
+
+pub use catalog::{ObjectKind, Snapshot};
+pub use engine::Engine;
+pub use relation::Relation;
+pub use session::{CommandTag, Output, Prepared, Session};
+pub use statement::split_statements;
+
+pub use eddy_common::{Error, Result};

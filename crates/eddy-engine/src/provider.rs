@@ -1,0 +1,135 @@
+//! DataFusion catalog over a pinned [`Snapshot`]: every statement of a
+//! session reads tables and views as of one epoch.
+
+use std::sync::{Arc, RwLock, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{SchemaProvider, Session as DataFusionSession, TableProvider};
+use datafusion::catalog::view::ViewTable;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::{ObjectKind, Snapshot};
+use crate::Relation;
+
+/// The `public` schema of a session, showing one pinned snapshot.
+#[derive(Debug)]
+pub struct SnapshotSchema {
+    pinned: RwLock<Arc<Snapshot>>,
+    state: RwLock<Weak<parking_lot::RwLock<SessionState>>>,
+}
+
+impl SnapshotSchema {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        Self {
+            pinned: RwLock::new(snapshot),
+            state: RwLock::new(Weak::new()),
+        }
+    }
+
+    /// Read `snapshot` from now on.
+    pub fn pin(&self, snapshot: Arc<Snapshot>) {
+        match self.pinned.write() {
+            Ok(mut pinned) => *pinned = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+
+    /// The snapshot being read.
+    pub fn pinned(&self) -> Arc<Snapshot> {
+        match self.pinned.read() {
+            Ok(pinned) => pinned.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Plan views with this session state.
+    pub fn set_state(&self, state: Weak<parking_lot::RwLock<SessionState>>) {
+        match self.state.write() {
+            Ok(mut slot) => *slot = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
+        }
+    }
+
+    fn session_state(&self) -> Option<SessionState> {
+        let weak = match self.state.read() {
+            Ok(weak) => weak.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        weak.upgrade().map(|state| state.read().clone())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SnapshotSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.pinned().objects.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let snapshot = self.pinned();
+        let Some(entry) = snapshot.objects.get(name) else {
+            return Ok(None);
+        };
+        match entry.kind {
+            ObjectKind::View => {
+                let query = entry.query.clone().unwrap_or_default();
+                let state = self.session_state().ok_or_else(|| {
+                    DataFusionError::Internal("session closed while planning a view".into())
+                })?;
+                let plan = state.create_logical_plan(&query).await?;
+                Ok(Some(Arc::new(ViewTable::new(plan, Some(query)))))
+            }
+            ObjectKind::Table | ObjectKind::MaterializedView => {
+                let relation = snapshot.relations.get(name).cloned().ok_or_else(|| {
+                    DataFusionError::Internal(format!("relation {name} has no contents"))
+                })?;
+                Ok(Some(Arc::new(SnapshotTable { relation })))
+            }
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.pinned().objects.contains_key(name)
+    }
+}
+
+/// A table or materialized view as of a snapshot.
+#[derive(Debug)]
+pub struct SnapshotTable {
+    relation: Relation,
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        self.relation.schema().clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn DataFusionSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .relation
+            .batches()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}

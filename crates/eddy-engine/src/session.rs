@@ -1,0 +1,696 @@
+//! A client session: parses statements and runs them against the engine.
+//!
+//! Queries run as ordinary DataFusion batch queries over a snapshot pinned
+//! for the statement. DDL and DML take the engine's writer turn, compute
+//! their changes against the state they apply to, and return once those
+//! changes are committed in every view.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Constraint, ParamValues};
+use datafusion::config::Dialect;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{col, DdlStatement, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self, ObjectType, Statement};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use eddy_common::{ChangeBatch, Error, Result};
+
+use crate::catalog::ObjectKind;
+use crate::provider::SnapshotSchema;
+use crate::{split_statements, Engine};
+
+/// Name of the database (DataFusion catalog) every session sees.
+pub const DATABASE: &str = "eddy";
+
+/// What a statement returns.
+#[derive(Debug)]
+pub enum Output {
+    /// Rows of a query.
+    Rows {
+        /// Column names and types.
+        schema: SchemaRef,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// A command's completion tag.
+    Command(CommandTag),
+    /// BEGIN / START TRANSACTION.
+    TransactionStart,
+    /// COMMIT / ROLLBACK.
+    TransactionEnd(&'static str),
+}
+
+/// A command completion tag as PostgreSQL sends it (`INSERT 0 3`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTag {
+    /// The command word(s), e.g. `CREATE TABLE`.
+    pub command: String,
+    /// Rows affected, for DML.
+    pub rows: Option<u64>,
+}
+
+impl CommandTag {
+    fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            rows: None,
+        }
+    }
+
+    fn with_rows(command: impl Into<String>, rows: u64) -> Self {
+        Self {
+            command: command.into(),
+            rows: Some(rows),
+        }
+    }
+}
+
+/// A parsed statement, for the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The statement's text.
+    pub sql: String,
+    statement: Option<Parsed>,
+    /// Types of `$n` parameters, where they could be inferred.
+    pub parameter_types: Vec<Option<DataType>>,
+    /// Result columns, for statements that return rows.
+    pub schema: Option<SchemaRef>,
+}
+
+#[derive(Debug, Clone)]
+enum Parsed {
+    Flush,
+    Sql(Box<Statement>),
+}
+
+/// One client's session.
+pub struct Session {
+    engine: Arc<Engine>,
+    context: SessionContext,
+    schema: Arc<SnapshotSchema>,
+    parser: PostgresCompatibilityParser,
+    variables: Mutex<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+/// Defaults of the settings clients ask for on connect.
+const DEFAULT_SETTINGS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("max_identifier_length", "63"),
+    ("search_path", "public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "16.6"),
+    ("server_version_num", "160000"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
+impl Session {
+    /// A session on `engine` with PostgreSQL's catalog tables and functions.
+    pub fn new(engine: Arc<Engine>) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, "public")
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_target_partitions(1);
+        let options = config.options_mut();
+        options.sql_parser.dialect = Dialect::PostgreSQL;
+        options.sql_parser.map_string_types_to_utf8view = false;
+        options.execution.time_zone = Some("+00:00".to_string());
+        let context = SessionContext::new_with_config(config);
+        let schema = Arc::new(SnapshotSchema::new(engine.snapshot()));
+        context
+            .catalog(DATABASE)
+            .ok_or_else(|| Error::internal("default catalog missing"))?
+            .register_schema("public", schema.clone())?;
+        datafusion_pg_catalog::setup_pg_catalog(&context, DATABASE, EmptyContextProvider)
+            .map_err(|e| Error::from(*e))?;
+        context.register_udf(crate::functions::version());
+        schema.set_state(context.state_weak_ref());
+        let variables = DEFAULT_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Self {
+            engine,
+            context,
+            schema,
+            parser: PostgresCompatibilityParser::new(),
+            variables: Mutex::new(variables),
+        })
+    }
+
+    /// Run every statement of `sql` in order (the simple query protocol).
+    /// Stops at the first error, which is returned after the outputs of the
+    /// statements before it.
+    pub async fn execute_sql(&self, sql: &str) -> (Vec<Output>, Option<Error>) {
+        let mut outputs = Vec::new();
+        for text in split_statements(sql) {
+            let result = match self.parse(text) {
+                Ok(Some(parsed)) => self.execute(parsed, text, None).await,
+                Ok(None) => continue,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(output) => outputs.push(output),
+                Err(error) => return (outputs, Some(error)),
+            }
+        }
+        (outputs, None)
+    }
+
+    /// Parse one statement and describe its parameters and result columns.
+    pub async fn prepare(&self, sql: &str) -> Result<Prepared> {
+        let pieces = split_statements(sql);
+        if pieces.len() > 1 {
+            return Err(Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(text) = pieces.first() else {
+            return Ok(Prepared {
+                sql: sql.to_string(),
+                statement: None,
+                parameter_types: vec![],
+                schema: None,
+            });
+        };
+        let statement = self.parse(text)?;
+        let mut prepared = Prepared {
+            sql: text.to_string(),
+            statement: statement.clone(),
+            parameter_types: vec![],
+            schema: None,
+        };
+        if let Some(Parsed::Sql(statement)) = &statement {
+            self.schema.pin(self.engine.snapshot());
+            match statement.as_ref() {
+                Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                    let plan = self.plan(statement).await?;
+                    let types = plan.get_parameter_types()?;
+                    let mut ordered: Vec<(usize, Option<DataType>)> = types
+                        .into_iter()
+                        .filter_map(|(name, t)| {
+                            name.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, t))
+                        })
+                        .collect();
+                    ordered.sort_by_key(|(n, _)| *n);
+                    let count = ordered.last().map_or(0, |(n, _)| *n);
+                    let mut parameter_types = vec![None; count];
+                    for (n, t) in ordered {
+                        if n > 0 {
+                            parameter_types[n - 1] = t;
+                        }
+                    }
+                    prepared.parameter_types = parameter_types;
+                    if matches!(statement.as_ref(), Statement::Query(_)) {
+                        prepared.schema = Some(Arc::new(plan.schema().as_arrow().clone()));
+                    }
+                }
+                _ => {
+                    prepared.schema = self.result_schema(statement);
+                }
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Run a prepared statement with `$n` parameter values.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &Prepared,
+        parameters: Option<ParamValues>,
+    ) -> Result<Option<Output>> {
+        match &prepared.statement {
+            Some(parsed) => Ok(Some(
+                self.execute(parsed.clone(), &prepared.sql, parameters).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn parse(&self, text: &str) -> Result<Option<Parsed>> {
+        let words: Vec<String> = text
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+            .collect();
+        if words == ["FLUSH"] {
+            return Ok(Some(Parsed::Flush));
+        }
+        let mut statements = self
+            .parser
+            .parse(text)
+            .map_err(|e| Error::Syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()))?;
+        match statements.len() {
+            0 => Ok(None),
+            1 => Ok(statements.pop().map(|s| Parsed::Sql(Box::new(s)))),
+            _ => Err(Error::Syntax("expected one statement".into())),
+        }
+    }
+
+    async fn plan(&self, statement: &Statement) -> Result<LogicalPlan> {
+        let state = self.context.state();
+        Ok(state
+            .statement_to_plan(DFStatement::Statement(Box::new(statement.clone())))
+            .await?)
+    }
+
+    async fn execute(&self, parsed: Parsed, text: &str, parameters: Option<ParamValues>) -> Result<Output> {
+        let statement = match parsed {
+            Parsed::Flush => {
+                self.engine.flush().await;
+                return Ok(Output::Command(CommandTag::new("FLUSH")));
+            }
+            Parsed::Sql(statement) => *statement,
+        };
+        match &statement {
+            Statement::Query(_) => {
+                self.schema.pin(self.engine.snapshot());
+                let plan = self.plan(&statement).await?;
+                let plan = bind(plan, parameters)?;
+                self.run_query(plan).await
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                self.write(&statement, parameters).await
+            }
+            Statement::CreateTable(_) => self.create_table(&statement).await,
+            Statement::CreateView(view) => self.create_view(view, text).await,
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => self.drop(*object_type, *if_exists, names, *cascade).await,
+            Statement::Explain { statement: inner, .. } => match inner.as_ref() {
+                Statement::CreateView(view) if view.materialized => self.explain_view(view).await,
+                _ => {
+                    self.schema.pin(self.engine.snapshot());
+                    let plan = self.plan(&statement).await?;
+                    self.run_query(plan).await
+                }
+            },
+            Statement::ShowTables { .. } => Ok(self.list(ObjectKind::Table, "name")),
+            Statement::ShowVariable { variable } => self.show(variable),
+            Statement::Set(set) => self.set(set),
+            Statement::StartTransaction { .. } => Ok(Output::TransactionStart),
+            Statement::Commit { .. } => Ok(Output::TransactionEnd("COMMIT")),
+            Statement::Rollback { .. } => Ok(Output::TransactionEnd("ROLLBACK")),
+            Statement::Discard { .. } => Ok(Output::Command(CommandTag::new("DISCARD ALL"))),
+            Statement::Deallocate { .. } => Ok(Output::Command(CommandTag::new("DEALLOCATE"))),
+            other => Err(Error::not_supported(format!(
+                "statement not supported: {}",
+                other.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            ))),
+        }
+    }
+
+    fn result_schema(&self, statement: &Statement) -> Option<SchemaRef> {
+        match statement {
+            Statement::ShowTables { .. } => Some(text_schema(&["name"])),
+            Statement::ShowVariable { variable } => {
+                let name = variable_name(variable);
+                if name == "materialized views" {
+                    Some(text_schema(&["name"]))
+                } else {
+                    Some(text_schema(&[name.as_str()]))
+                }
+            }
+            Statement::Explain { .. } => Some(text_schema(&["QUERY PLAN"])),
+            _ => None,
+        }
+    }
+
+    async fn run_query(&self, plan: LogicalPlan) -> Result<Output> {
+        let frame = self.context.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await?;
+        Ok(Output::Rows { schema, batches })
+    }
+
+    /// Rows a plan produces, as one batch of the plan's schema.
+    async fn collect(&self, plan: LogicalPlan) -> Result<RecordBatch> {
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let batches = self.context.execute_logical_plan(plan).await?.collect().await?;
+        Ok(concat_batches(&schema, &batches)?)
+    }
+
+    async fn write(&self, statement: &Statement, parameters: Option<ParamValues>) -> Result<Output> {
+        let mut guard = self.engine.write().await;
+        self.schema.pin(guard.snapshot());
+        let plan = bind(self.plan(statement).await?, parameters)?;
+        let LogicalPlan::Dml(dml) = plan else {
+            return Err(Error::internal("DML did not plan to a write"));
+        };
+        let table = dml.table_name.table().to_string();
+        let (changes, rows, command) = match dml.op {
+            WriteOp::Insert(_) => {
+                let rows = self.collect(dml.input.as_ref().clone()).await?;
+                let count = rows.num_rows() as u64;
+                (ChangeBatch::inserts(rows), count, "INSERT 0")
+            }
+            WriteOp::Delete => {
+                let rows = self.collect(dml.input.as_ref().clone()).await?;
+                let count = rows.num_rows() as u64;
+                (ChangeBatch::deletes(rows), count, "DELETE")
+            }
+            WriteOp::Update => {
+                let LogicalPlan::Projection(projection) = dml.input.as_ref() else {
+                    return Err(Error::not_supported("this form of UPDATE"));
+                };
+                let width = projection.expr.len();
+                let source = projection.input.as_ref().clone();
+                let mut exprs: Vec<Expr> = source
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .take(width)
+                    .map(Expr::Column)
+                    .collect();
+                for (i, expr) in projection.expr.iter().enumerate() {
+                    exprs.push(expr.clone().unalias().alias(format!("__eddy_new_{i}")));
+                }
+                let plan = LogicalPlanBuilder::from(source).project(exprs)?.build()?;
+                let both = self.collect(plan).await?;
+                let count = both.num_rows() as u64;
+                let schema = Arc::new(Schema::new(both.schema().fields()[..width].to_vec()));
+                let old = RecordBatch::try_new(schema.clone(), both.columns()[..width].to_vec())?;
+                let new = RecordBatch::try_new(schema.clone(), both.columns()[width..].to_vec())?;
+                let changes = ChangeBatch::concat(
+                    &schema,
+                    &[ChangeBatch::deletes(old), ChangeBatch::inserts(new)],
+                )?;
+                (changes, count, "UPDATE")
+            }
+            _ => return Err(Error::not_supported(format!("{} statements", dml.op))),
+        };
+        guard.write_table(&table, changes)?;
+        Ok(Output::Command(CommandTag::with_rows(command, rows)))
+    }
+
+    async fn create_table(&self, statement: &Statement) -> Result<Output> {
+        let mut guard = self.engine.write().await;
+        self.schema.pin(guard.snapshot());
+        let plan = self.plan(statement).await?;
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
+            return Err(Error::not_supported("this form of CREATE TABLE"));
+        };
+        let name = create.name.table().to_string();
+        if guard.snapshot().objects.contains_key(&name) && create.if_not_exists {
+            return Ok(Output::Command(CommandTag::new("CREATE TABLE")));
+        }
+        let mut primary_key = Vec::new();
+        for constraint in create.constraints.iter() {
+            match constraint {
+                Constraint::PrimaryKey(columns) => primary_key = columns.clone(),
+                Constraint::Unique(_) => {
+                    return Err(Error::not_supported("UNIQUE constraints other than PRIMARY KEY"))
+                }
+            }
+        }
+        let input_schema = create.input.schema().as_arrow().clone();
+        let fields: Vec<Field> = input_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let field = f.as_ref().clone();
+                if primary_key.contains(&i) {
+                    field.with_nullable(false)
+                } else {
+                    field
+                }
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let is_query = !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_));
+        let rows = if is_query {
+            Some(self.collect(create.input.as_ref().clone()).await?)
+        } else {
+            None
+        };
+        guard.create_table(&name, schema, primary_key)?;
+        if let Some(rows) = rows {
+            let count = rows.num_rows() as u64;
+            guard.write_table(&name, ChangeBatch::inserts(rows))?;
+            return Ok(Output::Command(CommandTag::with_rows("SELECT", count)));
+        }
+        Ok(Output::Command(CommandTag::new("CREATE TABLE")))
+    }
+
+    async fn create_view(&self, view: &ast::CreateView, text: &str) -> Result<Output> {
+        let name = object_name(&view.name);
+        let query = view.query.to_string();
+        let mut guard = self.engine.write().await;
+        let snapshot = guard.snapshot();
+        self.schema.pin(snapshot.clone());
+        let tag = if view.materialized {
+            "CREATE MATERIALIZED VIEW"
+        } else {
+            "CREATE VIEW"
+        };
+        if snapshot.objects.contains_key(&name) && view.if_not_exists {
+            return Ok(Output::Command(CommandTag::new(tag)));
+        }
+        if view.or_replace {
+            return Err(Error::not_supported("CREATE OR REPLACE VIEW"));
+        }
+        let plan = self.plan(&Statement::Query(view.query.clone())).await?;
+        let plan = rename_columns(plan, &view.columns)?;
+        let depends_on = relations_read(&plan);
+        if view.materialized {
+            eddy_planner::reject_time_dependent(&plan)?;
+            let optimized = self.context.state().optimize(&plan)?;
+            let _ = text;
+            guard.create_materialized_view(&name, query, optimized, depends_on)?;
+        } else {
+            let schema = Arc::new(plan.schema().as_arrow().clone());
+            guard.create_view(&name, query, schema, depends_on)?;
+        }
+        Ok(Output::Command(CommandTag::new(tag)))
+    }
+
+    async fn explain_view(&self, view: &ast::CreateView) -> Result<Output> {
+        self.schema.pin(self.engine.snapshot());
+        let plan = self.plan(&Statement::Query(view.query.clone())).await?;
+        eddy_planner::reject_time_dependent(&plan)?;
+        let optimized = self.context.state().optimize(&plan)?;
+        let mut scratch = eddy_dataflow::Dataflow::new();
+        let name = object_name(&view.name);
+        let planned = eddy_planner::plan_view(&mut scratch, &name, &optimized, &|_| None)?;
+        let text = scratch.explain(planned.root)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let schema = text_schema(&["QUERY PLAN"]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])?;
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    async fn drop(
+        &self,
+        object_type: ObjectType,
+        if_exists: bool,
+        names: &[ast::ObjectName],
+        cascade: bool,
+    ) -> Result<Output> {
+        let (kind, tag) = match object_type {
+            ObjectType::Table => (ObjectKind::Table, "DROP TABLE"),
+            ObjectType::View => (ObjectKind::View, "DROP VIEW"),
+            ObjectType::MaterializedView => (ObjectKind::MaterializedView, "DROP MATERIALIZED VIEW"),
+            other => return Err(Error::not_supported(format!("DROP {other}"))),
+        };
+        let mut guard = self.engine.write().await;
+        for name in names {
+            let name = object_name(name);
+            if if_exists && !guard.snapshot().objects.contains_key(&name) {
+                continue;
+            }
+            guard.drop_object(&name, kind, cascade)?;
+        }
+        Ok(Output::Command(CommandTag::new(tag)))
+    }
+
+    fn list(&self, kind: ObjectKind, column: &str) -> Output {
+        let snapshot = self.engine.snapshot();
+        let names: Vec<&str> = snapshot
+            .objects
+            .values()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.name.as_str())
+            .collect();
+        let schema = text_schema(&[column]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(names))]);
+        Output::Rows {
+            schema,
+            batches: batch.into_iter().collect(),
+        }
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
+        let name = variable_name(variable);
+        match name.as_str() {
+            "materialized views" => return Ok(self.list(ObjectKind::MaterializedView, "name")),
+            "tables" => return Ok(self.list(ObjectKind::Table, "name")),
+            "views" => return Ok(self.list(ObjectKind::View, "name")),
+            _ => {}
+        }
+        let key = match name.as_str() {
+            "transaction isolation level" => "transaction_isolation".to_string(),
+            "time zone" => "timezone".to_string(),
+            other => other.to_string(),
+        };
+        let value = self
+            .variables
+            .lock()
+            .map_err(|_| Error::internal("session settings poisoned"))?
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| {
+                Error::plan("42704", format!("unrecognized configuration parameter \"{name}\""))
+            })?;
+        let schema = text_schema(&[key.as_str()]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    fn set(&self, set: &ast::Set) -> Result<Output> {
+        let mut variables = self
+            .variables
+            .lock()
+            .map_err(|_| Error::internal("session settings poisoned"))?;
+        match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string().to_ascii_lowercase();
+                let value = values
+                    .iter()
+                    .map(setting_value)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                variables.insert(name, value);
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                variables.insert("timezone".into(), setting_value(value));
+            }
+            _ => {}
+        }
+        Ok(Output::Command(CommandTag::new("SET")))
+    }
+}
+
+/// Substitute `$n` parameters.
+fn bind(plan: LogicalPlan, parameters: Option<ParamValues>) -> Result<LogicalPlan> {
+    match parameters {
+        Some(parameters) => Ok(plan.with_param_values(parameters)?),
+        None => Ok(plan),
+    }
+}
+
+/// Apply `CREATE VIEW v (a, b)` column names.
+fn rename_columns(plan: LogicalPlan, columns: &[ast::ViewColumnDef]) -> Result<LogicalPlan> {
+    if columns.is_empty() {
+        return Ok(plan);
+    }
+    let fields = plan.schema().columns();
+    if columns.len() > fields.len() {
+        return Err(Error::plan("42601", "CREATE VIEW specifies more column names than columns"));
+    }
+    let exprs: Vec<Expr> = fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let expr = col(column.clone());
+            match columns.get(i) {
+                Some(def) => expr.alias(def.name.value.to_ascii_lowercase()),
+                None => expr,
+            }
+        })
+        .collect();
+    Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+}
+
+/// Names of the tables and views a plan reads, subqueries included.
+fn relations_read(plan: &LogicalPlan) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let schema = scan.table_name.schema();
+            let name = scan.table_name.table().to_string();
+            let system = matches!(schema, Some("pg_catalog" | "information_schema"));
+            if !system && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names
+}
+
+fn object_name(name: &ast::ObjectName) -> String {
+    name.0
+        .last()
+        .map(|part| match part.as_ident() {
+            Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+            Some(ident) => ident.value.to_ascii_lowercase(),
+            None => part.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+fn variable_name(variable: &[ast::Ident]) -> String {
+    variable
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn setting_value(value: &ast::Expr) -> String {
+    match value {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn text_schema(columns: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}

@@ -1,0 +1,218 @@
+//! pgwire handlers for one connection.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use eddy_common::Error;
+use eddy_engine::{Engine, Output, Prepared, Session};
+use futures::{stream, Sink};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+
+/// Handlers of one connection, sharing its session.
+pub struct ConnectionHandlers {
+    query: Arc<QueryHandler>,
+    startup: Arc<Startup>,
+}
+
+impl ConnectionHandlers {
+    /// Open a session on `engine`.
+    pub fn new(engine: Arc<Engine>) -> eddy_common::Result<Self> {
+        let session = Arc::new(Session::new(engine)?);
+        Ok(Self {
+            query: Arc::new(QueryHandler {
+                parser: Arc::new(StatementParser {
+                    session: session.clone(),
+                }),
+                session,
+            }),
+            startup: Arc::new(Startup),
+        })
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+}
+
+/// Accepts any user and database without a password.
+struct Startup;
+
+impl NoopStartupHandler for Startup {}
+
+struct QueryHandler {
+    session: Arc<Session>,
+    parser: Arc<StatementParser>,
+}
+
+struct StatementParser {
+    session: Arc<Session>,
+}
+
+/// An engine error as a Postgres error response.
+fn wire_error(error: &Error) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".into(), error.sqlstate().into(), error.to_string());
+    if let Some(detail) = error.detail() {
+        let (detail, hint) = match detail.split_once("\nHINT:  ") {
+            Some((detail, hint)) => (detail, Some(hint.to_string())),
+            None => (detail, None),
+        };
+        info.detail = Some(detail.to_string());
+        info.hint = hint;
+    }
+    info
+}
+
+fn user_error(error: &Error) -> PgWireError {
+    PgWireError::UserError(Box::new(wire_error(error)))
+}
+
+fn response(output: Output, format: &Format, options: &Arc<FormatOptions>) -> PgWireResult<Response> {
+    Ok(match output {
+        Output::Rows { schema, batches } => {
+            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options.clone()))?);
+            let rows = batches.into_iter().flat_map({
+                let fields = fields.clone();
+                move |batch| -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
+                    encode_recordbatch(fields.clone(), batch)
+                }
+            });
+            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+        }
+        Output::Command(tag) => {
+            let mut words = tag.command.split(' ');
+            let command = words.next().unwrap_or_default();
+            let mut wire = Tag::new(command);
+            if words.next() == Some("0") {
+                wire = wire.with_oid(0);
+            }
+            if let Some(rows) = tag.rows {
+                wire = wire.with_rows(rows as usize);
+            }
+            Response::Execution(wire)
+        }
+        Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::TransactionEnd(command) => Response::TransactionEnd(Tag::new(command)),
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let (outputs, error) = self.session.execute_sql(query).await;
+        let mut responses = Vec::with_capacity(outputs.len() + 1);
+        for output in outputs {
+            responses.push(response(output, &Format::UnifiedText, &options)?);
+        }
+        if let Some(error) = error {
+            tracing::debug!(%error, "statement failed");
+            responses.push(Response::Error(Box::new(wire_error(&error))));
+        }
+        if responses.is_empty() {
+            responses.push(Response::EmptyQuery);
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.session
+            .prepare(sql)
+            .await
+            .map(Some)
+            .map_err(|e| user_error(&e))
+    }
+
+    fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
+        statement
+            .parameter_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match &statement.schema {
+            Some(schema) => arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Prepared;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let types: Vec<Option<&DataType>> = prepared.parameter_types.iter().map(|t| t.as_ref()).collect();
+        let parameters = if portal.parameter_len() > 0 {
+            Some(deserialize_parameters(portal, &types)?)
+        } else {
+            None
+        };
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        match self.session.execute_prepared(prepared, parameters).await {
+            Ok(Some(output)) => response(output, &portal.result_column_format, &options),
+            Ok(None) => Ok(Response::EmptyQuery),
+            Err(error) => Err(user_error(&error)),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The Eddy server: configuration and start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eddy_engine::Engine;
+use tokio::net::TcpListener;
+use tracing::info;
+
+/// Default Postgres-wire listen address.
+pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:6543";
+
+/// Server settings.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "eddy", version, about = "Eddy: a streaming SQL database")]
+pub struct Config {
+    /// Address to accept Postgres-wire connections on.
+    #[arg(long, env = "EDDY_PG_ADDR", default_value = DEFAULT_PG_ADDR)]
+    pub pg_addr: String,
+    /// Directory for durable state (not used yet: state is in memory).
+    #[arg(long, env = "EDDY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The engine behind it.
+    pub engine: Arc<Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Bind `config.pg_addr` and start serving in the background.
+    pub async fn start(config: &Config) -> std::io::Result<Self> {
+        if let Some(dir) = &config.data_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let listener = TcpListener::bind(&config.pg_addr).await?;
+        let addr = listener.local_addr()?;
+        let engine = Arc::new(Engine::new());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(eddy_pgwire::serve(engine.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        info!(%addr, "listening for postgres connections");
+        Ok(Self {
+            addr,
+            engine,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Stop accepting connections and wait for the listener to close.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(std::io::Error::other(error)),
+        }
+    }
+}
