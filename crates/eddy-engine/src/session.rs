@@ -315,6 +315,14 @@ impl Session {
                 }
             },
             Statement::ShowTables { .. } => Ok(self.list(ObjectKind::Table, "name")),
+            Statement::ShowViews { materialized, .. } => Ok(self.list(
+                if *materialized {
+                    ObjectKind::MaterializedView
+                } else {
+                    ObjectKind::View
+                },
+                "name",
+            )),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::Set(set) => self.set(set),
             Statement::StartTransaction { .. } => Ok(Output::TransactionStart),
@@ -331,7 +339,9 @@ impl Session {
 
     fn result_schema(&self, statement: &Statement) -> Option<SchemaRef> {
         match statement {
-            Statement::ShowTables { .. } => Some(text_schema(&["name"])),
+            Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
+                Some(text_schema(&["name"]))
+            }
             Statement::ShowVariable { variable } => {
                 let name = variable_name(variable);
                 if name == "materialized views" {

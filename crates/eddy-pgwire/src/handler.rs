@@ -104,12 +104,11 @@ fn response(output: Output, format: &Format, options: &Arc<FormatOptions>) -> Pg
             Response::Query(QueryResponse::new(fields, stream::iter(rows)))
         }
         Output::Command(tag) => {
-            let mut words = tag.command.split(' ');
-            let command = words.next().unwrap_or_default();
-            let mut wire = Tag::new(command);
-            if words.next() == Some("0") {
-                wire = wire.with_oid(0);
-            }
+            // PostgreSQL reports INSERT with the (always 0) oid: `INSERT 0 3`.
+            let mut wire = match tag.command.strip_suffix(" 0") {
+                Some(command) => Tag::new(command).with_oid(0),
+                None => Tag::new(&tag.command),
+            };
             if let Some(rows) = tag.rows {
                 wire = wire.with_rows(rows as usize);
             }

@@ -641,3 +641,136 @@ fn cast_to(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
         Ok(cast(array, data_type)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{changes, col, epoch, schema, NOTHING};
+
+    fn call(function: AggregateFunction, arg: &str, distinct: bool) -> AggregateCall {
+        let input = schema("k:int v:int");
+        AggregateCall {
+            function,
+            args: if arg == "*" { vec![] } else { vec![col(arg, &input)] },
+            distinct,
+            filter: None,
+            order_by: vec![],
+            output_type: DataType::Int64,
+            display: format!("{function:?}({arg})"),
+        }
+    }
+
+    /// `SELECT [k,] <calls> FROM t(k, v) [GROUP BY k]`; `output` names the
+    /// result columns.
+    fn aggregate(grouped: bool, calls: Vec<AggregateCall>, output: &str) -> AggregateOperator {
+        let input = schema("k:int v:int");
+        let (exprs, types) = if grouped {
+            (vec![col("k", &input)], vec![DataType::Int64])
+        } else {
+            (vec![], vec![])
+        };
+        AggregateOperator::new(exprs, types, calls, &input, schema(output))
+            .expect("a valid aggregate")
+    }
+
+    fn count_sum_min_max(grouped: bool) -> AggregateOperator {
+        use AggregateFunction::*;
+        let calls = vec![
+            call(Count, "*", false),
+            call(Sum, "v", false),
+            call(Min, "v", false),
+            call(Max, "v", false),
+        ];
+        let output = if grouped { "k:int n:int s:int lo:int hi:int" } else { "n:int s:int lo:int hi:int" };
+        aggregate(grouped, calls, output)
+    }
+
+    #[test]
+    fn deleting_the_max_reveals_the_next() -> Result<()> {
+        let mut op = count_sum_min_max(true);
+        let s = schema("k:int v:int");
+        let rows = changes(&s, "1 10 +1; 1 30 +1; 1 20 +1; 2 5 +1; 2 NULL +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 3 60 10 30 +1", "2 2 5 5 5 +1"]);
+        let delete_max = changes(&s, "1 30 -1");
+        assert_eq!(
+            epoch(&mut op, vec![(0, delete_max)])?,
+            ["1 2 30 10 20 +1", "1 3 60 10 30 -1"]
+        );
+        // A duplicate of the min keeps it until both copies are gone.
+        let rows = changes(&s, "1 10 +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 2 30 10 20 -1", "1 3 40 10 20 +1"]);
+        let rows = changes(&s, "1 10 -1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 2 30 10 20 +1", "1 3 40 10 20 -1"]);
+        let rows = changes(&s, "1 10 -1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 1 20 20 20 +1", "1 2 30 10 20 -1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn group_disappears_when_its_count_reaches_zero() -> Result<()> {
+        let mut op = count_sum_min_max(true);
+        let s = schema("k:int v:int");
+        let rows = changes(&s, "1 10 +1; 1 20 +1; 2 7 +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 2 30 10 20 +1", "2 1 7 7 7 +1"]);
+        // Deleted over two batches of one epoch: one retraction, no new row.
+        let steps = vec![(0, changes(&s, "1 10 -1")), (0, changes(&s, "1 20 -1"))];
+        assert_eq!(epoch(&mut op, steps)?, ["1 2 30 10 20 -1"]);
+        // The group comes back from scratch, with no stale state.
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "1 4 +1"))])?, ["1 1 4 4 4 +1"]);
+        // A group born and gone within one epoch emits nothing.
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "3 1 +1; 3 1 -1"))])?, NOTHING);
+        Ok(())
+    }
+
+    #[test]
+    fn global_aggregate_has_a_row_without_input() -> Result<()> {
+        let mut op = count_sum_min_max(false);
+        let s = schema("k:int v:int");
+        assert_eq!(epoch(&mut op, vec![])?, ["0 NULL NULL NULL +1"]);
+        assert_eq!(epoch(&mut op, vec![])?, NOTHING);
+        let rows = changes(&s, "1 10 +1; 2 20 +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["0 NULL NULL NULL -1", "2 30 10 20 +1"]);
+        // Emptied again: back to the row of no input, not to no row.
+        let rows = changes(&s, "1 10 -1; 2 20 -1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["0 NULL NULL NULL +1", "2 30 10 20 -1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn count_distinct_under_duplicates() -> Result<()> {
+        use AggregateFunction::*;
+        let calls = vec![call(Count, "*", false), call(Count, "v", true), call(Sum, "v", true)];
+        let mut op = aggregate(true, calls, "k:int n:int nd:int sd:int");
+        let s = schema("k:int v:int");
+        let rows = changes(&s, "1 10 +1; 1 10 +1; 1 20 +2; 1 NULL +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 5 2 30 +1"]);
+        // One of two copies of 10 goes: still two distinct values.
+        let rows = changes(&s, "1 10 -1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 4 2 30 +1", "1 5 2 30 -1"]);
+        // The last copy goes: 10 leaves the distinct set.
+        let rows = changes(&s, "1 10 -1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 3 1 20 +1", "1 4 2 30 -1"]);
+        // Both copies of 20 go in one row, and a new value arrives twice.
+        let rows = changes(&s, "1 20 -2; 1 30 +1; 1 30 +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 3 1 20 -1", "1 3 1 30 +1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn unchanged_results_emit_nothing() -> Result<()> {
+        use AggregateFunction::*;
+        let calls = vec![call(Max, "v", false), call(Count, "v", true)];
+        let mut op = aggregate(true, calls, "k:int hi:int nd:int");
+        let s = schema("k:int v:int");
+        let rows = changes(&s, "1 10 +1; 1 5 +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 10 2 +1"]);
+        // Below the max, and a duplicate: neither result moves.
+        let rows = changes(&s, "1 7 +1; 1 7 -1; 1 5 +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, NOTHING);
+        let rows = changes(&s, "1 5 -1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, NOTHING);
+        // No input at all.
+        assert_eq!(epoch(&mut op, vec![])?, NOTHING);
+        Ok(())
+    }
+}

@@ -53,3 +53,39 @@ impl Operator for FilterOperator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::Operator as Op;
+    use datafusion::physical_expr::expressions::{lit, BinaryExpr};
+
+    use super::*;
+    use crate::testing::{changes, col, epoch, schema, NOTHING};
+
+    fn k_above_one() -> FilterOperator {
+        let s = schema("k:int v:str");
+        let predicate = Arc::new(BinaryExpr::new(col("k", &s), Op::Gt, lit(1i64)));
+        FilterOperator::new(predicate, s)
+    }
+
+    #[test]
+    fn deletions_pass_exactly_like_insertions() -> Result<()> {
+        let mut op = k_above_one();
+        let s = op.schema().clone();
+        let rows = "1 a +1; 2 b +1; NULL c +1; 3 NULL +2";
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, rows))])?, ["2 b +1", "3 NULL +2"]);
+        let deletes = "1 a -1; 2 b -1; NULL c -1; 3 NULL -2";
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, deletes))])?, ["2 b -1", "3 NULL -2"]);
+        Ok(())
+    }
+
+    #[test]
+    fn mixed_batch_and_nothing_passing() -> Result<()> {
+        let mut op = k_above_one();
+        let s = op.schema().clone();
+        let mixed = changes(&s, "5 x +1; 5 x -1; 7 y -1; 0 z +1");
+        assert_eq!(epoch(&mut op, vec![(0, mixed)])?, ["7 y -1"]);
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "0 a +1; NULL b -1"))])?, NOTHING);
+        Ok(())
+    }
+}

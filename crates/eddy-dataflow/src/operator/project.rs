@@ -59,3 +59,36 @@ impl Operator for ProjectOperator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::Operator as Op;
+    use datafusion::physical_expr::expressions::{lit, BinaryExpr};
+
+    use super::*;
+    use crate::testing::{changes, col, epoch, schema};
+
+    #[test]
+    fn maps_rows_and_keeps_weights() -> Result<()> {
+        let input = schema("k:int v:str");
+        let output = schema("v:str k1:int");
+        let exprs = vec![
+            col("v", &input),
+            Arc::new(BinaryExpr::new(col("k", &input), Op::Plus, lit(1i64))) as _,
+        ];
+        let mut op = ProjectOperator::new(exprs, output);
+        let batch = changes(&input, "1 a +1; 2 b -2; NULL c +3");
+        assert_eq!(epoch(&mut op, vec![(0, batch)])?, ["a 2 +1", "b 3 -2", "c NULL +3"]);
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_project_alike_consolidate() -> Result<()> {
+        let input = schema("k:int v:str");
+        let output = schema("v:str");
+        let mut op = ProjectOperator::new(vec![col("v", &input)], output);
+        let batch = changes(&input, "1 a +1; 2 a +1; 3 a -1; 4 b +1; 5 b -1");
+        assert_eq!(epoch(&mut op, vec![(0, batch)])?, ["a +1"]);
+        Ok(())
+    }
+}

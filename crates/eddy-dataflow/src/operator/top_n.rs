@@ -156,3 +156,66 @@ impl Operator for TopNOperator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::compute::SortOptions;
+
+    use super::*;
+    use crate::testing::{changes, col, epoch, schema, NOTHING};
+
+    /// `SELECT * FROM t(k, v) ORDER BY k [DESC] LIMIT limit OFFSET offset`.
+    fn top_n(descending: bool, offset: usize, limit: Option<usize>) -> TopNOperator {
+        let s = schema("k:int v:str");
+        let options = SortOptions { descending, nulls_first: false };
+        let order_by = vec![PhysicalSortExpr::new(col("k", &s), options)];
+        TopNOperator::new(order_by, offset, limit, s).expect("a valid top-n")
+    }
+
+    #[test]
+    fn deleting_the_top_row_shifts_the_window() -> Result<()> {
+        let mut op = top_n(false, 1, Some(2));
+        let s = op.schema().clone();
+        let rows = changes(&s, "3 c +1; 1 a +1; 5 e +1; 2 b +1; 4 d +1; NULL n +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["2 b +1", "3 c +1"]);
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "1 a -1"))])?, ["2 b -1", "4 d +1"]);
+        // A change beyond the window emits nothing.
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "9 z +1; 5 e -1"))])?, NOTHING);
+        assert_eq!(epoch(&mut op, vec![])?, NOTHING);
+        // Deleting everything before the window pulls in the NULL (sorted last).
+        let rows = changes(&s, "2 b -1; 3 c -1; 4 d -1");
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["3 c -1", "4 d -1", "NULL n +1"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn duplicates_count_as_separate_rows() -> Result<()> {
+        let mut op = top_n(true, 1, Some(2));
+        let s = op.schema().clone();
+        // Descending: 9 ×3, then 5. Skip one 9, keep two.
+        let rows = changes(&s, "9 a +3; 5 b +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["9 a +2"]);
+        // One copy of the top row goes.
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "9 a -1"))])?, ["5 b +1", "9 a -1"]);
+        // Two copies of a new top row push everything down.
+        let rows = changes(&s, "10 t +2");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["10 t +1", "5 b -1"]);
+        // Ties on the sort key are broken by the whole row.
+        let rows = changes(&s, "10 t -2; 9 a -2; 7 y +1; 7 x +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["10 t -1", "5 b +1", "7 y +1", "9 a -1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn offset_without_limit() -> Result<()> {
+        let mut op = top_n(false, 2, None);
+        let s = op.schema().clone();
+        let rows = changes(&s, "1 a +1; 2 b +2; 3 c +1");
+        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["2 b +1", "3 c +1"]);
+        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "2 b -1"))])?, ["2 b -1"]);
+        Ok(())
+    }
+}

@@ -37,3 +37,26 @@ impl Operator for UnionOperator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{changes, epoch, schema, NOTHING};
+
+    #[test]
+    fn sums_inputs_under_its_own_schema() -> Result<()> {
+        let left = schema("a:int b:str");
+        let right = schema("x:int y:str");
+        let mut op = UnionOperator::new(schema("k:int v:str"), 2);
+        let steps = vec![
+            (0, changes(&left, "1 a +1; 2 b +1")),
+            (1, changes(&right, "1 a +1; 3 c -1")),
+        ];
+        assert_eq!(epoch(&mut op, steps)?, ["1 a +2", "2 b +1", "3 c -1"]);
+        assert_eq!(op.schema().field(0).name(), "k");
+        // A deletion on one input cancels an insertion on the other.
+        let steps = vec![(0, changes(&left, "4 d +1")), (1, changes(&right, "4 d -1"))];
+        assert_eq!(epoch(&mut op, steps)?, NOTHING);
+        Ok(())
+    }
+}
