@@ -106,7 +106,24 @@ impl Dataflow {
     }
 
     /// Deliver all pending changes and close the epoch at every node.
+    ///
+    /// An operator that panics fails the step like an error would: the
+    /// caller must then discard this dataflow's state, as after any error.
     pub fn step(&mut self) -> Result<StepOutput> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step_nodes())) {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                Err(Error::internal(format!("operator panicked: {message}")))
+            }
+        }
+    }
+
+    fn step_nodes(&mut self) -> Result<StepOutput> {
         let mut output = StepOutput::new();
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         let mut emitted = Vec::new();

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Constraint, ParamValues};
 use datafusion::config::Dialect;
 use datafusion::execution::context::SessionContext;
@@ -288,7 +287,8 @@ impl Session {
             Parsed::Sql(statement) => *statement,
         };
         match &statement {
-            Statement::Query(_) => {
+            Statement::Query(query) => {
+                reject_multiset_set_operations(query)?;
                 self.schema.pin(self.engine.snapshot());
                 let plan = self.plan(&statement).await?;
                 let plan = bind(plan, parameters)?;
@@ -489,9 +489,21 @@ impl Session {
         if view.or_replace {
             return Err(Error::not_supported("CREATE OR REPLACE VIEW"));
         }
+        reject_multiset_set_operations(&view.query)?;
         let plan = self.plan(&Statement::Query(view.query.clone())).await?;
         let plan = rename_columns(plan, &view.columns)?;
-        let depends_on = relations_read(&plan);
+        let depends_on = relations_read(&Statement::Query(view.query.clone()), &snapshot);
+        // A plain view is stored as text; keep a column list by aliasing.
+        let query = if view.columns.is_empty() || view.materialized {
+            query
+        } else {
+            let columns: Vec<String> = view
+                .columns
+                .iter()
+                .map(|c| format!("\"{}\"", c.name.value.replace('"', "\"\"")))
+                .collect();
+            format!("SELECT * FROM ({query}) AS \"{name}\" ({})", columns.join(", "))
+        };
         if view.materialized {
             eddy_planner::reject_time_dependent(&plan)?;
             let optimized = self.context.state().optimize(&plan)?;
@@ -649,21 +661,63 @@ fn rename_columns(plan: LogicalPlan, columns: &[ast::ViewColumnDef]) -> Result<L
     Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
 }
 
-/// Names of the tables and views a plan reads, subqueries included.
-fn relations_read(plan: &LogicalPlan) -> Vec<String> {
+/// Names of the catalog objects a statement reads, subqueries and CTE
+/// bodies included (taken from the SQL, before views are expanded).
+fn relations_read(statement: &Statement, snapshot: &crate::Snapshot) -> Vec<String> {
+    let statement = DFStatement::Statement(Box::new(statement.clone()));
+    let Ok((references, _)) = datafusion::sql::resolve::resolve_table_references(&statement, true)
+    else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let schema = scan.table_name.schema();
-            let name = scan.table_name.table().to_string();
-            let system = matches!(schema, Some("pg_catalog" | "information_schema"));
-            if !system && !names.contains(&name) {
-                names.push(name);
-            }
+    for reference in references {
+        let system = matches!(reference.schema(), Some("pg_catalog" | "information_schema"));
+        let name = reference.table().to_string();
+        if !system && snapshot.objects.contains_key(&name) && !names.contains(&name) {
+            names.push(name);
         }
-        Ok(TreeNodeRecursion::Continue)
-    });
+    }
     names
+}
+
+/// INTERSECT ALL and EXCEPT ALL are planned with set semantics by
+/// DataFusion; refuse them rather than return a wrong multiset.
+fn reject_multiset_set_operations(query: &ast::Query) -> Result<()> {
+    use std::ops::ControlFlow;
+    struct Finder;
+    impl ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<()> {
+            fn walk(body: &ast::SetExpr) -> ControlFlow<()> {
+                if let ast::SetExpr::SetOperation {
+                    op,
+                    set_quantifier,
+                    left,
+                    right,
+                } = body
+                {
+                    let all = matches!(set_quantifier, ast::SetQuantifier::All);
+                    let multiset = matches!(
+                        op,
+                        ast::SetOperator::Intersect | ast::SetOperator::Except
+                    );
+                    if all && multiset {
+                        return ControlFlow::Break(());
+                    }
+                    walk(left)?;
+                    walk(right)?;
+                }
+                ControlFlow::Continue(())
+            }
+            walk(&query.body)
+        }
+    }
+    match ast::Visit::visit(query, &mut Finder) {
+        ControlFlow::Break(()) => Err(Error::not_supported(
+            "INTERSECT ALL and EXCEPT ALL are not supported",
+        )),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 fn object_name(name: &ast::ObjectName) -> String {

@@ -17,7 +17,8 @@ use datafusion::common::{DFSchema, JoinType, NullEquality, ScalarValue};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction as AggregateExpr, Sort as SortExpr};
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
-use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr, PhysicalSortExpr};
 use eddy_common::{Error, Result};
@@ -104,6 +105,16 @@ impl Builder<'_> {
                 let full = nullable(&source);
                 let node = self.add(SourceOperator::new(relation.clone(), full.clone()), inputs)?;
                 self.scans.push((relation, node));
+                // Filters and limits DataFusion pushed into the scan still apply.
+                let mut node = node;
+                if let Some(predicate) = datafusion::logical_expr::utils::conjunction(scan.filters.clone()) {
+                    let source_schema = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source)?;
+                    let predicate = self.physical(&predicate, &source_schema)?;
+                    node = self.add(FilterOperator::new(predicate, full.clone()), vec![node])?;
+                }
+                if scan.fetch.is_some() {
+                    node = self.add(TopNOperator::new(vec![], 0, scan.fetch, full.clone())?, vec![node])?;
+                }
                 match &scan.projection {
                     Some(columns) if *columns != (0..source.fields().len()).collect::<Vec<_>>() => {
                         let exprs = columns
@@ -119,6 +130,44 @@ impl Builder<'_> {
                     }
                     _ => Ok(node),
                 }
+            }
+            LogicalPlan::Projection(projection)
+                if projection.expr.iter().any(Expr::contains_scalar_subquery) =>
+            {
+                let (input, exprs) = lift_scalar_subqueries(&projection.input, &projection.expr)?;
+                let exprs = exprs
+                    .into_iter()
+                    .zip(&projection.expr)
+                    .map(|(new, old)| {
+                        if &new == old {
+                            new
+                        } else {
+                            new.alias(old.schema_name().to_string())
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let rewritten = LogicalPlanBuilder::from(input).project(exprs)?.build()?;
+                self.build(&rewritten)
+            }
+            LogicalPlan::Filter(filter) if filter.predicate.contains_scalar_subquery() => {
+                let (input, predicates) =
+                    lift_scalar_subqueries(&filter.input, std::slice::from_ref(&filter.predicate))?;
+                let columns: Vec<Expr> = filter
+                    .input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                let predicate = predicates
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::internal("filter lost its predicate"))?;
+                let rewritten = LogicalPlanBuilder::from(input)
+                    .filter(predicate)?
+                    .project(columns)?
+                    .build()?;
+                self.build(&rewritten)
             }
             LogicalPlan::Projection(projection) => {
                 let input = self.build(&projection.input)?;
@@ -415,6 +464,68 @@ impl Builder<'_> {
             output_type,
             display: inner.schema_name().to_string(),
         })
+    }
+}
+
+/// Replace uncorrelated scalar subqueries in `exprs` by columns of a LEFT
+/// JOIN (on true) of `input` with each subquery, which is how an incremental
+/// plan can follow a subquery's changing value. Only subqueries that return
+/// at most one row by construction are accepted; a subquery with more rows
+/// would be an error in PostgreSQL, and a join would duplicate rows instead.
+fn lift_scalar_subqueries(input: &LogicalPlan, exprs: &[Expr]) -> Result<(LogicalPlan, Vec<Expr>)> {
+    let mut plan = input.clone();
+    let mut lifted = Vec::with_capacity(exprs.len());
+    let mut count = 0;
+    for expr in exprs {
+        let rewritten = expr.clone().transform_up(|e| {
+            let Expr::ScalarSubquery(subquery) = e else {
+                return Ok(Transformed::no(e));
+            };
+            if !subquery.outer_ref_columns.is_empty() {
+                return Err(datafusion::error::DataFusionError::NotImplemented(
+                    "correlated scalar subqueries in this position are not supported in materialized views".into(),
+                ));
+            }
+            if !at_most_one_row(&subquery.subquery) {
+                return Err(datafusion::error::DataFusionError::NotImplemented(
+                    "scalar subqueries that may return more than one row are not supported in materialized views; aggregate or LIMIT 1 them".into(),
+                ));
+            }
+            let alias = format!("__eddy_scalar_{count}");
+            count += 1;
+            let right = LogicalPlanBuilder::from(subquery.subquery.as_ref().clone())
+                .alias(alias)?
+                .build()?;
+            let (qualifier, field) = right.schema().qualified_field(0);
+            let column = Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            plan = LogicalPlanBuilder::from(plan.clone())
+                .join_on(right, JoinType::Left, [datafusion::logical_expr::lit(true)])?
+                .build()?;
+            Ok(Transformed::yes(column))
+        })?;
+        lifted.push(rewritten.data);
+    }
+    Ok((plan, lifted))
+}
+
+/// True when `plan` returns at most one row whatever its input.
+fn at_most_one_row(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(aggregate) => aggregate.group_expr.is_empty(),
+        LogicalPlan::Projection(p) => at_most_one_row(&p.input),
+        LogicalPlan::SubqueryAlias(a) => at_most_one_row(&a.input),
+        LogicalPlan::Filter(f) => at_most_one_row(&f.input),
+        LogicalPlan::Sort(s) => s.fetch.is_some_and(|f| f <= 1) || at_most_one_row(&s.input),
+        LogicalPlan::Limit(l) => {
+            matches!(l.get_fetch_type(), Ok(FetchType::Literal(Some(0 | 1))))
+                || at_most_one_row(&l.input)
+        }
+        LogicalPlan::EmptyRelation(_) => true,
+        LogicalPlan::Values(v) => v.values.len() <= 1,
+        _ => false,
     }
 }
 

@@ -240,7 +240,14 @@ impl Operator for JoinOperator {
                 })
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
-        let keys = self.key_codec.encode(&key_columns)?;
+        // A join without equality keys (a cross join, or only a non-equi
+        // condition) puts every row under the one empty key.
+        let keys = if key_columns.is_empty() {
+            None
+        } else {
+            Some(self.key_codec.encode(&key_columns)?)
+        };
+        let key_of = |i: usize| -> &[u8] { keys.as_ref().map_or(&[], |k| k.row(i).data()) };
         let matchable: Vec<bool> = (0..count)
             .map(|i| self.nulls_equal || key_columns.iter().all(|c| c.is_valid(i)))
             .collect();
@@ -252,7 +259,7 @@ impl Operator for JoinOperator {
             if !matchable[i] {
                 continue;
             }
-            if let Some(rows) = self.sides[other].index.get(keys.row(i).data()) {
+            if let Some(rows) = self.sides[other].index.get(key_of(i)) {
                 for (row, entry) in rows {
                     pairs.push((i as u32, row.clone(), entry.weight));
                 }
@@ -309,7 +316,7 @@ impl Operator for JoinOperator {
             let mut by_row: HashMap<(Box<[u8]>, Arc<[u8]>), i64> = HashMap::new();
             for ((i, row), delta) in deltas {
                 *by_row
-                    .entry((keys.row(i as usize).data().into(), row))
+                    .entry((key_of(i as usize).into(), row))
                     .or_default() += delta;
             }
             let mut rows: Vec<Arc<[u8]>> = Vec::new();
@@ -348,7 +355,7 @@ impl Operator for JoinOperator {
             if !matchable[i] {
                 continue;
             }
-            let key = keys.row(i).data();
+            let key = key_of(i);
             let row = encoded.row(i).data();
             let rows = match own.index.get_mut(key) {
                 Some(rows) => rows,

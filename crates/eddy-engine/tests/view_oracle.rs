@@ -1,0 +1,1384 @@
+//! View-vs-batch property test.
+//!
+//! Every query shape below is created as a MATERIALIZED VIEW over three small
+//! random tables. Random batches of INSERT, UPDATE and DELETE are then applied
+//! and, after each step, the contents Eddy maintains incrementally for every
+//! view (`SELECT * FROM view`) are compared with the same query evaluated in
+//! batch by DataFusion over the current tables (`SELECT * FROM (<query>) q`).
+//! Both sides are compared as multisets of rows rendered to strings, with
+//! floats rounded to 6 significant digits.
+//!
+//! Knobs (environment variables):
+//! - `EDDY_ORACLE_SEED=<u64>`: run only this seed (default: a fixed list).
+//! - `EDDY_ORACLE_STEPS=<n>`: steps per seed (default 30).
+//! - `EDDY_ORACLE_ONLY=<name,name>`: run only these shapes (and their inputs).
+//! - `EDDY_ORACLE_KNOWN=1`: also run the shapes listed in [`KNOWN_FAILING`].
+//! - `EDDY_ORACLE_NO_SHRINK=1`: report mismatches without shrinking them.
+//!
+//! On a mismatch the test replays the seed with only the failing view (and
+//! the views it reads), finds the first step that fails, then greedily drops
+//! statements and inserted rows while the mismatch persists, and prints the
+//! minimal case as SQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::Array;
+use datafusion::scalar::ScalarValue;
+use eddy_engine::{Engine, Error, Output, Session};
+use futures::FutureExt;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+
+/// Seeds run when `EDDY_ORACLE_SEED` is not set.
+const DEFAULT_SEEDS: &[u64] = &[0x00ED_D1E5, 7, 1234];
+/// Steps of random DML per seed.
+const DEFAULT_STEPS: usize = 30;
+/// Time one shrink may take before it settles for what it has.
+const SHRINK_BUDGET: Duration = Duration::from_secs(20);
+
+const TABLES: &[&str] = &[
+    "CREATE TABLE t1 (a INT, b INT, s TEXT, f DOUBLE)",
+    "CREATE TABLE t2 (a INT, c INT, s TEXT)",
+    "CREATE TABLE t3 (k INT PRIMARY KEY, v INT)",
+];
+
+/// A query shape. `{name}` in `sql` stands for the materialized view of
+/// another shape (declared earlier): the view reads that view, while the
+/// oracle inlines the other shape's query as a subquery, so it is evaluated
+/// from the base tables.
+struct Shape {
+    name: &'static str,
+    sql: &'static str,
+}
+
+const fn shape(name: &'static str, sql: &'static str) -> Shape {
+    Shape { name, sql }
+}
+
+const SHAPES: &[Shape] = &[
+    // --- projection and filters -------------------------------------------
+    shape(
+        "p_expr",
+        "SELECT a, b, a + b AS ab, a * 2 - b AS e, s, coalesce(s, 'none') AS s2, \
+         CASE WHEN b > 2 THEN 'hi' WHEN b IS NULL THEN 'null' ELSE 'lo' END AS band FROM t1",
+    ),
+    shape(
+        "p_where",
+        "SELECT a, s, f FROM t1 WHERE b > 1 AND (s = 'x' OR s IS NULL)",
+    ),
+    shape(
+        "p_where_null",
+        "SELECT a, b FROM t1 WHERE a IS NULL OR (b IS NOT NULL AND f > 0)",
+    ),
+    shape(
+        "p_string",
+        "SELECT upper(s) AS u, length(s) AS l, s || '-' || CAST(a AS TEXT) AS cat \
+         FROM t1 WHERE s IS NOT NULL",
+    ),
+    shape(
+        "p_float",
+        "SELECT a, f * 2 AS f2, f + b AS fb, CAST(b AS DOUBLE) / 4 AS q FROM t1 WHERE f IS NOT NULL",
+    ),
+    shape("p_between_in", "SELECT k, v FROM t3 WHERE v BETWEEN 1 AND 3 OR k IN (0, 5, 7)"),
+    // --- grouped and global aggregates --------------------------------------
+    shape(
+        "g_basic",
+        "SELECT a, count(*) AS n, count(b) AS nb, sum(b) AS sb, min(b) AS mn, max(b) AS mx \
+         FROM t1 GROUP BY a",
+    ),
+    shape(
+        "g_avg",
+        "SELECT s, avg(b) AS ab, avg(f) AS af, sum(f) AS sf, min(f) AS mnf, max(f) AS mxf \
+         FROM t1 GROUP BY s",
+    ),
+    shape(
+        "g_count_distinct",
+        "SELECT a, count(DISTINCT b) AS db, count(DISTINCT s) AS ds, count(*) AS n FROM t1 GROUP BY a",
+    ),
+    shape(
+        "g_bool",
+        "SELECT s, bool_and(b > 1) AS ba, bool_or(f > 0) AS bo FROM t1 GROUP BY s",
+    ),
+    shape(
+        "g_having",
+        "SELECT a, count(*) AS n, sum(b) AS sb FROM t1 GROUP BY a HAVING count(*) > 1 AND sum(b) > 2",
+    ),
+    shape(
+        "g_multi_key",
+        "SELECT a, s, count(*) AS n, max(f) AS mf, min(s) AS ms FROM t1 GROUP BY a, s",
+    ),
+    shape(
+        "g_expr_key",
+        "SELECT b % 3 AS m, count(*) AS n, min(s) AS ms, max(s) AS xs FROM t1 GROUP BY b % 3",
+    ),
+    shape(
+        "g_global",
+        "SELECT count(*) AS n, count(a) AS na, sum(b) AS sb, min(f) AS mf, max(s) AS ms, avg(b) AS ab \
+         FROM t1",
+    ),
+    shape(
+        "g_global_distinct",
+        "SELECT count(DISTINCT a) AS da, sum(DISTINCT b) AS sdb, bool_or(a > 2) AS bo, \
+         bool_and(s <> 'z') AS bz FROM t1",
+    ),
+    shape(
+        "g_filter_clause",
+        "SELECT a, count(*) FILTER (WHERE b > 2) AS n2, sum(b) FILTER (WHERE s = 'x') AS sx \
+         FROM t1 GROUP BY a",
+    ),
+    shape("g_t3", "SELECT v, count(*) AS n, sum(k) AS sk, min(k) AS mk FROM t3 GROUP BY v"),
+    shape(
+        "g_global_t2_filtered",
+        "SELECT count(*) AS n, max(c) AS mc, count(DISTINCT s) AS ds FROM t2 WHERE a = 1",
+    ),
+    shape(
+        "g_string_agg_ordered",
+        "SELECT a, string_agg(s, ',' ORDER BY s) AS ss, count(*) AS n FROM t1 GROUP BY a",
+    ),
+    shape(
+        "g_avg_distinct_having",
+        "SELECT s, avg(DISTINCT b) AS adb, count(DISTINCT a) AS da FROM t1 GROUP BY s \
+         HAVING count(DISTINCT a) >= 2",
+    ),
+    shape(
+        "g_minmax_text_nullkey",
+        "SELECT c % 2 AS parity, min(s) AS mn, max(s) AS mx, max(a) AS ma FROM t2 GROUP BY c % 2",
+    ),
+    shape(
+        "g_case_sum",
+        "SELECT a, sum(CASE WHEN s = 'x' THEN 1 ELSE 0 END) AS nx, \
+         sum(CASE WHEN f > 0 THEN f END) AS pos FROM t1 GROUP BY a",
+    ),
+    // --- joins ---------------------------------------------------------------
+    shape(
+        "j_inner",
+        "SELECT t1.a, t1.b, t2.c, t2.s AS s2 FROM t1 JOIN t2 ON t1.a = t2.a",
+    ),
+    shape(
+        "j_inner_nonequi",
+        "SELECT t1.a, t1.b, t2.c FROM t1 JOIN t2 ON t1.a = t2.a AND t1.b < t2.c",
+    ),
+    shape(
+        "j_left",
+        "SELECT t1.a, t1.b, t2.c FROM t1 LEFT JOIN t2 ON t1.a = t2.a AND t2.c > 1",
+    ),
+    shape(
+        "j_right",
+        "SELECT t1.b, t2.a, t2.c FROM t1 RIGHT JOIN t2 ON t1.a = t2.a AND t1.s = t2.s",
+    ),
+    shape(
+        "j_full_nonequi",
+        "SELECT t1.a AS a1, t1.b, t2.a AS a2, t2.c FROM t1 FULL JOIN t2 ON t1.a = t2.a AND t1.b <> t2.c",
+    ),
+    shape(
+        "j_full",
+        "SELECT t2.a, t2.c, t3.k, t3.v FROM t2 FULL OUTER JOIN t3 ON t2.c = t3.k",
+    ),
+    shape(
+        "j_three_way",
+        "SELECT t1.a, t2.c, t3.v FROM t1 JOIN t2 ON t1.a = t2.a JOIN t3 ON t2.c = t3.k \
+         WHERE t3.v IS NOT NULL",
+    ),
+    shape(
+        "j_left_nulls",
+        "SELECT t1.a, t1.s, t3.v, t3.v IS NULL AS missing, coalesce(t3.v, -1) AS v0 \
+         FROM t1 LEFT JOIN t3 ON t1.b = t3.k",
+    ),
+    shape(
+        "j_left_anti_by_null",
+        "SELECT t1.a, t1.b FROM t1 LEFT JOIN t2 ON t1.a = t2.a WHERE t2.a IS NULL",
+    ),
+    shape(
+        "j_theta",
+        "SELECT t1.a, t3.k FROM t1, t3 WHERE t1.b > t3.v AND t3.k < 3",
+    ),
+    shape(
+        "j_self",
+        "SELECT x.a, x.b, y.b AS b2 FROM t1 x JOIN t1 y ON x.a = y.a AND x.b < y.b",
+    ),
+    shape(
+        "j_or_condition",
+        "SELECT t2.a, t2.c, t3.k FROM t2 JOIN t3 ON t2.c = t3.k OR t2.a = t3.v",
+    ),
+    shape(
+        "j_multi_key",
+        "SELECT t1.a, t1.s, t1.b, t2.c FROM t1 JOIN t2 ON t1.a = t2.a AND t1.s = t2.s",
+    ),
+    shape(
+        "j_null_safe",
+        "SELECT t1.a, t1.b, t2.c FROM t1 JOIN t2 ON t1.a IS NOT DISTINCT FROM t2.a",
+    ),
+    shape(
+        "j_left_no_equi",
+        "SELECT t3.k, t3.v, t2.c FROM t3 LEFT JOIN t2 ON t2.c > t3.v AND t2.a = 1",
+    ),
+    shape(
+        "j_full_no_equi",
+        "SELECT t1.b, t3.k, t3.v FROM t1 FULL JOIN t3 ON t1.b < t3.v AND t1.s = 'x'",
+    ),
+    shape(
+        "j_right_where",
+        "SELECT t1.a, t1.s, t2.c FROM t1 RIGHT JOIN t2 ON t1.a = t2.a WHERE t1.b IS NULL OR t2.c > 2",
+    ),
+    shape(
+        "j_self_full",
+        "SELECT x.k AS k1, y.k AS k2 FROM t3 x FULL JOIN t3 y ON x.v = y.k",
+    ),
+    shape(
+        "j_join_topn",
+        "SELECT x.a, x.b, t2.c FROM (SELECT a, b FROM t1 ORDER BY a, b LIMIT 4) x JOIN t2 ON x.a = t2.a",
+    ),
+    // --- aggregates over joins, joins of aggregates -------------------------
+    shape(
+        "ja_agg_over_join",
+        "SELECT t1.a, count(*) AS n, sum(t2.c) AS sc, count(DISTINCT t2.s) AS ds \
+         FROM t1 JOIN t2 ON t1.a = t2.a GROUP BY t1.a",
+    ),
+    shape(
+        "ja_agg_over_left_join",
+        "SELECT t2.s, count(t3.k) AS nk, max(t3.v) AS mv, count(*) AS n \
+         FROM t2 LEFT JOIN t3 ON t2.c = t3.k GROUP BY t2.s",
+    ),
+    shape(
+        "ja_join_of_aggs",
+        "SELECT x.a, x.n, y.m FROM (SELECT a, count(*) AS n FROM t1 GROUP BY a) x \
+         JOIN (SELECT a, max(c) AS m FROM t2 GROUP BY a) y ON x.a = y.a",
+    ),
+    shape(
+        "ja_full_join_of_aggs",
+        "SELECT x.a AS xa, y.a AS ya, x.sb, y.sc FROM (SELECT a, sum(b) AS sb FROM t1 GROUP BY a) x \
+         FULL JOIN (SELECT a, sum(c) AS sc FROM t2 GROUP BY a) y ON x.a = y.a",
+    ),
+    shape(
+        "ja_agg_of_agg",
+        "SELECT n, count(*) AS groups FROM (SELECT a, count(*) AS n FROM t1 GROUP BY a) g GROUP BY n",
+    ),
+    shape(
+        "ja_global_over_join",
+        "SELECT count(*) AS n, sum(t3.v) AS sv FROM t2 JOIN t3 ON t2.c = t3.k",
+    ),
+    // --- DISTINCT and set operations ----------------------------------------
+    shape("d_distinct", "SELECT DISTINCT a, s FROM t1"),
+    shape(
+        "d_distinct_union_all",
+        "SELECT DISTINCT x FROM (SELECT a AS x FROM t1 UNION ALL SELECT c AS x FROM t2) u",
+    ),
+    shape("s_union_all", "SELECT a, s FROM t1 UNION ALL SELECT a, s FROM t2"),
+    shape("s_union", "SELECT a, s FROM t1 UNION SELECT a, s FROM t2"),
+    shape("s_intersect", "SELECT a, s FROM t1 INTERSECT SELECT a, s FROM t2"),
+    shape("s_except", "SELECT a, s FROM t1 EXCEPT SELECT a, s FROM t2"),
+    shape(
+        "s_union_three",
+        "SELECT b AS x FROM t1 UNION SELECT c FROM t2 UNION SELECT v FROM t3",
+    ),
+    shape(
+        "s_union_all_agg",
+        "SELECT x, count(*) AS n FROM (SELECT b AS x FROM t1 UNION ALL SELECT v AS x FROM t3) u GROUP BY x",
+    ),
+    shape(
+        "s_intersect_all",
+        "SELECT a, s FROM t1 INTERSECT ALL SELECT a, s FROM t2",
+    ),
+    shape("s_except_all", "SELECT a FROM t1 EXCEPT ALL SELECT a FROM t2"),
+    shape(
+        "s_union_all_tagged",
+        "SELECT a, 'one' AS side FROM t1 WHERE b > 2 UNION ALL SELECT c, 'two' FROM t2 WHERE s <> 'y'",
+    ),
+    shape(
+        "d_distinct_expr",
+        "SELECT DISTINCT a % 2 AS parity, b IS NULL AS nb, s IN ('x', 'y') AS xy FROM t1",
+    ),
+    shape(
+        "d_distinct_agg",
+        "SELECT DISTINCT n FROM (SELECT a, count(*) AS n FROM t1 GROUP BY a) g",
+    ),
+    // --- subqueries ----------------------------------------------------------
+    shape(
+        "q_in",
+        "SELECT a, b FROM t1 WHERE b IN (SELECT c FROM t2 WHERE s = 'x')",
+    ),
+    shape(
+        "q_exists_corr",
+        "SELECT a, b, s FROM t1 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.c > t1.b)",
+    ),
+    shape(
+        "q_not_exists_corr",
+        "SELECT a, b FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a AND t2.s = t1.s)",
+    ),
+    shape(
+        "q_in_corr",
+        "SELECT k, v FROM t3 WHERE v IN (SELECT b FROM t1 WHERE t1.a = t3.k)",
+    ),
+    shape(
+        "q_scalar",
+        "SELECT a, b FROM t1 WHERE b > (SELECT avg(c) FROM t2)",
+    ),
+    shape(
+        "q_scalar_corr_select",
+        "SELECT k, v, (SELECT count(*) FROM t1 WHERE t1.a = t3.k) AS n FROM t3",
+    ),
+    shape(
+        "q_scalar_corr_where",
+        "SELECT a, c FROM t2 WHERE c >= (SELECT max(b) FROM t1 WHERE t1.a = t2.a)",
+    ),
+    shape(
+        "q_exists_uncorr",
+        "SELECT k, v FROM t3 WHERE EXISTS (SELECT 1 FROM t1 WHERE b = 5)",
+    ),
+    shape(
+        "q_not_in",
+        "SELECT a, b FROM t1 WHERE b NOT IN (SELECT c FROM t2 WHERE c IS NOT NULL)",
+    ),
+    shape(
+        "q_in_or",
+        "SELECT a, b FROM t1 WHERE b IN (SELECT c FROM t2) OR a = 1",
+    ),
+    shape(
+        "q_exists_theta",
+        "SELECT a, b FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.v > t1.b)",
+    ),
+    shape(
+        "q_not_exists_uncorr",
+        "SELECT a, c FROM t2 WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE v = 0)",
+    ),
+    shape(
+        "q_scalar_corr_sum",
+        "SELECT a, c, (SELECT sum(v) FROM t3 WHERE t3.k = t2.c) AS sv FROM t2",
+    ),
+    shape(
+        "q_in_agg",
+        "SELECT a, count(*) AS n FROM t1 WHERE a IN (SELECT a FROM t2 WHERE c > 2) GROUP BY a",
+    ),
+    shape(
+        "q_nested_exists",
+        "SELECT k FROM t3 WHERE EXISTS (SELECT 1 FROM t2 WHERE t2.c = t3.k \
+         AND NOT EXISTS (SELECT 1 FROM t1 WHERE t1.a = t2.a AND t1.s = t2.s))",
+    ),
+    shape(
+        "q_having_scalar",
+        "SELECT a, count(*) AS n FROM t1 GROUP BY a HAVING count(*) > (SELECT count(*) FROM t3)",
+    ),
+    // --- CTEs ----------------------------------------------------------------
+    shape(
+        "c_cte",
+        "WITH g AS (SELECT a, sum(b) AS sb FROM t1 GROUP BY a) \
+         SELECT g.a, g.sb, t2.c FROM g JOIN t2 ON g.a = t2.a WHERE g.sb > 1",
+    ),
+    shape(
+        "c_cte_twice",
+        "WITH x AS (SELECT a, b FROM t1 WHERE b IS NOT NULL) \
+         SELECT x1.a, x1.b, x2.b AS b2 FROM x x1 JOIN x x2 ON x1.a = x2.a AND x1.b > x2.b",
+    ),
+    // --- top-N (ordered by every output column, so ties are harmless) -------
+    shape("t_top", "SELECT a, b, s FROM t1 ORDER BY a, b, s LIMIT 5"),
+    shape("t_top_offset", "SELECT a, c FROM t2 ORDER BY c DESC, a LIMIT 4 OFFSET 2"),
+    shape(
+        "t_top_agg",
+        "SELECT a, count(*) AS n FROM t1 GROUP BY a ORDER BY n DESC, a LIMIT 3",
+    ),
+    shape("t_top_nulls_first", "SELECT k, v FROM t3 ORDER BY v NULLS FIRST, k LIMIT 3"),
+    shape(
+        "t_top_expr",
+        "SELECT a + b AS ab, s FROM t1 ORDER BY ab DESC, s LIMIT 4",
+    ),
+    shape("t_top_big_offset", "SELECT k, v FROM t3 ORDER BY k LIMIT 3 OFFSET 6"),
+    shape(
+        "t_top_join",
+        "SELECT t1.a, t1.b, t2.c FROM t1 JOIN t2 ON t1.a = t2.a ORDER BY t2.c DESC, t1.a, t1.b LIMIT 5",
+    ),
+    shape("p_expr_misc", "SELECT nullif(a, 2) AS na, b / 2 AS half, abs(a - b) AS d, \
+         a IS DISTINCT FROM b AS dist, substr(s, 1, 1) AS s1, greatest(a, b) AS g FROM t1"),
+    // --- materialized views over materialized views ------------------------
+    shape("vv_filter", "SELECT a, n, sb FROM {g_basic} g WHERE n > 1"),
+    shape(
+        "vv_join",
+        "SELECT g.a, g.n, t2.c FROM {g_basic} g JOIN t2 ON g.a = t2.a",
+    ),
+    shape(
+        "vv_agg_of_join",
+        "SELECT a, count(*) AS n, max(c) AS mc FROM {j_inner} j GROUP BY a",
+    ),
+    shape(
+        "vv_chain",
+        "SELECT count(*) AS groups, sum(n) AS total FROM {vv_filter} v",
+    ),
+    shape(
+        "vv_union",
+        "SELECT a FROM {d_distinct} d UNION ALL SELECT a FROM {s_except} e",
+    ),
+    shape(
+        "vv_left_join_views",
+        "SELECT g.a, g.n, c.sb FROM {g_basic} g LEFT JOIN {c_cte} c ON g.a = c.a AND c.c > 2",
+    ),
+    shape(
+        "vv_top_of_view",
+        "SELECT a, n FROM {ja_agg_over_join} j ORDER BY n DESC, a LIMIT 2",
+    ),
+    shape(
+        "vv_distinct_of_view",
+        "SELECT DISTINCT n FROM {g_basic} g",
+    ),
+    shape(
+        "vv_exists_view",
+        "SELECT k, v FROM t3 WHERE EXISTS (SELECT 1 FROM {j_inner} j WHERE j.c = t3.k)",
+    ),
+];
+
+/// Shapes Eddy rejects at CREATE with SQLSTATE 0A000 (not supported). Any
+/// other error, or 0A000 for a shape not listed here, fails the test.
+const EXPECTED_UNSUPPORTED: &[&str] = &[
+    // NOT IN (subquery) plans to a null-aware anti join; use NOT EXISTS.
+    "q_not_in",
+    // IN (subquery) under OR plans to a mark join.
+    "q_in_or",
+];
+
+/// Shapes whose views Eddy maintains wrongly today (see the report of the
+/// run that found them). They are skipped unless `EDDY_ORACLE_KNOWN=1`.
+const KNOWN_FAILING: &[&str] = &[];
+
+// ---------------------------------------------------------------------------
+// Statements
+
+/// One DML statement. Inserts keep their rows apart so shrinking can drop
+/// single rows.
+#[derive(Clone, Debug)]
+enum Stmt {
+    Insert { table: &'static str, rows: Vec<String> },
+    Sql(String),
+}
+
+impl Stmt {
+    fn sql(&self) -> String {
+        match self {
+            Stmt::Insert { table, rows } => format!("INSERT INTO {table} VALUES {}", rows.join(", ")),
+            Stmt::Sql(sql) => sql.clone(),
+        }
+    }
+
+    /// Statements on t3 may hit its primary key; that error is expected.
+    fn may_violate_key(&self) -> bool {
+        match self {
+            Stmt::Insert { table, .. } => *table == "t3",
+            Stmt::Sql(sql) => sql.contains("t3"),
+        }
+    }
+}
+
+fn int_or_null(rng: &mut StdRng, hi: i32, null_pct: u32) -> String {
+    if rng.random_ratio(null_pct, 100) {
+        "NULL".into()
+    } else {
+        rng.random_range(0..=hi).to_string()
+    }
+}
+
+fn text_or_null(rng: &mut StdRng, choices: &[&str]) -> String {
+    if rng.random_ratio(15, 100) {
+        "NULL".into()
+    } else {
+        format!("'{}'", choices.choose(rng).unwrap())
+    }
+}
+
+fn float_or_null(rng: &mut StdRng) -> String {
+    if rng.random_ratio(15, 100) {
+        "NULL".into()
+    } else {
+        // Multiples of 0.5: sums are exact whatever the order.
+        ["-1.5", "0.0", "0.5", "1.0", "2.5", "4.0"].choose(rng).unwrap().to_string()
+    }
+}
+
+const T1_S: &[&str] = &["x", "y", "z"];
+const T2_S: &[&str] = &["x", "y", "w"];
+const T3_KEYS: i32 = 10;
+
+fn t1_row(rng: &mut StdRng) -> String {
+    format!(
+        "({}, {}, {}, {})",
+        int_or_null(rng, 4, 12),
+        int_or_null(rng, 5, 12),
+        text_or_null(rng, T1_S),
+        float_or_null(rng)
+    )
+}
+
+fn t2_row(rng: &mut StdRng) -> String {
+    format!(
+        "({}, {}, {})",
+        int_or_null(rng, 4, 12),
+        int_or_null(rng, 5, 12),
+        text_or_null(rng, T2_S)
+    )
+}
+
+fn rows(rng: &mut StdRng, n: usize, row: fn(&mut StdRng) -> String) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for _ in 0..n {
+        if !out.is_empty() && rng.random_ratio(1, 6) {
+            // A duplicate, so multiplicities above one show up.
+            let copy = out.choose(rng).unwrap().clone();
+            out.push(copy);
+        } else {
+            out.push(row(rng));
+        }
+    }
+    out
+}
+
+/// What the generator knows about the tables before a step.
+struct TableState {
+    t1: usize,
+    t2: usize,
+    t3_keys: BTreeSet<i32>,
+}
+
+fn t3_insert(rng: &mut StdRng, keys: &mut BTreeSet<i32>, n: usize) -> Stmt {
+    let mut rows = Vec::new();
+    for _ in 0..n {
+        let free: Vec<i32> = (0..T3_KEYS).filter(|k| !keys.contains(k)).collect();
+        let k = if free.is_empty() || rng.random_ratio(1, 20) {
+            // Now and then a duplicate key: the statement must fail as a whole.
+            rng.random_range(0..T3_KEYS)
+        } else {
+            *free.choose(rng).unwrap()
+        };
+        keys.insert(k);
+        rows.push(format!("({k}, {})", int_or_null(rng, 5, 15)));
+    }
+    Stmt::Insert { table: "t3", rows }
+}
+
+fn gen_step(rng: &mut StdRng, state: &mut TableState) -> Vec<Stmt> {
+    let count = rng.random_range(1..=3);
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let table = rng.random_range(0..100);
+        let stmt = if table < 45 {
+            gen_t1(rng, state.t1)
+        } else if table < 80 {
+            gen_t2(rng, state.t2)
+        } else {
+            gen_t3(rng, &mut state.t3_keys)
+        };
+        out.push(stmt);
+    }
+    out
+}
+
+/// Insert, update or delete, leaning on deletes when the table is big.
+fn pick_op(rng: &mut StdRng, size: usize) -> u32 {
+    let (insert, update) = match size {
+        0..=4 => (75, 15),
+        5..=24 => (40, 35),
+        25..=39 => (25, 35),
+        _ => (5, 25),
+    };
+    let roll = rng.random_range(0..100);
+    if roll < insert {
+        0
+    } else if roll < insert + update {
+        1
+    } else {
+        2
+    }
+}
+
+fn gen_t1(rng: &mut StdRng, size: usize) -> Stmt {
+    let x = rng.random_range(0..=5);
+    let s = T1_S.choose(rng).unwrap();
+    let sql = match pick_op(rng, size) {
+        0 => {
+            if rng.random_ratio(1, 12) {
+                // INSERT ... SELECT, copying from another table.
+                return Stmt::Sql(format!("INSERT INTO t1 SELECT a, c, s, 0.5 FROM t2 WHERE c = {x}"));
+            }
+            let n = rng.random_range(1..=5);
+            return Stmt::Insert { table: "t1", rows: rows(rng, n, t1_row) };
+        }
+        1 => match rng.random_range(0..8) {
+            0 => format!("UPDATE t1 SET b = {} WHERE a = {}", int_or_null(rng, 5, 15), x % 5),
+            7 => format!("UPDATE t1 SET b = b, s = s WHERE a = {}", x % 5),
+            1 => format!("UPDATE t1 SET a = {} WHERE b = {x}", int_or_null(rng, 4, 20)),
+            2 => format!(
+                "UPDATE t1 SET s = {}, f = {} WHERE a IS NULL OR b = {x}",
+                text_or_null(rng, T1_S),
+                float_or_null(rng)
+            ),
+            3 => format!("UPDATE t1 SET b = (b + 1) % 6 WHERE s = '{s}'"),
+            4 => format!("UPDATE t1 SET a = b, b = a WHERE f > {}", float_or_null(rng)),
+            5 => format!("UPDATE t1 SET f = f + 0.5 WHERE a = {}", x % 5),
+            _ => format!("UPDATE t1 SET a = (a + 1) % 5, s = 'y' WHERE b <= {x}"),
+        },
+        _ => match rng.random_range(0..12) {
+            0..=2 => format!("DELETE FROM t1 WHERE a = {}", x % 5),
+            3..=4 => format!("DELETE FROM t1 WHERE b > {x} AND s = '{s}'"),
+            5..=6 => "DELETE FROM t1 WHERE s IS NULL OR a IS NULL".to_string(),
+            7..=8 => format!("DELETE FROM t1 WHERE f < {}", float_or_null(rng)),
+            9..=10 => format!("DELETE FROM t1 WHERE b = {x}"),
+            _ => "DELETE FROM t1".to_string(),
+        },
+    };
+    Stmt::Sql(sql)
+}
+
+fn gen_t2(rng: &mut StdRng, size: usize) -> Stmt {
+    let x = rng.random_range(0..=5);
+    let s = T2_S.choose(rng).unwrap();
+    let sql = match pick_op(rng, size) {
+        0 => {
+            let n = rng.random_range(1..=5);
+            return Stmt::Insert { table: "t2", rows: rows(rng, n, t2_row) };
+        }
+        1 => match rng.random_range(0..4) {
+            0 => format!("UPDATE t2 SET c = {} WHERE a = {}", int_or_null(rng, 5, 15), x % 5),
+            1 => format!(
+                "UPDATE t2 SET a = {}, s = {} WHERE c = {x}",
+                int_or_null(rng, 4, 15),
+                text_or_null(rng, T2_S)
+            ),
+            2 => "UPDATE t2 SET c = (c + a) % 6 WHERE s IS NOT NULL".to_string(),
+            _ => format!("UPDATE t2 SET s = '{s}' WHERE a IS NULL OR c > {x}"),
+        },
+        _ => match rng.random_range(0..10) {
+            0..=2 => format!("DELETE FROM t2 WHERE c = {x}"),
+            3..=4 => format!("DELETE FROM t2 WHERE a IS NULL OR s = '{s}'"),
+            5..=7 => format!("DELETE FROM t2 WHERE a = {} AND c < {x}", x % 5),
+            8 => format!("DELETE FROM t2 WHERE a = {}", x % 5),
+            _ => "DELETE FROM t2".to_string(),
+        },
+    };
+    Stmt::Sql(sql)
+}
+
+fn gen_t3(rng: &mut StdRng, keys: &mut BTreeSet<i32>) -> Stmt {
+    let existing: Vec<i32> = keys.iter().copied().collect();
+    let any_key = rng.random_range(0..T3_KEYS);
+    let key = existing.choose(rng).copied().unwrap_or(any_key);
+    let sql = match pick_op(rng, keys.len() * 3) {
+        0 => {
+            let n = rng.random_range(1..=3);
+            return t3_insert(rng, keys, n);
+        }
+        1 => match rng.random_range(0..3) {
+            0 => format!("UPDATE t3 SET v = {} WHERE k = {key}", int_or_null(rng, 5, 20)),
+            1 => format!("UPDATE t3 SET v = (v + 1) % 6 WHERE v IS NOT NULL AND k > {any_key}"),
+            _ => {
+                let free: Vec<i32> = (0..T3_KEYS).filter(|k| !keys.contains(k)).collect();
+                match free.choose(rng) {
+                    Some(new) => format!("UPDATE t3 SET k = {new} WHERE k = {key}"),
+                    None => format!("UPDATE t3 SET v = NULL WHERE k = {key}"),
+                }
+            }
+        },
+        _ => match rng.random_range(0..3) {
+            0 => format!("DELETE FROM t3 WHERE k = {key}"),
+            1 => format!("DELETE FROM t3 WHERE v = {}", rng.random_range(0..=5)),
+            _ => "DELETE FROM t3 WHERE v IS NULL".to_string(),
+        },
+    };
+    Stmt::Sql(sql)
+}
+
+fn initial_load(rng: &mut StdRng) -> Vec<Stmt> {
+    let mut keys = BTreeSet::new();
+    let n1 = rng.random_range(4..=10);
+    let n2 = rng.random_range(4..=10);
+    let n3 = rng.random_range(2..=5);
+    vec![
+        Stmt::Insert { table: "t1", rows: rows(rng, n1, t1_row) },
+        Stmt::Insert { table: "t2", rows: rows(rng, n2, t2_row) },
+        t3_insert(rng, &mut keys, n3),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// Running SQL and comparing results
+
+/// Rows as a multiset: rendered row -> multiplicity.
+type Multiset = BTreeMap<String, i64>;
+
+/// A statement's error: its SQLSTATE, or `PANIC` when Eddy panicked.
+struct Failure {
+    code: String,
+    message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.code, self.message)
+    }
+}
+
+/// The message of the last panic caught on this thread (set by the hook
+/// installed in the test, which keeps caught panics quiet).
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+struct Db {
+    session: Session,
+}
+
+impl Db {
+    async fn new() -> Db {
+        let engine = Arc::new(Engine::new());
+        let session = Session::new(engine).expect("session");
+        let db = Db { session };
+        for sql in TABLES {
+            db.exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        db
+    }
+
+    /// Run SQL; an error or a panic inside Eddy becomes a [`Failure`].
+    async fn exec(&self, sql: &str) -> Result<Vec<Output>, Failure> {
+        let result = AssertUnwindSafe(self.session.execute_sql(sql)).catch_unwind().await;
+        match result {
+            Ok((outputs, None)) => Ok(outputs),
+            Ok((_, Some(error))) => Err(failure(&error)),
+            Err(payload) => {
+                let message = LAST_PANIC
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.take())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                Err(Failure {
+                    code: "PANIC".into(),
+                    message: message.replace('\n', " "),
+                })
+            }
+        }
+    }
+
+    async fn query(&self, sql: &str) -> Result<Multiset, String> {
+        let outputs = self.exec(sql).await.map_err(|e| e.to_string())?;
+        let mut rows = Multiset::new();
+        for output in outputs {
+            let Output::Rows { batches, .. } = output else {
+                return Err(format!("{sql}: did not return rows"));
+            };
+            for batch in batches {
+                for row in 0..batch.num_rows() {
+                    let mut text = String::new();
+                    for (i, column) in batch.columns().iter().enumerate() {
+                        if i > 0 {
+                            text.push_str(" | ");
+                        }
+                        text.push_str(&render(column.as_ref(), row)?);
+                    }
+                    *rows.entry(text).or_default() += 1;
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn count(&self, table: &str) -> usize {
+        let rows = self.query(&format!("SELECT count(*) FROM {table}")).await.unwrap();
+        rows.keys().next().and_then(|r| r.parse().ok()).unwrap_or(0)
+    }
+
+    async fn t3_keys(&self) -> BTreeSet<i32> {
+        let rows = self.query("SELECT k FROM t3").await.unwrap();
+        rows.keys().filter_map(|k| k.parse().ok()).collect()
+    }
+
+    /// Apply one DML statement; a key violation on t3 is expected now and
+    /// then, every other error is reported.
+    async fn apply(&self, stmt: &Stmt) -> Result<(), String> {
+        match self.exec(&stmt.sql()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == "23505" && stmt.may_violate_key() => Ok(()),
+            Err(e) => Err(format!("statement failed: {}\n  error: {e}", stmt.sql())),
+        }
+    }
+}
+
+fn failure(error: &Error) -> Failure {
+    Failure {
+        code: error.sqlstate().into(),
+        message: error.to_string(),
+    }
+}
+
+fn render(column: &dyn Array, row: usize) -> Result<String, String> {
+    if column.is_null(row) {
+        return Ok("NULL".into());
+    }
+    let value = ScalarValue::try_from_array(column, row).map_err(|e| e.to_string())?;
+    Ok(match value {
+        ScalarValue::Float64(Some(v)) => render_float(v),
+        ScalarValue::Float32(Some(v)) => render_float(f64::from(v)),
+        ScalarValue::Decimal128(Some(v), _, scale) => render_float(v as f64 / 10f64.powi(scale.into())),
+        other => other.to_string(),
+    })
+}
+
+/// Floats to 6 significant digits, so summation order does not matter.
+fn render_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if v.abs() < 1e-9 {
+        "0".into()
+    } else {
+        let text = format!("{v:.5e}");
+        // Integral values print as integers, so 3.0 and 3 compare equal.
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            format!("{}", v as i64)
+        } else {
+            text
+        }
+    }
+}
+
+fn show_multiset(rows: &Multiset) -> String {
+    if rows.is_empty() {
+        return "    (no rows)\n".into();
+    }
+    let mut out = String::new();
+    for (row, n) in rows {
+        let _ = writeln!(out, "    {row}{}", if *n == 1 { String::new() } else { format!("   x{n}") });
+    }
+    out
+}
+
+/// Expected vs actual, with the difference spelled out.
+fn show_diff(expected: &Multiset, actual: &Multiset) -> String {
+    let mut missing = Multiset::new();
+    let mut extra = Multiset::new();
+    let keys: BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    for key in keys {
+        let e = expected.get(key).copied().unwrap_or(0);
+        let a = actual.get(key).copied().unwrap_or(0);
+        if e > a {
+            missing.insert(key.clone(), e - a);
+        } else if a > e {
+            extra.insert(key.clone(), a - e);
+        }
+    }
+    format!(
+        "  expected (batch query):\n{}  actual (materialized view):\n{}  missing from view:\n{}  extra in view:\n{}",
+        show_multiset(expected),
+        show_multiset(actual),
+        show_multiset(&missing),
+        show_multiset(&extra)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Shapes: placeholders, dependencies, oracle queries
+
+fn shape_by_name(name: &str) -> &'static Shape {
+    SHAPES
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no shape named {name}"))
+}
+
+/// Names of the views `sql` reads through `{name}` placeholders.
+fn placeholders(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').expect("unclosed placeholder") + start;
+        out.push(&rest[start + 1..end]);
+        rest = &rest[end + 1..];
+    }
+    out
+}
+
+/// The view's own definition: placeholders name the views.
+fn view_sql(shape: &Shape) -> String {
+    let mut sql = shape.sql.to_string();
+    for dep in placeholders(shape.sql) {
+        sql = sql.replace(&format!("{{{dep}}}"), dep);
+    }
+    sql
+}
+
+/// The definition with every view it reads inlined, so DataFusion evaluates
+/// it from the tables alone.
+fn oracle_sql(shape: &Shape) -> String {
+    let mut sql = shape.sql.to_string();
+    for dep in placeholders(shape.sql) {
+        let inner = oracle_sql(shape_by_name(dep));
+        sql = sql.replace(&format!("{{{dep}}}"), &format!("({inner})"));
+    }
+    sql
+}
+
+/// The shape and every view it reads, inputs first.
+fn with_inputs(name: &str, out: &mut Vec<&'static str>) {
+    let shape = shape_by_name(name);
+    for dep in placeholders(shape.sql) {
+        with_inputs(dep, out);
+    }
+    if !out.contains(&shape.name) {
+        out.push(shape.name);
+    }
+}
+
+fn create_sql(shape: &Shape) -> String {
+    format!("CREATE MATERIALIZED VIEW {} AS {}", shape.name, view_sql(shape))
+}
+
+/// Compare one view with its batch evaluation.
+async fn check(db: &Db, shape: &Shape) -> Result<(), String> {
+    let actual = db
+        .query(&format!("SELECT * FROM {}", shape.name))
+        .await
+        .map_err(|e| format!("reading the view failed: {e}"))?;
+    let expected = db
+        .query(&format!("SELECT * FROM ({}) q", oracle_sql(shape)))
+        .await
+        .map_err(|e| format!("the batch query failed: {e}"))?;
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(show_diff(&expected, &actual))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Replaying and shrinking
+
+/// A replayable case: statements before the views exist, then after.
+#[derive(Clone)]
+struct Case {
+    pre: Vec<Stmt>,
+    post: Vec<Vec<Stmt>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// CREATE MATERIALIZED VIEW failed.
+    Create,
+    /// A DML statement failed (error or panic).
+    Statement,
+    /// The view's contents differ from the batch query.
+    Mismatch,
+}
+
+struct Repro {
+    kind: Kind,
+    /// 1-based step after which it first fails (0: at CREATE).
+    step: usize,
+    detail: String,
+}
+
+/// Run a case with only `views` created (inputs first, the one under test
+/// last). Returns the first failure: a failed CREATE, a failed statement, or
+/// (with `compare`) a difference of the last view, checked after every
+/// statement.
+async fn replay(case: &Case, views: &[&'static str], compare: bool) -> Option<Repro> {
+    let db = Db::new().await;
+    for stmt in &case.pre {
+        let _ = db.apply(stmt).await;
+    }
+    for name in views {
+        if let Err(e) = db.exec(&create_sql(shape_by_name(name))).await {
+            return Some(Repro {
+                kind: Kind::Create,
+                step: 0,
+                detail: format!("CREATE MATERIALIZED VIEW {name} failed: {e}"),
+            });
+        }
+    }
+    let target = shape_by_name(views.last().unwrap());
+    if compare {
+        if let Err(detail) = check(&db, target).await {
+            return Some(Repro { kind: Kind::Mismatch, step: 0, detail });
+        }
+    }
+    for (i, step) in case.post.iter().enumerate() {
+        for stmt in step {
+            if let Err(detail) = db.apply(stmt).await {
+                return Some(Repro { kind: Kind::Statement, step: i + 1, detail });
+            }
+            if compare {
+                if let Err(detail) = check(&db, target).await {
+                    return Some(Repro { kind: Kind::Mismatch, step: i + 1, detail });
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The candidates one removal away from `case`: whole statements first
+/// (latest first), then single rows of multi-row inserts.
+fn smaller(case: &Case) -> Vec<Case> {
+    // (0 = pre, n = post step n - 1, index in that list)
+    let mut slots: Vec<(usize, usize)> = (0..case.pre.len()).map(|i| (0, i)).collect();
+    for (s, step) in case.post.iter().enumerate() {
+        slots.extend((0..step.len()).map(|i| (s + 1, i)));
+    }
+    fn list(c: &mut Case, step: usize) -> &mut Vec<Stmt> {
+        if step == 0 {
+            &mut c.pre
+        } else {
+            &mut c.post[step - 1]
+        }
+    }
+    let mut out = Vec::new();
+    for &(step, i) in slots.iter().rev() {
+        let mut c = case.clone();
+        list(&mut c, step).remove(i);
+        out.push(c);
+    }
+    for &(step, i) in slots.iter().rev() {
+        let mut probe = case.clone();
+        let width = match &list(&mut probe, step)[i] {
+            Stmt::Insert { rows, .. } if rows.len() > 1 => rows.len(),
+            _ => continue,
+        };
+        for r in (0..width).rev() {
+            let mut c = case.clone();
+            if let Stmt::Insert { rows, .. } = &mut list(&mut c, step)[i] {
+                rows.remove(r);
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Shrink a failure of view `name` seen on `case`; returns the report.
+async fn shrink(case: &Case, name: &'static str, compare: bool) -> String {
+    let mut views = Vec::new();
+    with_inputs(name, &mut views);
+    let mut out = String::new();
+    let Some(first) = replay(case, &views, compare).await else {
+        let _ = writeln!(
+            out,
+            "  (does not reproduce with only this view and its inputs; not shrunk)"
+        );
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "  with only this view (and its inputs) it first fails after step {} ({:?})",
+        first.step, first.kind
+    );
+    if env_flag("EDDY_ORACLE_NO_SHRINK") {
+        let _ = writeln!(out, "  {}", first.detail.replace('\n', "\n  "));
+        return out;
+    }
+    let mut best = Case {
+        pre: case.pre.clone(),
+        post: case.post[..first.step].to_vec(),
+    };
+    let mut repro = first;
+    let started = Instant::now();
+    let mut replays = 0;
+    'outer: loop {
+        for candidate in smaller(&best) {
+            if started.elapsed() > SHRINK_BUDGET {
+                let _ = writeln!(out, "  (shrink budget used up after {replays} replays)");
+                break 'outer;
+            }
+            replays += 1;
+            if let Some(r) = replay(&candidate, &views, compare).await {
+                if r.kind == repro.kind {
+                    best = candidate;
+                    best.post.truncate(r.step);
+                    best.post.retain(|s| !s.is_empty());
+                    repro = r;
+                    continue 'outer;
+                }
+            }
+        }
+        break;
+    }
+    let _ = writeln!(out, "  minimal case:");
+    for sql in TABLES {
+        let _ = writeln!(out, "    {sql};");
+    }
+    for stmt in &best.pre {
+        let _ = writeln!(out, "    {};", stmt.sql());
+    }
+    for view in &views {
+        let _ = writeln!(out, "    {};", create_sql(shape_by_name(view)));
+    }
+    for stmt in best.post.iter().flatten() {
+        let _ = writeln!(out, "    {};", stmt.sql());
+    }
+    if repro.kind == Kind::Mismatch {
+        let _ = writeln!(out, "    SELECT * FROM {name};");
+    }
+    let _ = writeln!(out, "  {}", repro.detail.trim_end().replace('\n', "\n  "));
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The test
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Shapes to run this time, inputs before the views reading them.
+fn selected_shapes() -> Vec<&'static str> {
+    let include_known = env_flag("EDDY_ORACLE_KNOWN");
+    let only: Option<Vec<String>> = std::env::var("EDDY_ORACLE_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    let mut out = Vec::new();
+    for shape in SHAPES {
+        if let Some(only) = &only {
+            if !only.iter().any(|o| o == shape.name) {
+                continue;
+            }
+        }
+        if KNOWN_FAILING.contains(&shape.name) && !include_known {
+            continue;
+        }
+        with_inputs(shape.name, &mut out);
+    }
+    out
+}
+
+/// A fresh database with the case's history applied and `live` created.
+async fn rebuild(case: &Case, live: &[&'static Shape]) -> Result<Db, String> {
+    let db = Db::new().await;
+    for stmt in &case.pre {
+        db.apply(stmt).await?;
+    }
+    for shape in live {
+        db.exec(&create_sql(shape))
+            .await
+            .map_err(|e| format!("CREATE of {} failed on rebuild: {e}", shape.name))?;
+    }
+    for stmt in case.post.iter().flatten() {
+        db.apply(stmt).await?;
+    }
+    Ok(db)
+}
+
+/// Whether `shape` reads (directly or not) a view in `names`.
+fn reads_any(shape: &Shape, names: &BTreeSet<&'static str>) -> Option<&'static str> {
+    let mut inputs = Vec::new();
+    with_inputs(shape.name, &mut inputs);
+    inputs.pop();
+    inputs.into_iter().find(|i| names.contains(i))
+}
+
+struct SeedRun {
+    failures: Vec<String>,
+}
+
+impl SeedRun {
+    fn fail(&mut self, report: String) {
+        println!("{report}\n");
+        self.failures.push(report);
+    }
+}
+
+async fn run_seed(seed: u64, steps: usize, shapes: &[&'static str]) -> Vec<String> {
+    let mut run = SeedRun { failures: Vec::new() };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut db = Db::new().await;
+    let pre = initial_load(&mut rng);
+    for stmt in &pre {
+        if let Err(e) = db.apply(stmt).await {
+            run.fail(format!("seed {seed}: initial load: {e}"));
+            return run.failures;
+        }
+    }
+    let mut case = Case { pre, post: Vec::new() };
+
+    // CREATE every view.
+    let mut live: Vec<&'static Shape> = Vec::new();
+    // Views not (or no longer) maintained in this run.
+    let mut dead: BTreeSet<&'static str> = BTreeSet::new();
+    for name in shapes {
+        let shape = shape_by_name(name);
+        if let Some(input) = reads_any(shape, &dead) {
+            dead.insert(shape.name);
+            println!("seed {seed}: {name} skipped: its input {input} is not maintained");
+            continue;
+        }
+        match db.exec(&create_sql(shape)).await {
+            Ok(_) => {
+                if EXPECTED_UNSUPPORTED.contains(name) {
+                    println!("note: {name} is in EXPECTED_UNSUPPORTED but now creates fine");
+                }
+                live.push(shape);
+            }
+            Err(e) if e.code == "0A000" && EXPECTED_UNSUPPORTED.contains(name) => {
+                dead.insert(shape.name);
+            }
+            Err(e) => {
+                dead.insert(shape.name);
+                let mut report = format!(
+                    "seed {seed}: CREATE of {name} failed: {e}\n  {}\n",
+                    create_sql(shape)
+                );
+                report.push_str(&shrink(&case, shape.name, false).await);
+                run.fail(report);
+                if e.code == "PANIC" {
+                    // The engine may be left half-way; start over without it.
+                    match rebuild(&case, &live).await {
+                        Ok(fresh) => db = fresh,
+                        Err(e) => {
+                            run.fail(format!("seed {seed}: rebuild failed: {e}"));
+                            return run.failures;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for step in 0..=steps {
+        if step > 0 {
+            let mut state = TableState {
+                t1: db.count("t1").await,
+                t2: db.count("t2").await,
+                t3_keys: db.t3_keys().await,
+            };
+            let stmts = gen_step(&mut rng, &mut state);
+            case.post.push(stmts.clone());
+            let mut failed = None;
+            for stmt in &stmts {
+                if let Err(e) = db.apply(stmt).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(error) = failed {
+                // Find the views that make the statement fail, report them
+                // and go on without them.
+                let mut culprits = BTreeSet::new();
+                for shape in &live {
+                    if reads_any(shape, &culprits).is_some() {
+                        culprits.insert(shape.name);
+                        continue;
+                    }
+                    let mut views = Vec::new();
+                    with_inputs(shape.name, &mut views);
+                    if replay(&case, &views, false).await.is_some() {
+                        culprits.insert(shape.name);
+                        let mut report = format!(
+                            "seed {seed}, step {step}: {error}\n  caused by view {}: {}\n",
+                            shape.name,
+                            create_sql(shape)
+                        );
+                        report.push_str(&shrink(&case, shape.name, false).await);
+                        run.fail(report);
+                    }
+                }
+                if culprits.is_empty() {
+                    run.fail(format!(
+                        "seed {seed}, step {step}: {error}\n  (no single view reproduces it)"
+                    ));
+                    return run.failures;
+                }
+                live.retain(|s| !culprits.contains(s.name));
+                dead.extend(culprits);
+                match rebuild(&case, &live).await {
+                    Ok(fresh) => db = fresh,
+                    Err(e) => {
+                        run.fail(format!("seed {seed}: rebuild failed: {e}"));
+                        return run.failures;
+                    }
+                }
+            }
+        }
+        let mut failed_now: BTreeSet<&'static str> = BTreeSet::new();
+        for shape in &live {
+            if let Some(input) = reads_any(shape, &failed_now) {
+                println!(
+                    "seed {seed}: {} no longer checked: its input {input} differs",
+                    shape.name
+                );
+                failed_now.insert(shape.name);
+                continue;
+            }
+            if let Err(detail) = check(&db, shape).await {
+                failed_now.insert(shape.name);
+                let mut report = format!(
+                    "seed {seed}: view {} differs from its query after step {step}\n  \
+                     query: {}\n  statements of step {step}:\n{}{detail}",
+                    shape.name,
+                    oracle_sql(shape),
+                    case.post
+                        .get(step.wrapping_sub(1))
+                        .map(|s| s.iter().map(|s| format!("    {};\n", s.sql())).collect::<String>())
+                        .unwrap_or_else(|| "    (none: right after CREATE)\n".into()),
+                );
+                report.push_str(&shrink(&case, shape.name, true).await);
+                run.fail(report);
+            }
+        }
+        live.retain(|s| !failed_now.contains(s.name));
+        dead.extend(failed_now);
+    }
+    if env_flag("EDDY_ORACLE_VERBOSE") {
+        let mut sizes = String::new();
+        for shape in &live {
+            let rows = db.query(&format!("SELECT * FROM {}", shape.name)).await.unwrap_or_default();
+            let _ = write!(sizes, " {}={}", shape.name, rows.values().sum::<i64>());
+        }
+        println!("seed {seed}: rows at the end:{sizes}");
+    }
+    run.failures
+}
+
+#[test]
+fn views_match_batch_queries() {
+    let seeds: Vec<u64> = match std::env::var("EDDY_ORACLE_SEED") {
+        Ok(seed) => vec![seed.trim().parse().expect("EDDY_ORACLE_SEED must be a u64")],
+        Err(_) => DEFAULT_SEEDS.to_vec(),
+    };
+    let steps = std::env::var("EDDY_ORACLE_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_STEPS);
+    let shapes = selected_shapes();
+    assert!(SHAPES.len() >= 40);
+    println!("{} shapes defined, {} selected", SHAPES.len(), shapes.len());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // Panics inside Eddy are caught and reported as failures; keep them
+    // from printing a backtrace each.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("panic: {info}");
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(info.to_string());
+        }
+    }));
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let seed_started = Instant::now();
+        failures.extend(runtime.block_on(run_seed(seed, steps, &shapes)));
+        println!(
+            "seed {seed}: {} shapes, {steps} steps, {:.1}s",
+            shapes.len(),
+            seed_started.elapsed().as_secs_f64()
+        );
+    }
+    let _ = std::panic::take_hook();
+    println!("total {:.1}s", started.elapsed().as_secs_f64());
+    if !failures.is_empty() {
+        panic!(
+            "{} failure(s) (rerun one seed with EDDY_ORACLE_SEED=<seed>):\n\n{}",
+            failures.len(),
+            failures.join("\n\n")
+        );
+    }
+}
