@@ -376,9 +376,7 @@ impl Builder<'_> {
             }
         };
         if join.null_aware {
-            return Err(Error::not_supported(
-                "NOT IN (subquery) is not supported in materialized views; use NOT EXISTS",
-            ));
+            return self.build(&rewrite_not_in(join)?);
         }
         let left = self.build(&join.left)?;
         let right = self.build(&join.right)?;
@@ -509,6 +507,49 @@ fn lift_scalar_subqueries(input: &LogicalPlan, exprs: &[Expr]) -> Result<(Logica
         lifted.push(rewritten.data);
     }
     Ok((plan, lifted))
+}
+
+/// `x NOT IN (SELECT y ...)` is a null-aware anti join: no row passes once
+/// the subquery holds a NULL, a NULL `x` passes only when the subquery is
+/// empty. Express it with maintained pieces: a plain anti join, crossed with
+/// a global aggregate counting the subquery's rows and NULLs, filtered by
+/// `rows = 0 OR (nulls = 0 AND x IS NOT NULL)`.
+fn rewrite_not_in(join: &datafusion::logical_expr::Join) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::logical_expr::{lit, when};
+    let [(outer, inner)] = join.on.as_slice() else {
+        return Err(Error::not_supported(
+            "NOT IN with several columns is not supported in materialized views",
+        ));
+    };
+    if join.filter.is_some() || join.join_type != JoinType::LeftAnti {
+        return Err(Error::not_supported(
+            "correlated NOT IN (subquery) is not supported in materialized views; use NOT EXISTS",
+        ));
+    }
+    let left = join.left.as_ref().clone();
+    let right = join.right.as_ref().clone();
+    let columns: Vec<Expr> = left.schema().columns().into_iter().map(Expr::Column).collect();
+    let stats = LogicalPlanBuilder::from(right.clone())
+        .aggregate(
+            Vec::<Expr>::new(),
+            vec![
+                count(lit(1)).alias("__eddy_rows"),
+                count(when(inner.clone().is_null(), lit(1)).end()?).alias("__eddy_nulls"),
+            ],
+        )?
+        .alias("__eddy_not_in")?
+        .build()?;
+    let stat = |name: &str| Expr::Column(datafusion::common::Column::new(Some("__eddy_not_in"), name));
+    let keep = stat("__eddy_rows")
+        .eq(lit(0i64))
+        .or(stat("__eddy_nulls").eq(lit(0i64)).and(outer.clone().is_not_null()));
+    Ok(LogicalPlanBuilder::from(left)
+        .join_with_expr_keys(right, JoinType::LeftAnti, (vec![outer.clone()], vec![inner.clone()]), None)?
+        .join_on(stats, JoinType::Inner, [lit(true)])?
+        .filter(keep)?
+        .project(columns)?
+        .build()?)
 }
 
 /// True when `plan` returns at most one row whatever its input.
