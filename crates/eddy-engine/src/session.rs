@@ -260,10 +260,22 @@ impl Session {
         if words == ["FLUSH"] {
             return Ok(Some(Parsed::Flush));
         }
-        let mut statements = self
-            .parser
-            .parse(text)
-            .map_err(|e| Error::Syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()))?;
+        // The compatibility parser rewrites what clients send to inspect
+        // pg_catalog, and some of its rewrites change results (it replaces
+        // correlated subqueries in a select list with NULL); apply it only
+        // to catalog queries.
+        let lower = text.to_ascii_lowercase();
+        let parsed = if lower.contains("pg_") || lower.contains("information_schema") {
+            self.parser.parse(text)
+        } else {
+            datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                text,
+            )
+        };
+        let mut statements = parsed.map_err(|e| {
+            Error::Syntax(e.to_string().trim_start_matches("sql parser error: ").to_string())
+        })?;
         match statements.len() {
             0 => Ok(None),
             1 => Ok(statements.pop().map(|s| Parsed::Sql(Box::new(s)))),
