@@ -207,52 +207,65 @@ impl WriteGuard<'_> {
         Ok(())
     }
 
-    /// Drop `name` (and, with `cascade`, everything that reads it) and commit.
-    /// Returns the names dropped.
-    pub fn drop_object(&mut self, name: &str, kind: ObjectKind, cascade: bool) -> Result<Vec<String>> {
+    /// Drop every object in `names` (and, with `cascade`, everything that
+    /// reads them) and commit, or drop nothing if any of them cannot be
+    /// dropped. Returns the names dropped.
+    pub fn drop_objects(
+        &mut self,
+        names: &[String],
+        kind: ObjectKind,
+        cascade: bool,
+    ) -> Result<Vec<String>> {
         let working = &self.writer.working;
-        let Some(entry) = working.objects.get(name) else {
-            return Err(match kind {
-                ObjectKind::View => Error::plan("42P01", format!("view \"{name}\" does not exist")),
-                ObjectKind::MaterializedView => Error::plan(
-                    "42P01",
-                    format!("materialized view \"{name}\" does not exist"),
-                ),
-                ObjectKind::Table => Error::UndefinedTable(name.to_string()),
-            });
-        };
-        if entry.kind != kind {
-            return Err(Error::WrongObjectType {
-                name: name.to_string(),
-                expected: kind.as_sql(),
-            });
+        let mut order: Vec<String> = Vec::new();
+        for name in names {
+            let Some(entry) = working.objects.get(name) else {
+                return Err(match kind {
+                    ObjectKind::View => {
+                        Error::plan("42P01", format!("view \"{name}\" does not exist"))
+                    }
+                    ObjectKind::MaterializedView => Error::plan(
+                        "42P01",
+                        format!("materialized view \"{name}\" does not exist"),
+                    ),
+                    ObjectKind::Table => Error::UndefinedTable(name.to_string()),
+                });
+            };
+            if entry.kind != kind {
+                return Err(Error::WrongObjectType {
+                    name: name.to_string(),
+                    expected: kind.as_sql(),
+                });
+            }
+            if !order.contains(name) {
+                order.push(name.clone());
+            }
         }
-        let mut order = vec![name.to_string()];
         let mut index = 0;
         while index < order.len() {
-            let dependents: Vec<String> = working
+            let dependents: Vec<&CatalogEntry> = working
                 .dependents(&order[index])
                 .into_iter()
-                .map(|e| e.name.clone())
-                .filter(|n| !order.contains(n))
+                .filter(|e| !order.contains(&e.name))
                 .collect();
             if !cascade && !dependents.is_empty() {
+                let object = working
+                    .objects
+                    .get(&order[index])
+                    .map_or("relation", |e| e.kind.as_sql());
                 let detail = dependents
                     .iter()
-                    .map(|d| {
-                        let kind = working.objects.get(d).map_or("view", |e| e.kind.as_sql());
-                        format!("{kind} {d} depends on {} {}", entry.kind.as_sql(), order[index])
-                    })
+                    .map(|d| format!("{} {} depends on {object} {}", d.kind.as_sql(), d.name, order[index]))
                     .collect::<Vec<_>>()
                     .join("\n");
                 return Err(Error::DependentObjects {
-                    object: format!("{} {name}", kind.as_sql()),
+                    object: format!("{object} {}", order[index]),
                     detail: format!(
                         "{detail}\nHINT:  Use DROP ... CASCADE to drop the dependent objects too."
                     ),
                 });
             }
-            order.extend(dependents);
+            order.extend(dependents.into_iter().map(|d| d.name.clone()));
             index += 1;
         }
         let writer = &mut *self.writer;

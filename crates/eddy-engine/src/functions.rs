@@ -7,7 +7,7 @@ use datafusion::scalar::ScalarValue;
 /// `version()`, in the shape PostgreSQL clients parse.
 pub fn version() -> ScalarUDF {
     let text = format!(
-        "PostgreSQL 16.0 on Eddy {}, a streaming SQL database",
+        "PostgreSQL 16.6 on Eddy {}, a streaming SQL database",
         env!("CARGO_PKG_VERSION")
     );
     create_udf(

@@ -120,13 +120,23 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("search_path", "public"),
     ("server_encoding", "UTF8"),
     ("server_version", "16.6"),
-    ("server_version_num", "160000"),
+    ("server_version_num", "160006"),
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
     ("transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),
 ];
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // datafusion-pg-catalog's schema holds the catalog list it sits in;
+        // removing it breaks that reference cycle so the session is freed.
+        if let Some(catalog) = self.context.catalog(DATABASE) {
+            let _ = catalog.deregister_schema("pg_catalog", true);
+        }
+    }
+}
 
 impl Session {
     /// A session on `engine` with PostgreSQL's catalog tables and functions.
@@ -139,6 +149,8 @@ impl Session {
         let options = config.options_mut();
         options.sql_parser.dialect = Dialect::PostgreSQL;
         options.sql_parser.map_string_types_to_utf8view = false;
+        // `0.1` is an exact numeric in PostgreSQL, not a float.
+        options.sql_parser.parse_float_as_decimal = true;
         options.execution.time_zone = Some("+00:00".to_string());
         let context = SessionContext::new_with_config(config);
         let schema = Arc::new(SnapshotSchema::new(engine.snapshot()));
@@ -560,12 +572,14 @@ impl Session {
             other => return Err(Error::not_supported(format!("DROP {other}"))),
         };
         let mut guard = self.engine.write().await;
-        for name in names {
-            let name = object_name(name);
-            if if_exists && !guard.snapshot().objects.contains_key(&name) {
-                continue;
-            }
-            guard.drop_object(&name, kind, cascade)?;
+        let snapshot = guard.snapshot();
+        let names: Vec<String> = names
+            .iter()
+            .map(object_name)
+            .filter(|name| !if_exists || snapshot.objects.contains_key(name))
+            .collect();
+        if !names.is_empty() {
+            guard.drop_objects(&names, kind, cascade)?;
         }
         Ok(Output::Command(CommandTag::new(tag)))
     }

@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use eddy_common::Error;
@@ -19,7 +19,6 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::data::DataRow;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
@@ -97,9 +96,7 @@ fn response(output: Output, format: &Format, options: &Arc<FormatOptions>) -> Pg
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options.clone()))?);
             let rows = batches.into_iter().flat_map({
                 let fields = fields.clone();
-                move |batch| -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
-                    encode_recordbatch(fields.clone(), batch)
-                }
+                move |batch| crate::encode::rows(fields.clone(), batch)
             });
             Response::Query(QueryResponse::new(fields, stream::iter(rows)))
         }

@@ -1,6 +1,7 @@
 //! The Postgres wire protocol front end: one [`eddy_engine::Session`] per
 //! connection, simple and extended query protocols, Arrow ↔ Postgres types.
 
+mod encode;
 mod handler;
 
 use std::sync::Arc;

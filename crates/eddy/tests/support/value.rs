@@ -16,8 +16,8 @@ impl<'a> FromSql<'a> for Value {
             Type::INT4 => i32::from_sql(ty, raw)?.to_string(),
             Type::INT8 => i64::from_sql(ty, raw)?.to_string(),
             Type::OID => u32::from_sql(ty, raw)?.to_string(),
-            Type::FLOAT4 => float(f32::from_sql(ty, raw)? as f64),
-            Type::FLOAT8 => float(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => float(f32::from_sql(ty, raw)? as f64, 6),
+            Type::FLOAT8 => float(f64::from_sql(ty, raw)?, 15),
             Type::NUMERIC => numeric(raw)?,
             Type::DATE => date(i32::from_sql(&Type::INT4, raw)?),
             Type::TIMESTAMP => timestamp(i64::from_sql(&Type::INT8, raw)?),
@@ -41,13 +41,27 @@ impl<'a> FromSql<'a> for Value {
     }
 }
 
-fn float(value: f64) -> String {
+/// PostgreSQL's float output: shortest round-trip digits, in scientific
+/// notation (two-digit exponent) below 1e-4 or from 10^15 (float4: 10^6).
+fn float(value: f64, digits: i32) -> String {
     if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "Infinity" } else { "-Infinity" }.into()
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let (plain, scientific) = if digits == 6 {
+        (format!("{}", value as f32), format!("{:e}", value as f32))
     } else {
-        value.to_string()
+        (format!("{value}"), format!("{value:e}"))
+    };
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if value == 0.0 || (-4..digits).contains(&exponent) {
+        plain
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
     }
 }
 
