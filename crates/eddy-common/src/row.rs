@@ -62,9 +62,14 @@ impl RowCodec {
         &self.types
     }
 
-    /// Encode whole columns.
+    /// Encode whole columns. Float zeros are encoded as +0, so that -0.0
+    /// and 0.0 are one key, as they are equal in SQL.
     pub fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
-        Ok(self.converter.convert_columns(columns)?)
+        if !self.types.iter().any(DataType::is_floating) {
+            return Ok(self.converter.convert_columns(columns)?);
+        }
+        let columns: Vec<ArrayRef> = columns.iter().map(positive_zeros).collect();
+        Ok(self.converter.convert_columns(&columns)?)
     }
 
     /// Decode rows given as bytes (as produced by [`RowCodec::encode`]).
@@ -74,5 +79,27 @@ impl RowCodec {
     {
         let parsed = rows.into_iter().map(|bytes| self.parser.parse(bytes));
         Ok(self.converter.convert_rows(parsed)?)
+    }
+}
+
+/// The same column with every -0.0 replaced by +0.0.
+fn positive_zeros(column: &ArrayRef) -> ArrayRef {
+    use datafusion::arrow::array::{AsArray, PrimitiveArray};
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    use std::sync::Arc;
+    match column.data_type() {
+        DataType::Float64 => {
+            let values: PrimitiveArray<Float64Type> = column
+                .as_primitive::<Float64Type>()
+                .unary(|v| if v == 0.0 { 0.0 } else { v });
+            Arc::new(values)
+        }
+        DataType::Float32 => {
+            let values: PrimitiveArray<Float32Type> = column
+                .as_primitive::<Float32Type>()
+                .unary(|v| if v == 0.0 { 0.0 } else { v });
+            Arc::new(values)
+        }
+        _ => column.clone(),
     }
 }

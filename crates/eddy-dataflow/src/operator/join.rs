@@ -155,7 +155,8 @@ impl JoinOperator {
                 .map(|f| new_null_array(f.data_type(), rows))
                 .collect()
         };
-        let columns = if target.fields().len() == self.filter_schema.fields().len() {
+        let pairs = self.kind.emits_pairs() || Arc::ptr_eq(target, &self.filter_schema);
+        let columns = if pairs {
             let mut columns = left.unwrap_or_else(|| nulls(&self.sides[0]));
             columns.extend(right.unwrap_or_else(|| nulls(&self.sides[1])));
             columns
@@ -175,6 +176,9 @@ impl JoinOperator {
     }
 
     fn stored_columns(&self, side: usize, rows: &[Arc<[u8]>]) -> Result<Vec<ArrayRef>> {
+        if self.sides[side].schema.fields().is_empty() {
+            return Ok(Vec::new());
+        }
         self.sides[side].codec.decode(rows.iter().map(|r| r.as_ref()))
     }
 
@@ -251,7 +255,14 @@ impl Operator for JoinOperator {
         let matchable: Vec<bool> = (0..count)
             .map(|i| self.nulls_equal || key_columns.iter().all(|c| c.is_valid(i)))
             .collect();
-        let encoded = self.sides[side].codec.encode(data.columns())?;
+        // A side without columns (say an EXISTS subquery projected to
+        // nothing) has one row value: the empty one.
+        let encoded = if data.num_columns() == 0 {
+            None
+        } else {
+            Some(self.sides[side].codec.encode(data.columns())?)
+        };
+        let row_of = |i: usize| -> &[u8] { encoded.as_ref().map_or(&[], |e| e.row(i).data()) };
 
         // Pairs of a delta row with the current rows of the other side.
         let mut pairs: Pairs = Vec::new();
@@ -356,7 +367,7 @@ impl Operator for JoinOperator {
                 continue;
             }
             let key = key_of(i);
-            let row = encoded.row(i).data();
+            let row = row_of(i);
             let rows = match own.index.get_mut(key) {
                 Some(rows) => rows,
                 None => own.index.entry(key.into()).or_default(),
