@@ -31,7 +31,9 @@ pub enum Error {
         detail: String,
     },
     /// A NULL was written to a NOT NULL column.
-    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
     NotNullViolation {
         /// The table written to.
         table: String,

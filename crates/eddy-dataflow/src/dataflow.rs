@@ -54,7 +54,9 @@ impl Dataflow {
         inputs: Vec<NodeId>,
     ) -> Result<NodeId> {
         if let Some(missing) = inputs.iter().find(|id| !self.nodes.contains_key(id)) {
-            return Err(Error::internal(format!("dataflow input node {missing} missing")));
+            return Err(Error::internal(format!(
+                "dataflow input node {missing} missing"
+            )));
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -138,7 +140,10 @@ impl Dataflow {
                 continue;
             }
             if node.observed {
-                output.entry(id).or_default().extend(emitted.iter().cloned());
+                output
+                    .entry(id)
+                    .or_default()
+                    .extend(emitted.iter().cloned());
             }
             for (_, consumer) in self.nodes.range_mut(id + 1..) {
                 for (input, source) in consumer.inputs.iter().enumerate() {

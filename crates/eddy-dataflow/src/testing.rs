@@ -52,9 +52,16 @@ pub fn changes(schema: &SchemaRef, text: &str) -> ChangeBatch {
     let width = schema.fields().len();
     let mut weights = Vec::new();
     for row in &rows {
-        assert_eq!(row.len(), width + 1, "row {row:?} needs {width} values and a weight");
+        assert_eq!(
+            row.len(),
+            width + 1,
+            "row {row:?} needs {width} values and a weight"
+        );
         let weight = row[width];
-        assert!(weight.starts_with(['+', '-']), "weight {weight} needs a sign");
+        assert!(
+            weight.starts_with(['+', '-']),
+            "weight {weight} needs a sign"
+        );
         weights.push(weight.parse::<i64>().expect("weight is an integer"));
     }
     let columns = schema
@@ -103,7 +110,10 @@ pub fn render(schema: &SchemaRef, batches: &[ChangeBatch]) -> Result<Vec<String>
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut rows: Vec<String> = (0..all.num_rows())
         .map(|row| {
-            let mut text: Vec<String> = formatters.iter().map(|f| f.value(row).to_string()).collect();
+            let mut text: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
             text.push(format!("{:+}", all.weights()[row]));
             text.join(" ")
         })

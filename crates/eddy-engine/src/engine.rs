@@ -142,7 +142,10 @@ impl WriteGuard<'_> {
             .working
             .relations
             .insert(name.to_string(), Relation::new(schema)?);
-        writer.working.objects.insert(name.to_string(), Arc::new(entry));
+        writer
+            .working
+            .objects
+            .insert(name.to_string(), Arc::new(entry));
         self.commit();
         Ok(())
     }
@@ -168,7 +171,10 @@ impl WriteGuard<'_> {
             created: writer.next_created,
         };
         writer.next_created += 1;
-        writer.working.objects.insert(name.to_string(), Arc::new(entry));
+        writer
+            .working
+            .objects
+            .insert(name.to_string(), Arc::new(entry));
         self.commit();
         Ok(())
     }
@@ -255,7 +261,14 @@ impl WriteGuard<'_> {
                     .map_or("relation", |e| e.kind.as_sql());
                 let detail = dependents
                     .iter()
-                    .map(|d| format!("{} {} depends on {object} {}", d.kind.as_sql(), d.name, order[index]))
+                    .map(|d| {
+                        format!(
+                            "{} {} depends on {object} {}",
+                            d.kind.as_sql(),
+                            d.name,
+                            order[index]
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 return Err(Error::DependentObjects {
@@ -478,7 +491,11 @@ impl Writer {
 
 impl KeyIndex {
     /// The key deltas `changes` would apply; fails on a duplicate key.
-    fn check(&self, entry: &CatalogEntry, changes: &ChangeBatch) -> Result<HashMap<Box<[u8]>, i64>> {
+    fn check(
+        &self,
+        entry: &CatalogEntry,
+        changes: &ChangeBatch,
+    ) -> Result<HashMap<Box<[u8]>, i64>> {
         let columns: Vec<_> = self
             .columns
             .iter()
@@ -542,7 +559,9 @@ fn display_value(value: &ScalarValue) -> String {
 fn conform(changes: &ChangeBatch, schema: &SchemaRef) -> Result<ChangeBatch> {
     let data = changes.data();
     if data.num_columns() != schema.fields().len() {
-        return Err(Error::internal("written rows do not have the table's columns"));
+        return Err(Error::internal(
+            "written rows do not have the table's columns",
+        ));
     }
     let columns = data
         .columns()

@@ -5,8 +5,8 @@ use std::sync::{Arc, RwLock, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{SchemaProvider, Session as DataFusionSession, TableProvider};
 use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{SchemaProvider, Session as DataFusionSession, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};

@@ -86,7 +86,9 @@ impl Relation {
             let key = row.data();
             let count = rows.get(key).copied().unwrap_or(0) + weight;
             if count < 0 {
-                return Err(Error::internal("a relation row would have a negative count"));
+                return Err(Error::internal(
+                    "a relation row would have a negative count",
+                ));
             } else if count == 0 {
                 rows.remove(key);
             } else {

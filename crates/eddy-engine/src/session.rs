@@ -220,13 +220,19 @@ impl Session {
         if let Some(Parsed::Sql(statement)) = &statement {
             self.schema.pin(self.engine.snapshot());
             match statement.as_ref() {
-                Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                Statement::Query(_)
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_) => {
                     let plan = self.plan(statement).await?;
                     let types = plan.get_parameter_types()?;
                     let mut ordered: Vec<(usize, Option<DataType>)> = types
                         .into_iter()
                         .filter_map(|(name, t)| {
-                            name.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, t))
+                            name.trim_start_matches('$')
+                                .parse::<usize>()
+                                .ok()
+                                .map(|n| (n, t))
                         })
                         .collect();
                     ordered.sort_by_key(|(n, _)| *n);
@@ -258,7 +264,8 @@ impl Session {
     ) -> Result<Option<Output>> {
         match &prepared.statement {
             Some(parsed) => Ok(Some(
-                self.execute(parsed.clone(), &prepared.sql, parameters).await?,
+                self.execute(parsed.clone(), &prepared.sql, parameters)
+                    .await?,
             )),
             None => Ok(None),
         }
@@ -286,7 +293,11 @@ impl Session {
             )
         };
         let mut statements = parsed.map_err(|e| {
-            Error::Syntax(e.to_string().trim_start_matches("sql parser error: ").to_string())
+            Error::Syntax(
+                e.to_string()
+                    .trim_start_matches("sql parser error: ")
+                    .to_string(),
+            )
         })?;
         match statements.len() {
             0 => Ok(None),
@@ -302,7 +313,12 @@ impl Session {
             .await?)
     }
 
-    async fn execute(&self, parsed: Parsed, text: &str, parameters: Option<ParamValues>) -> Result<Output> {
+    async fn execute(
+        &self,
+        parsed: Parsed,
+        text: &str,
+        parameters: Option<ParamValues>,
+    ) -> Result<Output> {
         let statement = match parsed {
             Parsed::Flush => {
                 self.engine.flush().await;
@@ -330,7 +346,9 @@ impl Session {
                 cascade,
                 ..
             } => self.drop(*object_type, *if_exists, names, *cascade).await,
-            Statement::Explain { statement: inner, .. } => match inner.as_ref() {
+            Statement::Explain {
+                statement: inner, ..
+            } => match inner.as_ref() {
                 Statement::CreateView(view) if view.materialized => self.explain_view(view).await,
                 _ => {
                     self.schema.pin(self.engine.snapshot());
@@ -356,7 +374,12 @@ impl Session {
             Statement::Deallocate { .. } => Ok(Output::Command(CommandTag::new("DEALLOCATE"))),
             other => Err(Error::not_supported(format!(
                 "statement not supported: {}",
-                other.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+                other
+                    .to_string()
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ))),
         }
     }
@@ -389,11 +412,20 @@ impl Session {
     /// Rows a plan produces, as one batch of the plan's schema.
     async fn collect(&self, plan: LogicalPlan) -> Result<RecordBatch> {
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let batches = self.context.execute_logical_plan(plan).await?.collect().await?;
+        let batches = self
+            .context
+            .execute_logical_plan(plan)
+            .await?
+            .collect()
+            .await?;
         Ok(concat_batches(&schema, &batches)?)
     }
 
-    async fn write(&self, statement: &Statement, parameters: Option<ParamValues>) -> Result<Output> {
+    async fn write(
+        &self,
+        statement: &Statement,
+        parameters: Option<ParamValues>,
+    ) -> Result<Output> {
         let mut guard = self.engine.write().await;
         self.schema.pin(guard.snapshot());
         let plan = bind(self.plan(statement).await?, parameters)?;
@@ -462,7 +494,9 @@ impl Session {
             match constraint {
                 Constraint::PrimaryKey(columns) => primary_key = columns.clone(),
                 Constraint::Unique(_) => {
-                    return Err(Error::not_supported("UNIQUE constraints other than PRIMARY KEY"))
+                    return Err(Error::not_supported(
+                        "UNIQUE constraints other than PRIMARY KEY",
+                    ))
                 }
             }
         }
@@ -526,7 +560,10 @@ impl Session {
                 .iter()
                 .map(|c| format!("\"{}\"", c.name.value.replace('"', "\"\"")))
                 .collect();
-            format!("SELECT * FROM ({query}) AS \"{name}\" ({})", columns.join(", "))
+            format!(
+                "SELECT * FROM ({query}) AS \"{name}\" ({})",
+                columns.join(", ")
+            )
         };
         if view.materialized {
             eddy_planner::reject_time_dependent(&plan)?;
@@ -568,7 +605,9 @@ impl Session {
         let (kind, tag) = match object_type {
             ObjectType::Table => (ObjectKind::Table, "DROP TABLE"),
             ObjectType::View => (ObjectKind::View, "DROP VIEW"),
-            ObjectType::MaterializedView => (ObjectKind::MaterializedView, "DROP MATERIALIZED VIEW"),
+            ObjectType::MaterializedView => {
+                (ObjectKind::MaterializedView, "DROP MATERIALIZED VIEW")
+            }
             other => return Err(Error::not_supported(format!("DROP {other}"))),
         };
         let mut guard = self.engine.write().await;
@@ -620,10 +659,16 @@ impl Session {
             .get(&key)
             .cloned()
             .ok_or_else(|| {
-                Error::plan("42704", format!("unrecognized configuration parameter \"{name}\""))
+                Error::plan(
+                    "42704",
+                    format!("unrecognized configuration parameter \"{name}\""),
+                )
             })?;
         let schema = text_schema(&[key.as_str()]);
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])?;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![value]))],
+        )?;
         Ok(Output::Rows {
             schema,
             batches: vec![batch],
@@ -671,7 +716,10 @@ fn rename_columns(plan: LogicalPlan, columns: &[ast::ViewColumnDef]) -> Result<L
     }
     let fields = plan.schema().columns();
     if columns.len() > fields.len() {
-        return Err(Error::plan("42601", "CREATE VIEW specifies more column names than columns"));
+        return Err(Error::plan(
+            "42601",
+            "CREATE VIEW specifies more column names than columns",
+        ));
     }
     let exprs: Vec<Expr> = fields
         .into_iter()
@@ -697,7 +745,10 @@ fn relations_read(statement: &Statement, snapshot: &crate::Snapshot) -> Vec<Stri
     };
     let mut names: Vec<String> = Vec::new();
     for reference in references {
-        let system = matches!(reference.schema(), Some("pg_catalog" | "information_schema"));
+        let system = matches!(
+            reference.schema(),
+            Some("pg_catalog" | "information_schema")
+        );
         let name = reference.table().to_string();
         if !system && snapshot.objects.contains_key(&name) && !names.contains(&name) {
             names.push(name);
@@ -723,10 +774,8 @@ fn reject_multiset_set_operations(query: &ast::Query) -> Result<()> {
                 } = body
                 {
                     let all = matches!(set_quantifier, ast::SetQuantifier::All);
-                    let multiset = matches!(
-                        op,
-                        ast::SetOperator::Intersect | ast::SetOperator::Except
-                    );
+                    let multiset =
+                        matches!(op, ast::SetOperator::Intersect | ast::SetOperator::Except);
                     if all && multiset {
                         return ControlFlow::Break(());
                     }

@@ -91,7 +91,11 @@ mod tests {
         let sql = "SELECT 'a;b'; -- c;d\nSELECT \"x;\" FROM t; /* ; */ ; SELECT $$;$$";
         assert_eq!(
             split_statements(sql),
-            vec!["SELECT 'a;b'", "-- c;d\nSELECT \"x;\" FROM t", "SELECT $$;$$"]
+            vec![
+                "SELECT 'a;b'",
+                "-- c;d\nSELECT \"x;\" FROM t",
+                "SELECT $$;$$"
+            ]
         );
     }
 

@@ -56,18 +56,25 @@ pub fn rows(
 /// PostgreSQL's text form of a value, where it differs from arrow-pg's.
 fn postgres_text(array: &ArrayRef, row: usize) -> Option<String> {
     match array.data_type() {
-        DataType::Float64 => Some(float_text(array.as_primitive::<Float64Type>().value(row), 15)),
+        DataType::Float64 => Some(float_text(
+            array.as_primitive::<Float64Type>().value(row),
+            15,
+        )),
         DataType::Float32 => Some(float_text(
             array.as_primitive::<Float32Type>().value(row) as f64,
             6,
         )),
         DataType::Timestamp(unit, zone) => {
             let micros = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000,
+                TimeUnit::Second => {
+                    array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000
+                }
                 TimeUnit::Millisecond => {
                     array.as_primitive::<TimestampMillisecondType>().value(row) * 1_000
                 }
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
                 TimeUnit::Nanosecond => {
                     array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000
                 }

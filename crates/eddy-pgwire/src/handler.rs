@@ -90,10 +90,18 @@ fn user_error(error: &Error) -> PgWireError {
     PgWireError::UserError(Box::new(wire_error(error)))
 }
 
-fn response(output: Output, format: &Format, options: &Arc<FormatOptions>) -> PgWireResult<Response> {
+fn response(
+    output: Output,
+    format: &Format,
+    options: &Arc<FormatOptions>,
+) -> PgWireResult<Response> {
     Ok(match output {
         Output::Rows { schema, batches } => {
-            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options.clone()))?);
+            let fields = Arc::new(arrow_schema_to_pg_fields(
+                &schema,
+                format,
+                Some(options.clone()),
+            )?);
             let rows = batches.into_iter().flat_map({
                 let fields = fields.clone();
                 move |batch| crate::encode::rows(fields.clone(), batch)
@@ -173,9 +181,15 @@ impl QueryParser for StatementParser {
             .collect()
     }
 
-    fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        statement: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.schema {
-            Some(schema) => arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None),
+            Some(schema) => {
+                arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None)
+            }
             None => Ok(vec![]),
         }
     }
@@ -190,7 +204,12 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -198,7 +217,11 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let types: Vec<Option<&DataType>> = prepared.parameter_types.iter().map(|t| t.as_ref()).collect();
+        let types: Vec<Option<&DataType>> = prepared
+            .parameter_types
+            .iter()
+            .map(|t| t.as_ref())
+            .collect();
         let parameters = if portal.parameter_len() > 0 {
             Some(deserialize_parameters(portal, &types)?)
         } else {

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, JoinType, NullEquality, ScalarValue};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::{AggregateFunction as AggregateExpr, Sort as SortExpr};
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr, PhysicalSortExpr};
 use eddy_common::{Error, Result};
 use eddy_dataflow::operator::{
@@ -107,23 +107,31 @@ impl Builder<'_> {
                 self.scans.push((relation, node));
                 // Filters and limits DataFusion pushed into the scan still apply.
                 let mut node = node;
-                if let Some(predicate) = datafusion::logical_expr::utils::conjunction(scan.filters.clone()) {
-                    let source_schema = DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source)?;
+                if let Some(predicate) =
+                    datafusion::logical_expr::utils::conjunction(scan.filters.clone())
+                {
+                    let source_schema =
+                        DFSchema::try_from_qualified_schema(scan.table_name.clone(), &source)?;
                     let predicate = self.physical(&predicate, &source_schema)?;
                     node = self.add(FilterOperator::new(predicate, full.clone()), vec![node])?;
                 }
                 if scan.fetch.is_some() {
-                    node = self.add(TopNOperator::new(vec![], 0, scan.fetch, full.clone())?, vec![node])?;
+                    node = self.add(
+                        TopNOperator::new(vec![], 0, scan.fetch, full.clone())?,
+                        vec![node],
+                    )?;
                 }
                 match &scan.projection {
                     Some(columns) if *columns != (0..source.fields().len()).collect::<Vec<_>>() => {
                         let exprs = columns
                             .iter()
                             .map(|i| {
-                                Ok(Arc::new(datafusion::physical_expr::expressions::Column::new(
-                                    source.field(*i).name(),
-                                    *i,
-                                )) as Arc<dyn PhysicalExpr>)
+                                Ok(
+                                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                                        source.field(*i).name(),
+                                        *i,
+                                    )) as Arc<dyn PhysicalExpr>,
+                                )
                             })
                             .collect::<Result<Vec<_>>>()?;
                         self.add(ProjectOperator::new(exprs, schema), vec![node])
@@ -205,14 +213,18 @@ impl Builder<'_> {
                         )) as Arc<dyn PhysicalExpr>
                     })
                     .collect();
-                let types = input_schema.fields().iter().map(|f| f.data_type().clone()).collect();
+                let types = input_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect();
                 let input_arrow = nullable(input_schema.as_arrow());
                 let operator = AggregateOperator::new(exprs, types, vec![], &input_arrow, schema)?;
                 self.add(operator, vec![node])
             }
-            LogicalPlan::Distinct(Distinct::On(_)) => {
-                Err(Error::not_supported("DISTINCT ON is not supported in materialized views"))
-            }
+            LogicalPlan::Distinct(Distinct::On(_)) => Err(Error::not_supported(
+                "DISTINCT ON is not supported in materialized views",
+            )),
             LogicalPlan::Aggregate(aggregate) => {
                 let input = self.build(&aggregate.input)?;
                 let input_schema = aggregate.input.schema();
@@ -268,7 +280,8 @@ impl Builder<'_> {
                     LogicalPlan::Projection(projection) => {
                         if let LogicalPlan::Sort(sort) = projection.input.as_ref() {
                             let sorted_schema = nullable(projection.input.schema().as_arrow());
-                            let top = self.top_n(&sort.input, &sort.expr, offset, fetch, sorted_schema)?;
+                            let top =
+                                self.top_n(&sort.input, &sort.expr, offset, fetch, sorted_schema)?;
                             let exprs = projection
                                 .expr
                                 .iter()
@@ -290,7 +303,8 @@ impl Builder<'_> {
                 )?;
                 let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::new(); schema.fields().len()];
                 for row in &values.values {
-                    for ((expr, column), field) in row.iter().zip(&mut columns).zip(schema.fields()) {
+                    for ((expr, column), field) in row.iter().zip(&mut columns).zip(schema.fields())
+                    {
                         let value = self.physical(expr, &empty)?.evaluate(&one_row)?;
                         let value = match value {
                             datafusion::logical_expr::ColumnarValue::Scalar(s) => s,
@@ -332,9 +346,9 @@ impl Builder<'_> {
             LogicalPlan::RecursiveQuery(_) => Err(Error::not_supported(
                 "recursive queries (WITH RECURSIVE) are not supported in materialized views",
             )),
-            LogicalPlan::Unnest(_) => {
-                Err(Error::not_supported("UNNEST is not supported in materialized views"))
-            }
+            LogicalPlan::Unnest(_) => Err(Error::not_supported(
+                "UNNEST is not supported in materialized views",
+            )),
             other => Err(Error::not_supported(format!(
                 "{} is not supported in materialized views",
                 plan_name(other)
@@ -369,11 +383,9 @@ impl Builder<'_> {
             JoinType::LeftAnti => JoinKind::LeftAnti,
             JoinType::RightSemi => JoinKind::RightSemi,
             JoinType::RightAnti => JoinKind::RightAnti,
-            JoinType::LeftMark | JoinType::RightMark => {
-                return Err(Error::not_supported(
-                    "EXISTS or IN subqueries combined with OR are not supported in materialized views",
-                ))
-            }
+            JoinType::LeftMark | JoinType::RightMark => return Err(Error::not_supported(
+                "EXISTS or IN subqueries combined with OR are not supported in materialized views",
+            )),
         };
         if join.null_aware {
             return self.build(&rewrite_not_in(join)?);
@@ -529,7 +541,12 @@ fn rewrite_not_in(join: &datafusion::logical_expr::Join) -> Result<LogicalPlan> 
     }
     let left = join.left.as_ref().clone();
     let right = join.right.as_ref().clone();
-    let columns: Vec<Expr> = left.schema().columns().into_iter().map(Expr::Column).collect();
+    let columns: Vec<Expr> = left
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
     let stats = LogicalPlanBuilder::from(right.clone())
         .aggregate(
             Vec::<Expr>::new(),
@@ -540,12 +557,18 @@ fn rewrite_not_in(join: &datafusion::logical_expr::Join) -> Result<LogicalPlan> 
         )?
         .alias("__eddy_not_in")?
         .build()?;
-    let stat = |name: &str| Expr::Column(datafusion::common::Column::new(Some("__eddy_not_in"), name));
-    let keep = stat("__eddy_rows")
+    let stat =
+        |name: &str| Expr::Column(datafusion::common::Column::new(Some("__eddy_not_in"), name));
+    let keep = stat("__eddy_rows").eq(lit(0i64)).or(stat("__eddy_nulls")
         .eq(lit(0i64))
-        .or(stat("__eddy_nulls").eq(lit(0i64)).and(outer.clone().is_not_null()));
+        .and(outer.clone().is_not_null()));
     Ok(LogicalPlanBuilder::from(left)
-        .join_with_expr_keys(right, JoinType::LeftAnti, (vec![outer.clone()], vec![inner.clone()]), None)?
+        .join_with_expr_keys(
+            right,
+            JoinType::LeftAnti,
+            (vec![outer.clone()], vec![inner.clone()]),
+            None,
+        )?
         .join_on(stats, JoinType::Inner, [lit(true)])?
         .filter(keep)?
         .project(columns)?

@@ -58,7 +58,10 @@ async fn readers_never_see_a_partial_epoch() {
                 let joined_min: i64 = row.get(2);
                 let joined_max: i64 = row.get(3);
                 let joined_sum: i64 = row.get(4);
-                assert_eq!(view_total, table_total, "view and table at different epochs");
+                assert_eq!(
+                    view_total, table_total,
+                    "view and table at different epochs"
+                );
                 assert_eq!(view_total, 4000, "money created or destroyed");
                 assert_eq!((joined_min, joined_max, joined_sum), (4000, 4000, 4000));
                 reads += 1;

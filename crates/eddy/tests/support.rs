@@ -25,7 +25,10 @@ pub struct Postgres {
 
 impl Postgres {
     /// Connect to an Eddy server.
-    pub async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<Self, tokio_postgres::Error> {
+    pub async fn connect(
+        addr: SocketAddr,
+        protocol: Protocol,
+    ) -> Result<Self, tokio_postgres::Error> {
         let config = format!(
             "host={} port={} user=eddy dbname=eddy",
             addr.ip(),
@@ -42,14 +45,19 @@ impl Postgres {
         })
     }
 
-    async fn run_simple(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+    async fn run_simple(
+        &mut self,
+        sql: &str,
+    ) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
         let messages = self.client.simple_query(sql).await?;
         let mut rows = Vec::new();
         let mut columns = None;
         let mut count = 0;
         for message in messages {
             match message {
-                SimpleQueryMessage::RowDescription(description) => columns = Some(description.len()),
+                SimpleQueryMessage::RowDescription(description) => {
+                    columns = Some(description.len())
+                }
                 SimpleQueryMessage::Row(row) => {
                     columns = Some(row.len());
                     rows.push(
@@ -75,7 +83,10 @@ impl Postgres {
         })
     }
 
-    async fn run_extended(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
+    async fn run_extended(
+        &mut self,
+        sql: &str,
+    ) -> Result<DBOutput<DefaultColumnType>, tokio_postgres::Error> {
         let statement = self.client.prepare(sql).await?;
         if statement.columns().is_empty() {
             let count = self.client.execute(&statement, &[]).await?;
@@ -91,7 +102,13 @@ impl Postgres {
                         let value: value::Value = row.get(i);
                         value.0.unwrap_or_else(|| "NULL".to_string())
                     })
-                    .map(|text| if text.is_empty() { "(empty)".to_string() } else { text })
+                    .map(|text| {
+                        if text.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            text
+                        }
+                    })
                     .collect()
             })
             .collect();

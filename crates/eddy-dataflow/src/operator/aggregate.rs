@@ -16,8 +16,8 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef};
 use datafusion::arrow::row::Rows;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::scalar::ScalarValue;
@@ -287,9 +287,10 @@ impl Call {
             (AggregateFunction::Count, _) => Accumulator::Count(0),
             (_, Some(Numeric::Float)) => Accumulator::FloatSum { sum: 0.0, count: 0 },
             (_, Some(_)) => Accumulator::Sum { sum: 0, count: 0 },
-            (AggregateFunction::BoolAnd | AggregateFunction::BoolOr, _) => {
-                Accumulator::Bools { trues: 0, falses: 0 }
-            }
+            (AggregateFunction::BoolAnd | AggregateFunction::BoolOr, _) => Accumulator::Bools {
+                trues: 0,
+                falses: 0,
+            },
             _ => Accumulator::Multiset(BTreeMap::new()),
         }
     }
@@ -324,7 +325,9 @@ impl Call {
         }
         let numeric = match self.numeric {
             Some(Numeric::Int) => Some(NumericValues::Int(
-                cast(&values, &DataType::Int64)?.as_primitive::<Int64Type>().clone(),
+                cast(&values, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone(),
             )),
             Some(Numeric::Float) => Some(NumericValues::Float(
                 cast(&values, &DataType::Float64)?
@@ -366,9 +369,7 @@ impl Call {
                 ScalarValue::Null
             }
             (F::Sum, Accumulator::Sum { sum, .. }) => match self.numeric {
-                Some(Numeric::Decimal { scale }) => {
-                    ScalarValue::Decimal128(Some(*sum), 38, scale)
-                }
+                Some(Numeric::Decimal { scale }) => ScalarValue::Decimal128(Some(*sum), 38, scale),
                 _ => ScalarValue::Int64(Some(i64::try_from(*sum).map_err(|_| Error::Data {
                     code: "22003",
                     message: "bigint out of range".into(),
@@ -378,17 +379,22 @@ impl Call {
             (F::Avg, Accumulator::FloatSum { sum, count }) => {
                 ScalarValue::Float64(Some(sum / *count as f64))
             }
-            (F::Avg, Accumulator::Sum { sum, count }) => match (self.numeric, &self.spec.output_type) {
-                (Some(Numeric::Decimal { scale }), DataType::Decimal128(precision, out_scale)) => {
-                    let shift = 10i128.pow((*out_scale - scale).max(0) as u32);
-                    ScalarValue::Decimal128(
-                        Some(sum * shift / *count as i128),
-                        *precision,
-                        *out_scale,
-                    )
+            (F::Avg, Accumulator::Sum { sum, count }) => {
+                match (self.numeric, &self.spec.output_type) {
+                    (
+                        Some(Numeric::Decimal { scale }),
+                        DataType::Decimal128(precision, out_scale),
+                    ) => {
+                        let shift = 10i128.pow((*out_scale - scale).max(0) as u32);
+                        ScalarValue::Decimal128(
+                            Some(sum * shift / *count as i128),
+                            *precision,
+                            *out_scale,
+                        )
+                    }
+                    _ => ScalarValue::Float64(Some(*sum as f64 / *count as f64)),
                 }
-                _ => ScalarValue::Float64(Some(*sum as f64 / *count as f64)),
-            },
+            }
             (F::BoolAnd | F::BoolOr, Accumulator::Bools { trues, falses }) => {
                 if trues + falses == 0 {
                     ScalarValue::Null
@@ -524,7 +530,12 @@ impl Operator for AggregateOperator {
         &self.schema
     }
 
-    fn on_changes(&mut self, _: usize, changes: ChangeBatch, _: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        _: usize,
+        changes: ChangeBatch,
+        _: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         let group_ids = self.group_ids(&changes)?;
         let weights = changes.weights();
         for (group, weight) in group_ids.iter().zip(weights) {
@@ -538,7 +549,10 @@ impl Operator for AggregateOperator {
             let input = call.prepare(&changes)?;
             for (row, (group, weight)) in group_ids.iter().zip(weights).enumerate() {
                 if input.values.is_null(row)
-                    || input.mask.as_ref().is_some_and(|m| !m.is_valid(row) || !m.value(row))
+                    || input
+                        .mask
+                        .as_ref()
+                        .is_some_and(|m| !m.is_valid(row) || !m.value(row))
                 {
                     continue;
                 }
@@ -595,12 +609,16 @@ impl Operator for AggregateOperator {
             if new != group.emitted {
                 if let Some(old) = group.emitted.take() {
                     keys.push(group.key.clone());
-                    old.into_iter().zip(values.iter_mut()).for_each(|(v, c)| c.push(v));
+                    old.into_iter()
+                        .zip(values.iter_mut())
+                        .for_each(|(v, c)| c.push(v));
                     weights.push(-1);
                 }
                 if let Some(new) = new {
                     keys.push(group.key.clone());
-                    new.iter().zip(values.iter_mut()).for_each(|(v, c)| c.push(v.clone()));
+                    new.iter()
+                        .zip(values.iter_mut())
+                        .for_each(|(v, c)| c.push(v.clone()));
                     weights.push(1);
                     group.emitted = Some(new);
                 }
@@ -651,7 +669,11 @@ mod tests {
         let input = schema("k:int v:int");
         AggregateCall {
             function,
-            args: if arg == "*" { vec![] } else { vec![col(arg, &input)] },
+            args: if arg == "*" {
+                vec![]
+            } else {
+                vec![col(arg, &input)]
+            },
             distinct,
             filter: None,
             order_by: vec![],
@@ -681,7 +703,11 @@ mod tests {
             call(Min, "v", false),
             call(Max, "v", false),
         ];
-        let output = if grouped { "k:int n:int s:int lo:int hi:int" } else { "n:int s:int lo:int hi:int" };
+        let output = if grouped {
+            "k:int n:int s:int lo:int hi:int"
+        } else {
+            "n:int s:int lo:int hi:int"
+        };
         aggregate(grouped, calls, output)
     }
 
@@ -690,7 +716,10 @@ mod tests {
         let mut op = count_sum_min_max(true);
         let s = schema("k:int v:int");
         let rows = changes(&s, "1 10 +1; 1 30 +1; 1 20 +1; 2 5 +1; 2 NULL +1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 3 60 10 30 +1", "2 2 5 5 5 +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 3 60 10 30 +1", "2 2 5 5 5 +1"]
+        );
         let delete_max = changes(&s, "1 30 -1");
         assert_eq!(
             epoch(&mut op, vec![(0, delete_max)])?,
@@ -698,11 +727,20 @@ mod tests {
         );
         // A duplicate of the min keeps it until both copies are gone.
         let rows = changes(&s, "1 10 +1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 2 30 10 20 -1", "1 3 40 10 20 +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 2 30 10 20 -1", "1 3 40 10 20 +1"]
+        );
         let rows = changes(&s, "1 10 -1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 2 30 10 20 +1", "1 3 40 10 20 -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 2 30 10 20 +1", "1 3 40 10 20 -1"]
+        );
         let rows = changes(&s, "1 10 -1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 1 20 20 20 +1", "1 2 30 10 20 -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 1 20 20 20 +1", "1 2 30 10 20 -1"]
+        );
         Ok(())
     }
 
@@ -711,14 +749,23 @@ mod tests {
         let mut op = count_sum_min_max(true);
         let s = schema("k:int v:int");
         let rows = changes(&s, "1 10 +1; 1 20 +1; 2 7 +1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 2 30 10 20 +1", "2 1 7 7 7 +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 2 30 10 20 +1", "2 1 7 7 7 +1"]
+        );
         // Deleted over two batches of one epoch: one retraction, no new row.
         let steps = vec![(0, changes(&s, "1 10 -1")), (0, changes(&s, "1 20 -1"))];
         assert_eq!(epoch(&mut op, steps)?, ["1 2 30 10 20 -1"]);
         // The group comes back from scratch, with no stale state.
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "1 4 +1"))])?, ["1 1 4 4 4 +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "1 4 +1"))])?,
+            ["1 1 4 4 4 +1"]
+        );
         // A group born and gone within one epoch emits nothing.
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "3 1 +1; 3 1 -1"))])?, NOTHING);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "3 1 +1; 3 1 -1"))])?,
+            NOTHING
+        );
         Ok(())
     }
 
@@ -729,30 +776,49 @@ mod tests {
         assert_eq!(epoch(&mut op, vec![])?, ["0 NULL NULL NULL +1"]);
         assert_eq!(epoch(&mut op, vec![])?, NOTHING);
         let rows = changes(&s, "1 10 +1; 2 20 +1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["0 NULL NULL NULL -1", "2 30 10 20 +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["0 NULL NULL NULL -1", "2 30 10 20 +1"]
+        );
         // Emptied again: back to the row of no input, not to no row.
         let rows = changes(&s, "1 10 -1; 2 20 -1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["0 NULL NULL NULL +1", "2 30 10 20 -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["0 NULL NULL NULL +1", "2 30 10 20 -1"]
+        );
         Ok(())
     }
 
     #[test]
     fn count_distinct_under_duplicates() -> Result<()> {
         use AggregateFunction::*;
-        let calls = vec![call(Count, "*", false), call(Count, "v", true), call(Sum, "v", true)];
+        let calls = vec![
+            call(Count, "*", false),
+            call(Count, "v", true),
+            call(Sum, "v", true),
+        ];
         let mut op = aggregate(true, calls, "k:int n:int nd:int sd:int");
         let s = schema("k:int v:int");
         let rows = changes(&s, "1 10 +1; 1 10 +1; 1 20 +2; 1 NULL +1");
         assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 5 2 30 +1"]);
         // One of two copies of 10 goes: still two distinct values.
         let rows = changes(&s, "1 10 -1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 4 2 30 +1", "1 5 2 30 -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 4 2 30 +1", "1 5 2 30 -1"]
+        );
         // The last copy goes: 10 leaves the distinct set.
         let rows = changes(&s, "1 10 -1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 3 1 20 +1", "1 4 2 30 -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 3 1 20 +1", "1 4 2 30 -1"]
+        );
         // Both copies of 20 go in one row, and a new value arrives twice.
         let rows = changes(&s, "1 20 -2; 1 30 +1; 1 30 +1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["1 3 1 20 -1", "1 3 1 30 +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["1 3 1 20 -1", "1 3 1 30 +1"]
+        );
         Ok(())
     }
 

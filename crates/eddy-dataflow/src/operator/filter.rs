@@ -36,7 +36,12 @@ impl Operator for FilterOperator {
         &self.schema
     }
 
-    fn on_changes(&mut self, _: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        _: usize,
+        changes: ChangeBatch,
+        out: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         let mask = self
             .predicate
             .evaluate(changes.data())?
@@ -73,9 +78,15 @@ mod tests {
         let mut op = k_above_one();
         let s = op.schema().clone();
         let rows = "1 a +1; 2 b +1; NULL c +1; 3 NULL +2";
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, rows))])?, ["2 b +1", "3 NULL +2"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, rows))])?,
+            ["2 b +1", "3 NULL +2"]
+        );
         let deletes = "1 a -1; 2 b -1; NULL c -1; 3 NULL -2";
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, deletes))])?, ["2 b -1", "3 NULL -2"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, deletes))])?,
+            ["2 b -1", "3 NULL -2"]
+        );
         Ok(())
     }
 
@@ -85,7 +96,10 @@ mod tests {
         let s = op.schema().clone();
         let mixed = changes(&s, "5 x +1; 5 x -1; 7 y -1; 0 z +1");
         assert_eq!(epoch(&mut op, vec![(0, mixed)])?, ["7 y -1"]);
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "0 a +1; NULL b -1"))])?, NOTHING);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "0 a +1; NULL b -1"))])?,
+            NOTHING
+        );
         Ok(())
     }
 }

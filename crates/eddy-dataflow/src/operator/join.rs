@@ -133,7 +133,10 @@ impl JoinOperator {
             nulls_equal,
             filter,
             filter_schema,
-            sides: [side(left_keys, left_schema)?, side(right_keys, right_schema)?],
+            sides: [
+                side(left_keys, left_schema)?,
+                side(right_keys, right_schema)?,
+            ],
             schema,
             display,
         })
@@ -179,7 +182,9 @@ impl JoinOperator {
         if self.sides[side].schema.fields().is_empty() {
             return Ok(Vec::new());
         }
-        self.sides[side].codec.decode(rows.iter().map(|r| r.as_ref()))
+        self.sides[side]
+            .codec
+            .decode(rows.iter().map(|r| r.as_ref()))
     }
 
     /// Keep only the pairs that satisfy the extra join condition.
@@ -194,7 +199,11 @@ impl JoinOperator {
         let other_rows: Vec<Arc<[u8]>> = pairs.iter().map(|p| p.1.clone()).collect();
         let delta = Self::side_columns(data, &delta_rows)?;
         let other = self.stored_columns(1 - side, &other_rows)?;
-        let (left, right) = if side == 0 { (delta, other) } else { (other, delta) };
+        let (left, right) = if side == 0 {
+            (delta, other)
+        } else {
+            (other, delta)
+        };
         let batch = self.assemble(&self.filter_schema, Some(left), Some(right), pairs.len())?;
         let mask = filter.evaluate(&batch)?.into_array(pairs.len())?;
         let mask = mask
@@ -222,7 +231,12 @@ impl Operator for JoinOperator {
         &self.schema
     }
 
-    fn on_changes(&mut self, side: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        side: usize,
+        changes: ChangeBatch,
+        out: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         if side > 1 {
             return Err(Error::internal("join has two inputs"));
         }
@@ -284,7 +298,11 @@ impl Operator for JoinOperator {
             let other_rows: Vec<Arc<[u8]>> = pairs.iter().map(|p| p.1.clone()).collect();
             let delta = Self::side_columns(data, &delta_rows)?;
             let stored = self.stored_columns(other, &other_rows)?;
-            let (left, right) = if side == 0 { (delta, stored) } else { (stored, delta) };
+            let (left, right) = if side == 0 {
+                (delta, stored)
+            } else {
+                (stored, delta)
+            };
             let batch = self.assemble(&self.schema, Some(left), Some(right), pairs.len())?;
             let pair_weights: Int64Array = pairs
                 .iter()
@@ -310,7 +328,11 @@ impl Operator for JoinOperator {
                 .unzip();
             if !rows.is_empty() {
                 let columns = Self::side_columns(data, &rows)?;
-                let (left, right) = if side == 0 { (Some(columns), None) } else { (None, Some(columns)) };
+                let (left, right) = if side == 0 {
+                    (Some(columns), None)
+                } else {
+                    (None, Some(columns))
+                };
                 let batch = self.assemble(&self.schema, left, right, rows.len())?;
                 emitted.push(ChangeBatch::new(batch, Int64Array::from(row_weights))?);
             }
@@ -326,9 +348,7 @@ impl Operator for JoinOperator {
             // Several delta rows can share a key: merge by (key, row).
             let mut by_row: HashMap<(Box<[u8]>, Arc<[u8]>), i64> = HashMap::new();
             for ((i, row), delta) in deltas {
-                *by_row
-                    .entry((key_of(i as usize).into(), row))
-                    .or_default() += delta;
+                *by_row.entry((key_of(i as usize).into(), row)).or_default() += delta;
             }
             let mut rows: Vec<Arc<[u8]>> = Vec::new();
             let mut row_weights: Vec<i64> = Vec::new();
@@ -348,13 +368,21 @@ impl Operator for JoinOperator {
                     (true, false) => -1,
                     _ => continue,
                 };
-                let sign = if other_role == Role::Semi { sign } else { -sign };
+                let sign = if other_role == Role::Semi {
+                    sign
+                } else {
+                    -sign
+                };
                 rows.push(row);
                 row_weights.push(sign * entry.weight);
             }
             if !rows.is_empty() {
                 let columns = self.stored_columns(other, &rows)?;
-                let (left, right) = if other == 0 { (Some(columns), None) } else { (None, Some(columns)) };
+                let (left, right) = if other == 0 {
+                    (Some(columns), None)
+                } else {
+                    (None, Some(columns))
+                };
                 let batch = self.assemble(&self.schema, left, right, rows.len())?;
                 emitted.push(ChangeBatch::new(batch, Int64Array::from(row_weights))?);
             }
@@ -445,7 +473,10 @@ mod tests {
             ["1 l1 1 r1 -1", "2 l2 2 r2 +3", "2 l2b 2 r2 +3"]
         );
         // r1b met l1 above, and l1's deletion cancelled that pair.
-        assert_eq!(epoch(&mut op, vec![l("1 l9 +1")])?, ["1 l9 1 r1 +1", "1 l9 1 r1b +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![l("1 l9 +1")])?,
+            ["1 l9 1 r1 +1", "1 l9 1 r1b +1"]
+        );
         Ok(())
     }
 
@@ -454,12 +485,18 @@ mod tests {
         let mut op = join(JoinKind::Left, false);
         assert_eq!(epoch(&mut op, vec![l("1 l +2")])?, ["1 l NULL NULL +2"]);
         // A match appears: the padded row is retracted.
-        assert_eq!(epoch(&mut op, vec![r("1 r +1")])?, ["1 l 1 r +2", "1 l NULL NULL -2"]);
+        assert_eq!(
+            epoch(&mut op, vec![r("1 r +1")])?,
+            ["1 l 1 r +2", "1 l NULL NULL -2"]
+        );
         // A second match changes nothing about padding.
         assert_eq!(epoch(&mut op, vec![r("1 s +1")])?, ["1 l 1 s +2"]);
         assert_eq!(epoch(&mut op, vec![r("1 r -1")])?, ["1 l 1 r -2"]);
         // The last match goes: the padded row comes back.
-        assert_eq!(epoch(&mut op, vec![r("1 s -1")])?, ["1 l 1 s -2", "1 l NULL NULL +2"]);
+        assert_eq!(
+            epoch(&mut op, vec![r("1 s -1")])?,
+            ["1 l 1 s -2", "1 l NULL NULL +2"]
+        );
         // Match and unmatch within one epoch: nothing.
         assert_eq!(epoch(&mut op, vec![r("1 t +1"), r("1 t -1")])?, NOTHING);
         // The left row goes while unmatched.
@@ -477,11 +514,19 @@ mod tests {
             epoch(&mut op, steps)?,
             ["1 l NULL NULL +1", "2 m 2 r +1", "NULL NULL 3 s +1"]
         );
-        assert_eq!(epoch(&mut op, vec![l("2 m -1")])?, ["2 m 2 r -1", "NULL NULL 2 r +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![l("2 m -1")])?,
+            ["2 m 2 r -1", "NULL NULL 2 r +1"]
+        );
         let steps = vec![l("3 n +1"), r("1 q +1")];
         assert_eq!(
             epoch(&mut op, steps)?,
-            ["1 l 1 q +1", "1 l NULL NULL -1", "3 n 3 s +1", "NULL NULL 3 s -1"]
+            [
+                "1 l 1 q +1",
+                "1 l NULL NULL -1",
+                "3 n 3 s +1",
+                "NULL NULL 3 s -1"
+            ]
         );
         Ok(())
     }
@@ -503,7 +548,10 @@ mod tests {
     #[test]
     fn anti_join_emits_rows_while_unmatched() -> Result<()> {
         let mut op = join(JoinKind::LeftAnti, false);
-        assert_eq!(epoch(&mut op, vec![l("1 l +2; 2 m +1")])?, ["1 l +2", "2 m +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![l("1 l +2; 2 m +1")])?,
+            ["1 l +2", "2 m +1"]
+        );
         assert_eq!(epoch(&mut op, vec![r("1 r +1")])?, ["1 l -2"]);
         assert_eq!(epoch(&mut op, vec![r("1 s +1"), r("1 r -1")])?, NOTHING);
         assert_eq!(epoch(&mut op, vec![r("1 s -1")])?, ["1 l +2"]);
@@ -528,17 +576,26 @@ mod tests {
     #[test]
     fn null_keys_never_match() -> Result<()> {
         let mut inner = join(JoinKind::Inner, false);
-        assert_eq!(epoch(&mut inner, vec![l("NULL l +1"), r("NULL r +1")])?, NOTHING);
+        assert_eq!(
+            epoch(&mut inner, vec![l("NULL l +1"), r("NULL r +1")])?,
+            NOTHING
+        );
 
         let mut left_join = join(JoinKind::Left, false);
         let steps = vec![l("NULL l +1"), r("NULL r +1")];
         assert_eq!(epoch(&mut left_join, steps)?, ["NULL l NULL NULL +1"]);
         assert_eq!(epoch(&mut left_join, vec![r("NULL s +1")])?, NOTHING);
-        assert_eq!(epoch(&mut left_join, vec![l("NULL l -1")])?, ["NULL l NULL NULL -1"]);
+        assert_eq!(
+            epoch(&mut left_join, vec![l("NULL l -1")])?,
+            ["NULL l NULL NULL -1"]
+        );
 
         let mut full = join(JoinKind::Full, false);
         let steps = vec![l("NULL l +1"), r("NULL r +1")];
-        assert_eq!(epoch(&mut full, steps)?, ["NULL NULL NULL r +1", "NULL l NULL NULL +1"]);
+        assert_eq!(
+            epoch(&mut full, steps)?,
+            ["NULL NULL NULL r +1", "NULL l NULL NULL +1"]
+        );
 
         let mut anti = join(JoinKind::LeftAnti, false);
         let steps = vec![r("NULL r +1"), l("NULL l +1")];

@@ -47,7 +47,12 @@ impl Operator for ProjectOperator {
         &self.schema
     }
 
-    fn on_changes(&mut self, _: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        _: usize,
+        changes: ChangeBatch,
+        out: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         let rows = changes.num_rows();
         let columns = self
             .exprs
@@ -78,7 +83,10 @@ mod tests {
         ];
         let mut op = ProjectOperator::new(exprs, output);
         let batch = changes(&input, "1 a +1; 2 b -2; NULL c +3");
-        assert_eq!(epoch(&mut op, vec![(0, batch)])?, ["a 2 +1", "b 3 -2", "c NULL +3"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, batch)])?,
+            ["a 2 +1", "b 3 -2", "c NULL +3"]
+        );
         Ok(())
     }
 

@@ -35,7 +35,12 @@ impl Operator for SourceOperator {
         &self.schema
     }
 
-    fn on_changes(&mut self, _: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        _: usize,
+        changes: ChangeBatch,
+        out: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         out.push(changes);
         Ok(())
     }

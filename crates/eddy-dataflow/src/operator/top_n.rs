@@ -74,14 +74,23 @@ impl Operator for TopNOperator {
             .map(|s| super::strip_indices(&s.to_string()))
             .collect();
         let limit = self.limit.map_or("ALL".to_string(), |l| l.to_string());
-        format!("order by [{}], limit {limit}, offset {}", keys.join(", "), self.offset)
+        format!(
+            "order by [{}], limit {limit}, offset {}",
+            keys.join(", "),
+            self.offset
+        )
     }
 
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    fn on_changes(&mut self, _: usize, changes: ChangeBatch, _: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        _: usize,
+        changes: ChangeBatch,
+        _: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         let data = changes.data();
         let rows = self.row_codec.encode(data.columns())?;
         let sort_keys = match &self.sort_codec {
@@ -149,7 +158,9 @@ impl Operator for TopNOperator {
         if changed.is_empty() {
             return Ok(());
         }
-        let columns = self.row_codec.decode(changed.iter().map(|(r, _)| r.as_ref()))?;
+        let columns = self
+            .row_codec
+            .decode(changed.iter().map(|(r, _)| r.as_ref()))?;
         let data = schema::batch(&self.schema, columns, changed.len())?;
         let weights: Int64Array = changed.iter().map(|(_, w)| *w).collect();
         out.push(ChangeBatch::new(data, weights)?);
@@ -167,7 +178,10 @@ mod tests {
     /// `SELECT * FROM t(k, v) ORDER BY k [DESC] LIMIT limit OFFSET offset`.
     fn top_n(descending: bool, offset: usize, limit: Option<usize>) -> TopNOperator {
         let s = schema("k:int v:str");
-        let options = SortOptions { descending, nulls_first: false };
+        let options = SortOptions {
+            descending,
+            nulls_first: false,
+        };
         let order_by = vec![PhysicalSortExpr::new(col("k", &s), options)];
         TopNOperator::new(order_by, offset, limit, s).expect("a valid top-n")
     }
@@ -178,9 +192,15 @@ mod tests {
         let s = op.schema().clone();
         let rows = changes(&s, "3 c +1; 1 a +1; 5 e +1; 2 b +1; 4 d +1; NULL n +1");
         assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["2 b +1", "3 c +1"]);
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "1 a -1"))])?, ["2 b -1", "4 d +1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "1 a -1"))])?,
+            ["2 b -1", "4 d +1"]
+        );
         // A change beyond the window emits nothing.
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "9 z +1; 5 e -1"))])?, NOTHING);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "9 z +1; 5 e -1"))])?,
+            NOTHING
+        );
         assert_eq!(epoch(&mut op, vec![])?, NOTHING);
         // Deleting everything before the window pulls in the NULL (sorted last).
         let rows = changes(&s, "2 b -1; 3 c -1; 4 d -1");
@@ -199,13 +219,19 @@ mod tests {
         let rows = changes(&s, "9 a +3; 5 b +1");
         assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["9 a +2"]);
         // One copy of the top row goes.
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "9 a -1"))])?, ["5 b +1", "9 a -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "9 a -1"))])?,
+            ["5 b +1", "9 a -1"]
+        );
         // Two copies of a new top row push everything down.
         let rows = changes(&s, "10 t +2");
         assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["10 t +1", "5 b -1"]);
         // Ties on the sort key are broken by the whole row.
         let rows = changes(&s, "10 t -2; 9 a -2; 7 y +1; 7 x +1");
-        assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["10 t -1", "5 b +1", "7 y +1", "9 a -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, rows)])?,
+            ["10 t -1", "5 b +1", "7 y +1", "9 a -1"]
+        );
         Ok(())
     }
 
@@ -215,7 +241,10 @@ mod tests {
         let s = op.schema().clone();
         let rows = changes(&s, "1 a +1; 2 b +2; 3 c +1");
         assert_eq!(epoch(&mut op, vec![(0, rows)])?, ["2 b +1", "3 c +1"]);
-        assert_eq!(epoch(&mut op, vec![(0, changes(&s, "2 b -1"))])?, ["2 b -1"]);
+        assert_eq!(
+            epoch(&mut op, vec![(0, changes(&s, "2 b -1"))])?,
+            ["2 b -1"]
+        );
         Ok(())
     }
 }

@@ -30,7 +30,12 @@ impl Operator for UnionOperator {
         &self.schema
     }
 
-    fn on_changes(&mut self, _: usize, changes: ChangeBatch, out: &mut Vec<ChangeBatch>) -> Result<()> {
+    fn on_changes(
+        &mut self,
+        _: usize,
+        changes: ChangeBatch,
+        out: &mut Vec<ChangeBatch>,
+    ) -> Result<()> {
         let rows = changes.num_rows();
         let data = schema::batch(&self.schema, changes.data().columns().to_vec(), rows)?;
         out.push(changes.with_data(data)?);
@@ -55,7 +60,10 @@ mod tests {
         assert_eq!(epoch(&mut op, steps)?, ["1 a +2", "2 b +1", "3 c -1"]);
         assert_eq!(op.schema().field(0).name(), "k");
         // A deletion on one input cancels an insertion on the other.
-        let steps = vec![(0, changes(&left, "4 d +1")), (1, changes(&right, "4 d -1"))];
+        let steps = vec![
+            (0, changes(&left, "4 d +1")),
+            (1, changes(&right, "4 d -1")),
+        ];
         assert_eq!(epoch(&mut op, steps)?, NOTHING);
         Ok(())
     }
