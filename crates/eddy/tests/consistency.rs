@@ -4,6 +4,8 @@
 //! statement. Every read must see both at the same epoch: the view's total
 //! always equals the table's sum, and the sum never changes.
 
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use tokio_postgres::NoTls;

@@ -80,7 +80,7 @@ struct Side {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     codec: RowCodec,
     schema: SchemaRef,
-    index: HashMap<Box<[u8]>, HashMap<Arc<[u8]>, Entry>>,
+    index: HashMap<Box<[u8]>, RowsOfKey>,
 }
 
 /// An incremental equi-join.
@@ -94,6 +94,12 @@ pub struct JoinOperator {
     schema: SchemaRef,
     display: String,
 }
+
+/// The stored rows of one join key, each with its weight and match count.
+type RowsOfKey = HashMap<Arc<[u8]>, Entry>;
+
+/// A stored row with its join key.
+type KeyedRow = (Box<[u8]>, Arc<[u8]>);
 
 /// Candidate pairs of one delta: delta row, other row, other weight.
 type Pairs = Vec<(u32, Arc<[u8]>, i64)>;
@@ -280,10 +286,7 @@ impl Operator for JoinOperator {
 
         // Pairs of a delta row with the current rows of the other side.
         let mut pairs: Pairs = Vec::new();
-        for i in 0..count {
-            if !matchable[i] {
-                continue;
-            }
+        for (i, _) in matchable.iter().enumerate().filter(|(_, m)| **m) {
             if let Some(rows) = self.sides[other].index.get(key_of(i)) {
                 for (row, entry) in rows {
                     pairs.push((i as u32, row.clone(), entry.weight));
@@ -346,7 +349,7 @@ impl Operator for JoinOperator {
                 *deltas.entry((*i, row.clone())).or_default() += weights[*i as usize];
             }
             // Several delta rows can share a key: merge by (key, row).
-            let mut by_row: HashMap<(Box<[u8]>, Arc<[u8]>), i64> = HashMap::new();
+            let mut by_row: HashMap<KeyedRow, i64> = HashMap::new();
             for ((i, row), delta) in deltas {
                 *by_row.entry((key_of(i as usize).into(), row)).or_default() += delta;
             }

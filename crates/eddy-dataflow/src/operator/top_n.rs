@@ -17,6 +17,9 @@ use eddy_common::row::RowCodec;
 
 use crate::{schema, ChangeBatch, Operator, Result};
 
+/// A row under its sort key: the encoded sort key, then the encoded row.
+type SortedRow = (Box<[u8]>, Arc<[u8]>);
+
 /// Keeps the rows `offset .. offset + limit` of its input in sort order.
 pub struct TopNOperator {
     order_by: Vec<PhysicalSortExpr>,
@@ -24,7 +27,7 @@ pub struct TopNOperator {
     limit: Option<usize>,
     sort_codec: Option<RowCodec>,
     row_codec: RowCodec,
-    rows: BTreeMap<(Box<[u8]>, Arc<[u8]>), i64>,
+    rows: BTreeMap<SortedRow, i64>,
     emitted: BTreeMap<Arc<[u8]>, i64>,
     dirty: bool,
     schema: SchemaRef,
