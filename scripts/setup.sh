@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building and testing Eddy needs on a fresh Debian machine.
-# Today that is only a Rust toolchain of at least the workspace's
-# rust-version; later steps (RocksDB, a Kafka broker) will add to this file.
+# Installs what building and testing Eddy needs on a fresh Debian machine:
+# a Rust toolchain of at least the workspace's rust-version (checked, not
+# installed), and the real clients the tests drive: psql (Debian's
+# postgresql-client) and psycopg 3 (PyPI). Safe to run again.
 set -euo pipefail
 
 required="1.94"
@@ -15,3 +16,20 @@ if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -n1)" != "$requir
     exit 1
 fi
 echo "setup: rustc $have ok"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v psql >/dev/null 2>&1; then
+    echo "setup: installing postgresql-client"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+fi
+echo "setup: $(psql --version)"
+
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+    echo "setup: installing psycopg"
+    python3 -m pip install --quiet --disable-pip-version-check 'psycopg[binary]>=3.1'
+fi
+echo "setup: psycopg $(python3 -c 'import psycopg; print(psycopg.__version__)')"

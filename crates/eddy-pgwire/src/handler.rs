@@ -7,6 +7,8 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::scalar::ScalarValue;
 use eddy_common::Error;
 use eddy_engine::{Engine, Output, Prepared, Session};
 use futures::{stream, Sink};
@@ -124,6 +126,49 @@ fn response(
     })
 }
 
+/// Decode `$n` values. A value is read as the type the client declared for
+/// it (psycopg sends a Python float as float8 even for a numeric column),
+/// then cast to the type the statement needs, as PostgreSQL would.
+fn parameters(portal: &Portal<Prepared>) -> PgWireResult<Option<ParamValues>> {
+    if portal.parameter_len() == 0 {
+        return Ok(None);
+    }
+    let needed = &portal.statement.statement.parameter_types;
+    let declared = &portal.statement.parameter_types;
+    let read_as: Vec<Option<&DataType>> = needed
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match declared.get(i) {
+            Some(Some(_)) => None,
+            _ => t.as_ref(),
+        })
+        .collect();
+    let ParamValues::List(values) = deserialize_parameters(portal, &read_as)? else {
+        return Err(user_error(&Error::internal("named parameters from the wire")));
+    };
+    let values = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut value)| {
+            let Some(Some(target)) = needed.get(i) else {
+                return Ok(value);
+            };
+            if value.value.is_null() {
+                value.value = ScalarValue::try_from(target).unwrap_or(ScalarValue::Null);
+            } else if &value.value.data_type() != target {
+                value.value = value.value.cast_to(target).map_err(|e| {
+                    user_error(&Error::Data {
+                        code: "22P02",
+                        message: format!("invalid value for parameter ${}: {e}", i + 1),
+                    })
+                })?;
+            }
+            Ok(value)
+        })
+        .collect::<PgWireResult<Vec<_>>>()?;
+    Ok(Some(ParamValues::List(values)))
+}
+
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -217,16 +262,7 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let types: Vec<Option<&DataType>> = prepared
-            .parameter_types
-            .iter()
-            .map(|t| t.as_ref())
-            .collect();
-        let parameters = if portal.parameter_len() > 0 {
-            Some(deserialize_parameters(portal, &types)?)
-        } else {
-            None
-        };
+        let parameters = parameters(portal)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         match self.session.execute_prepared(prepared, parameters).await {
             Ok(Some(output)) => response(output, &portal.result_column_format, &options),
