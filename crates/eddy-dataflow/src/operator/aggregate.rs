@@ -104,6 +104,7 @@ enum Accumulator {
     Sum { sum: i128, count: i64 },
     FloatSum { sum: f64, count: i64 },
     Multiset(BTreeMap<Box<[u8]>, i64>),
+    IntMultiset(BTreeMap<i64, i64>),
     Bools { trues: i64, falses: i64 },
 }
 
@@ -256,12 +257,20 @@ impl Call {
                     )))
                 }
             }),
+            // MIN/MAX of integers keep their multiset as integers: no
+            // encoding, no allocation per value.
+            AggregateFunction::Min | AggregateFunction::Max
+                if value_type.is_integer() && value_type != DataType::UInt64 =>
+            {
+                Some(Numeric::Int)
+            }
             _ => None,
         };
-        let multiset = matches!(
-            spec.function,
-            AggregateFunction::Min | AggregateFunction::Max | AggregateFunction::StringAgg
-        );
+        let multiset = match spec.function {
+            AggregateFunction::Min | AggregateFunction::Max => numeric.is_none(),
+            AggregateFunction::StringAgg => true,
+            _ => false,
+        };
         let codec = if multiset || spec.distinct {
             let mut fields = Vec::new();
             if spec.function == AggregateFunction::StringAgg {
@@ -285,6 +294,9 @@ impl Call {
     fn empty_accumulator(&self) -> Accumulator {
         match (self.spec.function, self.numeric) {
             (AggregateFunction::Count, _) => Accumulator::Count(0),
+            (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => {
+                Accumulator::IntMultiset(BTreeMap::new())
+            }
             (_, Some(Numeric::Float)) => Accumulator::FloatSum { sum: 0.0, count: 0 },
             (_, Some(_)) => Accumulator::Sum { sum: 0, count: 0 },
             (AggregateFunction::BoolAnd | AggregateFunction::BoolOr, _) => Accumulator::Bools {
@@ -418,6 +430,12 @@ impl Call {
                     _ => ScalarValue::Null,
                 }
             }
+            (F::Min, Accumulator::IntMultiset(values)) => {
+                ScalarValue::Int64(values.keys().next().copied())
+            }
+            (F::Max, Accumulator::IntMultiset(values)) => {
+                ScalarValue::Int64(values.keys().next_back().copied())
+            }
             (F::StringAgg, Accumulator::Multiset(values)) => match &self.codec {
                 Some(codec) if !values.is_empty() => {
                     let columns = codec.decode(values.keys().map(|k| k.as_ref()))?;
@@ -488,6 +506,17 @@ fn accumulate(
                 *falses += weight;
             }
         }
+        Accumulator::IntMultiset(values) => {
+            let Some(NumericValues::Int(numbers)) = &input.numeric else {
+                return Err(Error::internal("integer min/max without integer input"));
+            };
+            let value = numbers.value(row);
+            let count = values.entry(value).or_insert(0);
+            *count += weight;
+            if *count == 0 {
+                values.remove(&value);
+            }
+        }
         Accumulator::Multiset(values) => {
             let Some(rows) = &input.rows else {
                 return Err(Error::internal("multiset aggregate without encoded values"));
@@ -538,16 +567,23 @@ impl Operator for AggregateOperator {
     ) -> Result<()> {
         let group_ids = self.group_ids(&changes)?;
         let weights = changes.weights();
-        for (group, weight) in group_ids.iter().zip(weights) {
-            if let Some(state) = self.groups[*group].as_mut() {
-                state.rows += weight;
+        let inputs = self
+            .calls
+            .iter_mut()
+            .map(|call| call.prepare(&changes))
+            .collect::<Result<Vec<_>>>()?;
+        // One pass over the rows, touching each row's group once: with many
+        // groups, memory access to group state is the dominant cost.
+        for (row, (group, weight)) in group_ids.iter().zip(weights).enumerate() {
+            let Some(state) = self.groups[*group].as_mut() else {
+                return Err(Error::internal("aggregate group vanished"));
+            };
+            state.rows += weight;
+            if !state.dirty {
+                state.dirty = true;
+                self.dirty.push(*group);
             }
-            self.mark_dirty(*group);
-        }
-        for call_index in 0..self.calls.len() {
-            let call = &mut self.calls[call_index];
-            let input = call.prepare(&changes)?;
-            for (row, (group, weight)) in group_ids.iter().zip(weights).enumerate() {
+            for (call_index, input) in inputs.iter().enumerate() {
                 if input.values.is_null(row)
                     || input
                         .mask
@@ -556,9 +592,6 @@ impl Operator for AggregateOperator {
                 {
                     continue;
                 }
-                let Some(state) = self.groups[*group].as_mut() else {
-                    return Err(Error::internal("aggregate group vanished"));
-                };
                 let mut weight = *weight;
                 if let (Some(seen), Some(rows)) = (&mut state.distinct[call_index], &input.rows) {
                     let key = rows.row(row).data();
@@ -575,7 +608,7 @@ impl Operator for AggregateOperator {
                         _ => continue,
                     };
                 }
-                accumulate(&mut state.accumulators[call_index], &input, row, weight)?;
+                accumulate(&mut state.accumulators[call_index], input, row, weight)?;
             }
         }
         Ok(())
