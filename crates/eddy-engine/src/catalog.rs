@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use eddy_common::Epoch;
 
 use crate::Relation;
@@ -42,6 +42,8 @@ pub struct CatalogEntry {
     pub schema: SchemaRef,
     /// Columns of the primary key (tables), in key order.
     pub primary_key: Vec<usize>,
+    /// `DEFAULT` expressions of table columns, by column name.
+    pub column_defaults: Vec<(String, Expr)>,
     /// The defining query (views).
     pub query: Option<String>,
     /// The optimized plan a materialized view is maintained from.

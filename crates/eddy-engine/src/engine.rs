@@ -123,6 +123,7 @@ impl WriteGuard<'_> {
         name: &str,
         schema: SchemaRef,
         primary_key: Vec<usize>,
+        column_defaults: Vec<(String, datafusion::logical_expr::Expr)>,
     ) -> Result<()> {
         self.check_free(name)?;
         let writer = &mut *self.writer;
@@ -131,6 +132,7 @@ impl WriteGuard<'_> {
             kind: ObjectKind::Table,
             schema: schema.clone(),
             primary_key,
+            column_defaults,
             query: None,
             plan: None,
             depends_on: vec![],
@@ -165,6 +167,7 @@ impl WriteGuard<'_> {
             kind: ObjectKind::View,
             schema,
             primary_key: vec![],
+            column_defaults: vec![],
             query: Some(query),
             plan: None,
             depends_on,
@@ -195,6 +198,7 @@ impl WriteGuard<'_> {
             kind: ObjectKind::MaterializedView,
             schema: eddy_dataflow::schema::nullable(plan.schema().as_arrow()),
             primary_key: vec![],
+            column_defaults: vec![],
             query: Some(query),
             plan: Some(Arc::new(plan)),
             depends_on,

@@ -89,7 +89,10 @@ impl SchemaProvider for SnapshotSchema {
                 let relation = snapshot.relations.get(name).cloned().ok_or_else(|| {
                     DataFusionError::Internal(format!("relation {name} has no contents"))
                 })?;
-                Ok(Some(Arc::new(SnapshotTable { relation })))
+                Ok(Some(Arc::new(SnapshotTable {
+                    relation,
+                    defaults: entry.column_defaults.clone(),
+                })))
             }
         }
     }
@@ -103,6 +106,7 @@ impl SchemaProvider for SnapshotSchema {
 #[derive(Debug)]
 pub struct SnapshotTable {
     relation: Relation,
+    defaults: Vec<(String, Expr)>,
 }
 
 #[async_trait]
@@ -113,6 +117,13 @@ impl TableProvider for SnapshotTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, expr)| expr)
     }
 
     async fn scan(

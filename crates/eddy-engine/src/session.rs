@@ -521,7 +521,7 @@ impl Session {
         } else {
             None
         };
-        guard.create_table(&name, schema, primary_key)?;
+        guard.create_table(&name, schema, primary_key, create.column_defaults.clone())?;
         if let Some(rows) = rows {
             let count = rows.num_rows() as u64;
             guard.write_table(&name, ChangeBatch::inserts(rows))?;
