@@ -144,7 +144,9 @@ fn parameters(portal: &Portal<Prepared>) -> PgWireResult<Option<ParamValues>> {
         })
         .collect();
     let ParamValues::List(values) = deserialize_parameters(portal, &read_as)? else {
-        return Err(user_error(&Error::internal("named parameters from the wire")));
+        return Err(user_error(&Error::internal(
+            "named parameters from the wire",
+        )));
     };
     let values = values
         .into_iter()

@@ -17,7 +17,16 @@ async fn server() -> eddy::Server {
 
 fn psql(port: u16, sql: &str) -> std::process::Output {
     Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "eddy", "-d", "eddy"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "eddy",
+            "-d",
+            "eddy",
+        ])
         .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .expect("psql is installed (scripts/setup.sh)")
@@ -50,7 +59,10 @@ async fn psql_runs_statements_and_describes_relations() {
         .expect("psql task");
     let text = String::from_utf8_lossy(&described.stdout);
     assert!(described.status.success(), "{described:?}");
-    assert!(text.contains("id|integer") && text.contains("v|text"), "{text}");
+    assert!(
+        text.contains("id|integer") && text.contains("v|text"),
+        "{text}"
+    );
 
     let failed = tokio::task::spawn_blocking(move || psql(port, "SELECT * FROM nope"))
         .await
