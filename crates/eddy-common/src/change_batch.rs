@@ -56,11 +56,6 @@ impl ChangeBatch {
         self.weights.values()
     }
 
-    /// The weights as an Arrow array.
-    pub fn weight_array(&self) -> &Int64Array {
-        &self.weights
-    }
-
     /// The schema of the rows.
     pub fn schema(&self) -> SchemaRef {
         self.data.schema()
@@ -74,11 +69,6 @@ impl ChangeBatch {
     /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
         self.data.num_rows() == 0
-    }
-
-    /// Split into rows and weights.
-    pub fn into_parts(self) -> (RecordBatch, Int64Array) {
-        (self.data, self.weights)
     }
 
     /// Same weights, other columns (a projection of the same rows).
@@ -108,15 +98,6 @@ impl ChangeBatch {
             .cloned()
             .ok_or_else(|| Error::internal("taken weights are not Int64"))?;
         Ok(Self { data, weights })
-    }
-
-    /// The same rows with opposite weights.
-    pub fn negate(&self) -> Self {
-        let weights: Int64Array = self.weights.values().iter().map(|w| -w).collect();
-        Self {
-            data: self.data.clone(),
-            weights,
-        }
     }
 
     /// All batches one after the other, as one batch of `schema`.

@@ -97,16 +97,6 @@ impl Dataflow {
         self.nodes.clear();
     }
 
-    /// The operator of node `id`.
-    pub fn operator(&self, id: NodeId) -> Result<&dyn Operator> {
-        Ok(self.node(id)?.operator.as_ref())
-    }
-
-    /// Inputs of node `id`.
-    pub fn inputs(&self, id: NodeId) -> Result<&[NodeId]> {
-        Ok(&self.node(id)?.inputs)
-    }
-
     /// Deliver all pending changes and close the epoch at every node.
     ///
     /// An operator that panics fails the step like an error would: the

@@ -54,11 +54,6 @@ impl Relation {
         &self.schema
     }
 
-    /// Number of rows, duplicates included.
-    pub fn cardinality(&self) -> u64 {
-        self.cardinality
-    }
-
     /// Add `changes` (any order, duplicates allowed). Fails without changing
     /// anything if a row would end up with a negative count.
     pub fn apply(&mut self, changes: &ChangeBatch) -> Result<()> {

@@ -182,7 +182,7 @@ impl Session {
         let mut outputs = Vec::new();
         for text in split_statements(sql) {
             let result = match self.parse(text) {
-                Ok(Some(parsed)) => self.execute(parsed, text, None).await,
+                Ok(Some(parsed)) => self.execute(parsed, None).await,
                 Ok(None) => continue,
                 Err(error) => Err(error),
             };
@@ -263,10 +263,7 @@ impl Session {
         parameters: Option<ParamValues>,
     ) -> Result<Option<Output>> {
         match &prepared.statement {
-            Some(parsed) => Ok(Some(
-                self.execute(parsed.clone(), &prepared.sql, parameters)
-                    .await?,
-            )),
+            Some(parsed) => Ok(Some(self.execute(parsed.clone(), parameters).await?)),
             None => Ok(None),
         }
     }
@@ -313,12 +310,7 @@ impl Session {
             .await?)
     }
 
-    async fn execute(
-        &self,
-        parsed: Parsed,
-        text: &str,
-        parameters: Option<ParamValues>,
-    ) -> Result<Output> {
+    async fn execute(&self, parsed: Parsed, parameters: Option<ParamValues>) -> Result<Output> {
         let statement = match parsed {
             Parsed::Flush => {
                 self.engine.flush().await;
@@ -338,7 +330,7 @@ impl Session {
                 self.write(&statement, parameters).await
             }
             Statement::CreateTable(_) => self.create_table(&statement).await,
-            Statement::CreateView(view) => self.create_view(view, text).await,
+            Statement::CreateView(view) => self.create_view(view).await,
             Statement::Drop {
                 object_type,
                 if_exists,
@@ -530,7 +522,7 @@ impl Session {
         Ok(Output::Command(CommandTag::new("CREATE TABLE")))
     }
 
-    async fn create_view(&self, view: &ast::CreateView, text: &str) -> Result<Output> {
+    async fn create_view(&self, view: &ast::CreateView) -> Result<Output> {
         let name = object_name(&view.name);
         let query = view.query.to_string();
         let mut guard = self.engine.write().await;
@@ -568,7 +560,6 @@ impl Session {
         if view.materialized {
             eddy_planner::reject_time_dependent(&plan)?;
             let optimized = self.context.state().optimize(&plan)?;
-            let _ = text;
             guard.create_materialized_view(&name, query, optimized, depends_on)?;
         } else {
             let schema = Arc::new(plan.schema().as_arrow().clone());
