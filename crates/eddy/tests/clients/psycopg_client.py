@@ -43,6 +43,12 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     cur.execute("SELECT id, placed, paid FROM orders WHERE id = %s", (2,), binary=True)
     assert cur.fetchall() == [(2, datetime.datetime(2024, 1, 2, 10, 0), False)]
 
+    # EXPLAIN over the extended protocol describes DataFusion's two columns.
+    cur.execute("EXPLAIN SELECT id FROM orders WHERE id > %s", (1,))
+    assert [row[0] for row in cur.fetchall()][0] == "logical_plan"
+    cur.execute("EXPLAIN CREATE MATERIALIZED VIEW x AS SELECT id FROM orders WHERE id > 1")
+    assert cur.fetchall() == [("Filter: id > 1",), ("  Project: id",), ("    Scan: orders",)]
+
     try:
         cur.execute("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", (1, "dup", 1, None, None))
         raise AssertionError("duplicate key accepted")
