@@ -205,10 +205,7 @@ impl WriteGuard<'_> {
             created: writer.next_created,
         };
         writer.next_created += 1;
-        if let Err(error) = writer.install_view(&entry) {
-            self.rollback();
-            return Err(error);
-        }
+        writer.install_view(&entry)?;
         self.writer
             .working
             .objects
@@ -285,15 +282,9 @@ impl WriteGuard<'_> {
             order.extend(dependents.into_iter().map(|d| d.name.clone()));
             index += 1;
         }
-        let writer = &mut *self.writer;
         for dropped in order.iter().rev() {
-            writer.dataflow.remove_owner(dropped);
-            if let Some(node) = writer.nodes.remove(dropped) {
-                writer.roots.remove(&node);
-            }
-            writer.keys.remove(dropped);
-            writer.working.relations.remove(dropped);
-            writer.working.objects.remove(dropped);
+            self.writer.uninstall(dropped);
+            self.writer.working.objects.remove(dropped);
         }
         self.commit();
         Ok(order)
@@ -404,8 +395,29 @@ impl Writer {
         Ok(())
     }
 
+    /// Forget an object's operators, contents and key index.
+    fn uninstall(&mut self, name: &str) {
+        self.dataflow.remove_owner(name);
+        if let Some(node) = self.nodes.remove(name) {
+            self.roots.remove(&node);
+        }
+        self.keys.remove(name);
+        self.working.relations.remove(name);
+    }
+
     /// Build a materialized view's operators and fill it from its inputs.
+    /// On failure nothing of the view is left behind. Filling touches only
+    /// the view's own nodes (no other node has pending input), so older
+    /// views are unaffected either way.
     fn install_view(&mut self, entry: &CatalogEntry) -> Result<()> {
+        let result = self.try_install_view(entry);
+        if result.is_err() {
+            self.uninstall(&entry.name);
+        }
+        result
+    }
+
+    fn try_install_view(&mut self, entry: &CatalogEntry) -> Result<()> {
         let plan = entry
             .plan
             .as_ref()
@@ -414,16 +426,9 @@ impl Writer {
         let planned = eddy_planner::plan_view(&mut self.dataflow, &entry.name, plan, &|name| {
             nodes.get(name).copied()
         });
-        let planned = match planned {
-            Ok(planned) => planned,
-            Err(error) => {
-                self.dataflow.remove_owner(&entry.name);
-                return Err(error);
-            }
-        };
+        let planned = planned?;
         for (relation, _) in &planned.scans {
             if !self.nodes.contains_key(relation) {
-                self.dataflow.remove_owner(&entry.name);
                 return Err(Error::not_supported(format!(
                     "materialized views cannot read \"{relation}\": only tables and materialized views are maintained"
                 )));

@@ -248,9 +248,9 @@ impl Session {
                         prepared.schema = Some(Arc::new(plan.schema().as_arrow().clone()));
                     }
                 }
-                Statement::Explain { statement: inner, .. }
-                    if !matches!(inner.as_ref(), Statement::CreateView(v) if v.materialized) =>
-                {
+                Statement::Explain {
+                    statement: inner, ..
+                } if !matches!(inner.as_ref(), Statement::CreateView(v) if v.materialized) => {
                     // DataFusion's EXPLAIN has its own columns.
                     let plan = self.plan(statement).await?;
                     prepared.schema = Some(Arc::new(plan.schema().as_arrow().clone()));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_common::row::RowCodec;
@@ -193,34 +193,54 @@ impl JoinOperator {
             .decode(rows.iter().map(|r| r.as_ref()))
     }
 
-    /// Keep only the pairs that satisfy the extra join condition.
-    fn apply_filter(&self, side: usize, data: &RecordBatch, pairs: Pairs) -> Result<Pairs> {
-        let Some(filter) = &self.filter else {
-            return Ok(pairs);
-        };
-        if pairs.is_empty() {
-            return Ok(pairs);
-        }
+    /// Left columns then right columns of the candidate pairs.
+    fn pair_columns(
+        &self,
+        side: usize,
+        data: &RecordBatch,
+        pairs: &Pairs,
+    ) -> Result<Vec<ArrayRef>> {
         let delta_rows: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let other_rows: Vec<Arc<[u8]>> = pairs.iter().map(|p| p.1.clone()).collect();
         let delta = Self::side_columns(data, &delta_rows)?;
-        let other = self.stored_columns(1 - side, &other_rows)?;
-        let (left, right) = if side == 0 {
-            (delta, other)
+        let stored = self.stored_columns(1 - side, &other_rows)?;
+        let (mut left, right) = if side == 0 {
+            (delta, stored)
         } else {
-            (other, delta)
+            (stored, delta)
         };
-        let batch = self.assemble(&self.filter_schema, Some(left), Some(right), pairs.len())?;
+        left.extend(right);
+        Ok(left)
+    }
+
+    /// Keep only the pairs that satisfy the extra join condition, with their
+    /// columns when they had to be built to evaluate it.
+    fn apply_filter(
+        &self,
+        side: usize,
+        data: &RecordBatch,
+        pairs: Pairs,
+    ) -> Result<(Pairs, Option<Vec<ArrayRef>>)> {
+        let Some(filter) = &self.filter else {
+            return Ok((pairs, None));
+        };
+        if pairs.is_empty() {
+            return Ok((pairs, None));
+        }
+        let columns = self.pair_columns(side, data, &pairs)?;
+        let batch = schema::batch(&self.filter_schema, columns, pairs.len())?;
         let mask = filter.evaluate(&batch)?.into_array(pairs.len())?;
         let mask = mask
             .as_boolean_opt()
             .ok_or_else(|| Error::internal("join condition is not boolean"))?;
-        Ok(pairs
+        let kept = filter_record_batch(&batch, mask)?.columns().to_vec();
+        let pairs = pairs
             .into_iter()
             .enumerate()
             .filter(|(i, _)| mask.is_valid(*i) && mask.value(*i))
             .map(|(_, p)| p)
-            .collect())
+            .collect();
+        Ok((pairs, Some(kept)))
     }
 }
 
@@ -293,20 +313,15 @@ impl Operator for JoinOperator {
                 }
             }
         }
-        let pairs = self.apply_filter(side, data, pairs)?;
+        let (pairs, filtered) = self.apply_filter(side, data, pairs)?;
 
         let mut emitted: Vec<ChangeBatch> = Vec::new();
         if self.kind.emits_pairs() && !pairs.is_empty() {
-            let delta_rows: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-            let other_rows: Vec<Arc<[u8]>> = pairs.iter().map(|p| p.1.clone()).collect();
-            let delta = Self::side_columns(data, &delta_rows)?;
-            let stored = self.stored_columns(other, &other_rows)?;
-            let (left, right) = if side == 0 {
-                (delta, stored)
-            } else {
-                (stored, delta)
+            let columns = match filtered {
+                Some(columns) => columns,
+                None => self.pair_columns(side, data, &pairs)?,
             };
-            let batch = self.assemble(&self.schema, Some(left), Some(right), pairs.len())?;
+            let batch = schema::batch(&self.schema, columns, pairs.len())?;
             let pair_weights: Int64Array = pairs
                 .iter()
                 .map(|(i, _, w)| weights[*i as usize] * w)
