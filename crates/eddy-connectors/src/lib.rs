@@ -1,0 +1,28 @@
+//! Connectors: how sources are read into Arrow batches.
+//!
+//! * [`spec`]: what a `CREATE SOURCE` says about its connector (options,
+//!   `FORMAT ... ENCODE ...`, `INCLUDE` columns).
+//! * [`source`]: the [`source::SourceReader`] every connector implements,
+//!   the progress it reports, and [`source::open`], which picks the
+//!   connector.
+//! * Built-in generators that need no external system: the Nexmark
+//!   benchmark generator ([`nexmark`]) and random rows for any schema
+//!   ([`datagen`]), paced as sources by `generator`.
+//!
+//! The generators are deterministic: the rows at a position of the stream
+//! depend only on the configuration (seed included) and that position, never
+//! on the wall clock or on how the stream was cut into batches. A caller
+//! checkpoints a position (the next event id, the number of rows generated)
+//! and resumes from it to reproduce the rest of the stream exactly.
+
+pub mod datagen;
+pub mod error;
+mod generator;
+pub mod nexmark;
+pub mod source;
+pub mod spec;
+mod string_column;
+
+pub use datagen::{DatagenConfig, DatagenGenerator};
+pub use error::{Error, Result};
+pub use nexmark::{NexmarkBatches, NexmarkConfig, NexmarkGenerator, NexmarkTable};
