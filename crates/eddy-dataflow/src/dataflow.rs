@@ -24,6 +24,17 @@ struct Node {
 /// Changes that observed nodes emitted during one step, by node.
 pub type StepOutput = BTreeMap<NodeId, Vec<ChangeBatch>>;
 
+/// What an isolated step did: the output of the nodes that completed the
+/// epoch, and the owners that failed with their errors (in the order they
+/// failed).
+#[derive(Debug, Default)]
+pub struct StepReport {
+    /// Output of observed nodes.
+    pub output: StepOutput,
+    /// Failed owners and why.
+    pub failed: Vec<(String, Error)>,
+}
+
 /// A graph of incremental operators.
 #[derive(Default)]
 pub struct Dataflow {
@@ -92,39 +103,71 @@ impl Dataflow {
         self.nodes.retain(|_, node| node.owner != owner);
     }
 
-    /// Remove every node.
-    pub fn clear(&mut self) {
-        self.nodes.clear();
+    /// Drop every node's undelivered input (after a failed step).
+    pub fn clear_pending(&mut self) {
+        for node in self.nodes.values_mut() {
+            node.pending.clear();
+        }
     }
 
     /// Deliver all pending changes and close the epoch at every node.
     ///
-    /// An operator that panics fails the step like an error would: the
-    /// caller must then discard this dataflow's state, as after any error.
+    /// An operator that fails or panics fails the step: the caller must then
+    /// discard this dataflow's state, as after any error.
     pub fn step(&mut self) -> Result<StepOutput> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step_nodes())) {
-            Ok(result) => result,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                Err(Error::internal(format!("operator panicked: {message}")))
-            }
+        let report = self.run_step(false);
+        match report.failed.into_iter().next() {
+            Some((_, error)) => Err(error),
+            None => Ok(report.output),
         }
     }
 
-    fn step_nodes(&mut self) -> Result<StepOutput> {
+    /// Like [`Dataflow::step`], but a failing operator fails only its owner:
+    /// the owner's remaining nodes, and every node that reads a failed
+    /// owner's node, skip the epoch, and the rest of the graph completes it.
+    /// The failed owners' nodes are removed. Because a view's root is its
+    /// last node, a failed view has emitted nothing downstream this epoch.
+    pub fn step_isolated(&mut self) -> StepReport {
+        let report = self.run_step(true);
+        for (owner, _) in &report.failed {
+            self.remove_owner(owner);
+        }
+        report
+    }
+
+    fn run_step(&mut self, isolate: bool) -> StepReport {
         let mut output = StepOutput::new();
+        let mut failed: Vec<(String, Error)> = Vec::new();
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         let mut emitted = Vec::new();
         for id in ids {
-            let node = self.node_mut(id)?;
-            for (input, changes) in std::mem::take(&mut node.pending) {
-                node.operator.on_changes(input, changes, &mut emitted)?;
+            let Some(node) = self.nodes.get_mut(&id) else {
+                continue;
+            };
+            let owner_failed = failed.iter().any(|(owner, _)| *owner == node.owner);
+            if owner_failed {
+                node.pending.clear();
+                continue;
             }
-            node.operator.on_barrier(&mut emitted)?;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for (input, changes) in std::mem::take(&mut node.pending) {
+                    node.operator.on_changes(input, changes, &mut emitted)?;
+                }
+                node.operator.on_barrier(&mut emitted)
+            }));
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(panic) => Some(panic_error(panic)),
+            };
+            if let Some(error) = error {
+                emitted.clear();
+                failed.push((node.owner.clone(), error));
+                if !isolate {
+                    break;
+                }
+                continue;
+            }
             emitted.retain(|changes| !changes.is_empty());
             if emitted.is_empty() {
                 continue;
@@ -146,7 +189,42 @@ impl Dataflow {
             }
             emitted.clear();
         }
-        Ok(output)
+        if isolate {
+            // Readers of a failed owner's nodes cannot go on either.
+            loop {
+                let dependent = self.nodes.values().find(|node| {
+                    !failed.iter().any(|(owner, _)| *owner == node.owner)
+                        && node.inputs.iter().any(|input| {
+                            self.nodes
+                                .get(input)
+                                .is_some_and(|i| failed.iter().any(|(owner, _)| *owner == i.owner))
+                        })
+                });
+                let Some(node) = dependent else {
+                    break;
+                };
+                let owner = node.owner.clone();
+                let cause = failed
+                    .iter()
+                    .find(|(o, _)| {
+                        node.inputs
+                            .iter()
+                            .any(|input| self.nodes.get(input).is_some_and(|i| i.owner == *o))
+                    })
+                    .map_or_else(String::new, |(o, _)| o.clone());
+                failed.push((
+                    owner,
+                    Error::internal(format!("an object it reads, \"{cause}\", failed")),
+                ));
+            }
+        }
+        // A failed owner's output of this epoch is incomplete: drop it.
+        output.retain(|id, _| {
+            self.nodes
+                .get(id)
+                .is_some_and(|node| !failed.iter().any(|(owner, _)| *owner == node.owner))
+        });
+        StepReport { output, failed }
     }
 
     /// Render the subtree under `root` as an indented plan, one operator a line.
@@ -185,4 +263,13 @@ impl Dataflow {
             .get_mut(&id)
             .ok_or_else(|| Error::internal(format!("dataflow node {id} missing")))
     }
+}
+
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    Error::internal(format!("operator panicked: {message}"))
 }

@@ -13,7 +13,7 @@ pub mod schema;
 #[cfg(test)]
 mod testing;
 
-pub use dataflow::{Dataflow, NodeId, StepOutput};
+pub use dataflow::{Dataflow, NodeId, StepOutput, StepReport};
 pub use operator::Operator;
 
 pub use eddy_common::{ChangeBatch, Error, Result};
