@@ -6,6 +6,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use eddy_common::Epoch;
+use eddy_connectors::source::SourceProgress;
+use eddy_connectors::spec::SourceSpec;
 
 use crate::Relation;
 
@@ -18,6 +20,9 @@ pub enum ObjectKind {
     MaterializedView,
     /// A named query, expanded where it is used.
     View,
+    /// An append-only stream read through a connector; each materialized
+    /// view over it reads it with a reader of its own. Not stored.
+    Source,
 }
 
 impl ObjectKind {
@@ -27,6 +32,7 @@ impl ObjectKind {
             ObjectKind::Table => "table",
             ObjectKind::MaterializedView => "materialized view",
             ObjectKind::View => "view",
+            ObjectKind::Source => "source",
         }
     }
 }
@@ -52,6 +58,21 @@ pub struct CatalogEntry {
     pub depends_on: Vec<String>,
     /// Order of creation, used to rebuild dataflows in dependency order.
     pub created: u64,
+    /// How a source or connector table reads its connector.
+    pub connector: Option<Arc<SourceSpec>>,
+    /// Why a materialized view stopped being maintained, if it did; reads
+    /// of it fail with this error.
+    pub failure: Option<Failure>,
+}
+
+/// Why a materialized view failed: the SQLSTATE and message of the error
+/// its maintenance hit.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// SQLSTATE of the cause.
+    pub code: &'static str,
+    /// The cause's message.
+    pub message: String,
 }
 
 /// Every object and the contents of every table and materialized view at
@@ -64,9 +85,55 @@ pub struct Snapshot {
     pub objects: BTreeMap<String, Arc<CatalogEntry>>,
     /// Contents of tables and materialized views by name.
     pub relations: BTreeMap<String, Relation>,
+    /// Progress of every running source reader.
+    pub progress: Vec<Arc<SourceProgress>>,
 }
 
 impl Snapshot {
+    /// Materialized views that read `name`, directly or through other
+    /// objects, in creation order.
+    pub fn downstream(&self, name: &str) -> Vec<Arc<CatalogEntry>> {
+        let mut found: Vec<Arc<CatalogEntry>> = Vec::new();
+        let mut frontier = vec![name.to_string()];
+        while let Some(next) = frontier.pop() {
+            for entry in self.objects.values() {
+                if entry.depends_on.contains(&next) && !found.iter().any(|f| f.name == entry.name) {
+                    frontier.push(entry.name.clone());
+                    found.push(entry.clone());
+                }
+            }
+        }
+        found.retain(|e| e.kind == ObjectKind::MaterializedView);
+        found.sort_by_key(|e| e.created);
+        found
+    }
+
+    /// True if `name` reads a source, directly or through other objects.
+    pub fn reads_source(&self, name: &str) -> bool {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut frontier = vec![name];
+        while let Some(next) = frontier.pop() {
+            let Some(entry) = self.objects.get(next) else {
+                continue;
+            };
+            for input in &entry.depends_on {
+                if seen.contains(&input.as_str()) {
+                    continue;
+                }
+                seen.push(input);
+                if self
+                    .objects
+                    .get(input)
+                    .is_some_and(|e| e.kind == ObjectKind::Source)
+                {
+                    return true;
+                }
+                frontier.push(input);
+            }
+        }
+        false
+    }
+
     /// Objects that read `name`.
     pub fn dependents(&self, name: &str) -> Vec<&CatalogEntry> {
         self.objects

@@ -16,12 +16,16 @@ use tokio::sync::{Mutex, MutexGuard};
 use tracing::{debug, warn};
 
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
+use crate::ingest::{failure_of, Ingest, Reader};
 use crate::Relation;
+use eddy_connectors::source::SourceProgress;
+use eddy_connectors::spec::SourceSpec;
 
 /// A streaming database engine: tables, views and their maintained contents.
 pub struct Engine {
     writer: Mutex<Writer>,
     committed: RwLock<Arc<Snapshot>>,
+    ingest: Ingest,
 }
 
 impl std::fmt::Debug for Engine {
@@ -38,10 +42,14 @@ struct KeyIndex {
 }
 
 /// State only the writer touches.
-struct Writer {
+pub(crate) struct Writer {
     /// The state being built; equal to the committed snapshot between writes.
     working: Snapshot,
-    dataflow: Dataflow,
+    pub(crate) dataflow: Dataflow,
+    /// Readers of sources, one per materialized view and source it reads.
+    pub(crate) readers: Vec<Reader>,
+    /// Wakes the ingest loop; readers notify it when they queue rows.
+    wake: Arc<tokio::sync::Notify>,
     /// The node that emits each table's or materialized view's changes.
     nodes: BTreeMap<String, NodeId>,
     /// Materialized view by the node whose output it integrates.
@@ -66,17 +74,25 @@ impl Default for Engine {
 impl Engine {
     /// An engine with an empty catalog.
     pub fn new() -> Self {
+        let ingest = Ingest::default();
         Self {
             writer: Mutex::new(Writer {
                 working: Snapshot::default(),
                 dataflow: Dataflow::new(),
+                readers: Vec::new(),
+                wake: ingest.wake_handle(),
                 nodes: BTreeMap::new(),
                 roots: BTreeMap::new(),
                 keys: BTreeMap::new(),
                 next_created: 0,
             }),
             committed: RwLock::new(Arc::new(Snapshot::default())),
+            ingest,
         }
+    }
+
+    pub(crate) fn ingest(&self) -> &Ingest {
+        &self.ingest
     }
 
     /// The last committed snapshot.
@@ -95,11 +111,14 @@ impl Engine {
         }
     }
 
-    /// Wait until every write acknowledged before this call is visible to
-    /// readers. Writes are committed before they are acknowledged, so taking
-    /// the writer's turn once is enough.
-    pub async fn flush(&self) {
-        drop(self.writer.lock().await);
+    /// Wait until every write acknowledged before this call, and every
+    /// batch a source reader has read, is visible to readers. Writes are
+    /// committed before they are acknowledged, so taking the writer's turn
+    /// once covers them; the turn then commits what readers have queued.
+    pub async fn flush(&self) -> Result<()> {
+        let mut guard = self.write().await;
+        while guard.ingest()? > 0 {}
+        Ok(())
     }
 
     fn publish(&self, snapshot: Snapshot) {
@@ -137,6 +156,8 @@ impl WriteGuard<'_> {
             plan: None,
             depends_on: vec![],
             created: writer.next_created,
+            connector: None,
+            failure: None,
         };
         writer.next_created += 1;
         writer.install_table(&entry)?;
@@ -172,6 +193,35 @@ impl WriteGuard<'_> {
             plan: None,
             depends_on,
             created: writer.next_created,
+            connector: None,
+            failure: None,
+        };
+        writer.next_created += 1;
+        writer
+            .working
+            .objects
+            .insert(name.to_string(), Arc::new(entry));
+        self.commit();
+        Ok(())
+    }
+
+    /// Create a source read through a connector (nothing is read until a
+    /// materialized view reads it) and commit.
+    pub fn create_source(&mut self, name: &str, schema: SchemaRef, spec: SourceSpec) -> Result<()> {
+        self.check_free(name)?;
+        let writer = &mut *self.writer;
+        let entry = CatalogEntry {
+            name: name.to_string(),
+            kind: ObjectKind::Source,
+            schema,
+            primary_key: vec![],
+            column_defaults: vec![],
+            query: None,
+            plan: None,
+            depends_on: vec![],
+            created: writer.next_created,
+            connector: Some(Arc::new(spec)),
+            failure: None,
         };
         writer.next_created += 1;
         writer
@@ -203,6 +253,8 @@ impl WriteGuard<'_> {
             plan: Some(Arc::new(plan)),
             depends_on,
             created: writer.next_created,
+            connector: None,
+            failure: None,
         };
         writer.next_created += 1;
         writer.install_view(&entry)?;
@@ -236,6 +288,9 @@ impl WriteGuard<'_> {
                         format!("materialized view \"{name}\" does not exist"),
                     ),
                     ObjectKind::Table => Error::UndefinedTable(name.to_string()),
+                    ObjectKind::Source => {
+                        Error::plan("42P01", format!("source \"{name}\" does not exist"))
+                    }
                 });
             };
             if entry.kind != kind {
@@ -333,7 +388,7 @@ impl WriteGuard<'_> {
             .step()
             .and_then(|output| writer.integrate(output));
         if let Err(error) = result {
-            self.rollback();
+            self.rollback(table, &error);
             return Err(error);
         }
         let writer = &mut *self.writer;
@@ -352,18 +407,42 @@ impl WriteGuard<'_> {
         Ok(())
     }
 
-    fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         self.writer.working.epoch += 1;
         debug!(epoch = self.writer.working.epoch, "epoch committed");
         self.engine.publish(self.writer.working.clone());
     }
 
-    /// Forget a failed write: go back to the committed snapshot and rebuild
-    /// every dataflow from it (operators may hold half an epoch).
-    fn rollback(&mut self) {
+    pub(crate) fn writer_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+
+    /// Forget a failed write to `table`: go back to the committed snapshot
+    /// and rebuild the views downstream of the table from their inputs
+    /// (their operators may hold half an epoch). A view that reads a source
+    /// cannot be refilled (sources are not stored): it fails with `cause`.
+    fn rollback(&mut self, table: &str, cause: &Error) {
         let committed = self.engine.snapshot();
-        if let Err(error) = self.writer.rebuild(committed.as_ref().clone()) {
-            warn!(%error, "rebuilding dataflows after a failed write failed");
+        let writer = &mut *self.writer;
+        writer.working = committed.as_ref().clone();
+        writer.dataflow.clear_pending();
+        let affected = committed.downstream(table);
+        for entry in &affected {
+            writer.stop(&entry.name);
+        }
+        for entry in affected {
+            if entry.failure.is_some() {
+                continue;
+            }
+            if committed.reads_source(&entry.name) {
+                writer.fail_view(&entry.name, cause);
+                continue;
+            }
+            writer.working.relations.remove(&entry.name);
+            if let Err(error) = writer.install_view(&entry) {
+                warn!(view = %entry.name, %error, "rebuilding a view after a failed write failed");
+                writer.fail_view(&entry.name, &error);
+            }
         }
     }
 }
@@ -395,14 +474,34 @@ impl Writer {
         Ok(())
     }
 
-    /// Forget an object's operators, contents and key index.
+    /// Forget an object's operators, readers, contents and key index.
     fn uninstall(&mut self, name: &str) {
+        self.stop(name);
+        self.keys.remove(name);
+        self.working.relations.remove(name);
+    }
+
+    /// Remove an object's operators and readers (not its contents).
+    fn stop(&mut self, name: &str) {
         self.dataflow.remove_owner(name);
+        self.readers.retain(|reader| reader.view != name);
+        self.working.progress.retain(|p| p.view() != name);
         if let Some(node) = self.nodes.remove(name) {
             self.roots.remove(&node);
         }
-        self.keys.remove(name);
-        self.working.relations.remove(name);
+    }
+
+    /// Stop maintaining a materialized view: reads of it fail with `error`
+    /// from now on. Its operators and readers go.
+    pub(crate) fn fail_view(&mut self, name: &str, error: &Error) {
+        self.stop(name);
+        if let Some(entry) = self.working.objects.get(name) {
+            let mut entry = entry.as_ref().clone();
+            entry.failure = Some(failure_of(error));
+            self.working
+                .objects
+                .insert(name.to_string(), Arc::new(entry));
+        }
     }
 
     /// Build a materialized view's operators and fill it from its inputs.
@@ -427,10 +526,28 @@ impl Writer {
             nodes.get(name).copied()
         });
         let planned = planned?;
-        for (relation, _) in &planned.scans {
-            if !self.nodes.contains_key(relation) {
+        // Scans of sources get a reader of this view's own; scans of tables
+        // and views are filled from their contents.
+        let mut source_scans: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+        for (relation, node) in &planned.scans {
+            let input = self.working.objects.get(relation);
+            if let Some(failure) = input.and_then(|e| e.failure.as_ref()) {
+                return Err(Error::plan(
+                    failure.code,
+                    format!(
+                        "materialized view \"{relation}\" failed: {}",
+                        failure.message
+                    ),
+                ));
+            }
+            if input.is_some_and(|e| e.kind == ObjectKind::Source) {
+                source_scans
+                    .entry(relation.clone())
+                    .or_default()
+                    .push(*node);
+            } else if !self.nodes.contains_key(relation) {
                 return Err(Error::not_supported(format!(
-                    "materialized views cannot read \"{relation}\": only tables and materialized views are maintained"
+                    "materialized views cannot read \"{relation}\": only tables, sources and materialized views are maintained"
                 )));
             }
         }
@@ -441,6 +558,9 @@ impl Writer {
             .relations
             .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
         for (relation, node) in &planned.scans {
+            if source_scans.contains_key(relation) {
+                continue;
+            }
             let contents = self
                 .working
                 .relations
@@ -452,11 +572,34 @@ impl Writer {
             }
         }
         let output = self.dataflow.step()?;
-        self.integrate(output)
+        self.integrate(output)?;
+        for (source, nodes) in source_scans {
+            let spec = self
+                .working
+                .objects
+                .get(&source)
+                .and_then(|e| e.connector.clone().map(|c| (c, e.schema.clone())));
+            let Some((spec, schema)) = spec else {
+                return Err(Error::internal(format!("source {source} has no connector")));
+            };
+            let progress = Arc::new(SourceProgress::new(&source, &entry.name));
+            let reader = eddy_connectors::source::open(&spec, &schema, progress.clone())
+                .map_err(crate::connector_error)?;
+            self.working.progress.push(progress.clone());
+            self.readers.push(Reader::spawn(
+                self.wake.clone(),
+                &entry.name,
+                &source,
+                nodes,
+                reader,
+                progress,
+            )?);
+        }
+        Ok(())
     }
 
     /// Fold the changes of each materialized view into its contents.
-    fn integrate(&mut self, output: StepOutput) -> Result<()> {
+    pub(crate) fn integrate(&mut self, output: StepOutput) -> Result<()> {
         for (node, changes) in output {
             let Some(view) = self.roots.get(&node) else {
                 continue;
@@ -468,31 +611,6 @@ impl Writer {
                 .ok_or_else(|| Error::internal(format!("view {view} has no contents")))?;
             let schema = relation.schema().clone();
             relation.apply(&ChangeBatch::concat(&schema, &changes)?)?;
-        }
-        Ok(())
-    }
-
-    /// Start over from `snapshot`: reinstall every table and view in creation
-    /// order, refilling views from the tables' contents.
-    fn rebuild(&mut self, snapshot: Snapshot) -> Result<()> {
-        self.dataflow.clear();
-        self.nodes.clear();
-        self.roots.clear();
-        self.working = snapshot;
-        let mut entries: Vec<Arc<CatalogEntry>> = self.working.objects.values().cloned().collect();
-        entries.sort_by_key(|e| e.created);
-        for entry in entries {
-            match entry.kind {
-                ObjectKind::Table => {
-                    let keys = self.keys.remove(&entry.name);
-                    self.install_table(&entry)?;
-                    if let Some(keys) = keys {
-                        self.keys.insert(entry.name.clone(), keys);
-                    }
-                }
-                ObjectKind::MaterializedView => self.install_view(&entry)?,
-                ObjectKind::View => {}
-            }
         }
         Ok(())
     }

@@ -7,12 +7,15 @@
 //! statement, so a read never sees part of an epoch.
 
 mod catalog;
+pub mod ddl;
 mod engine;
 mod functions;
+mod ingest;
 mod provider;
 mod relation;
 mod session;
 mod statement;
+mod system;
 
 pub use catalog::{ObjectKind, Snapshot};
 pub use engine::Engine;
@@ -21,3 +24,15 @@ pub use session::{CommandTag, Output, Prepared, Session};
 pub use statement::split_statements;
 
 pub use eddy_common::{Error, Result};
+
+/// A connector's error as a statement error, with the connector's SQLSTATE.
+pub(crate) fn connector_error(error: eddy_connectors::Error) -> Error {
+    let code = error.sqlstate();
+    let message = error.to_string();
+    match &code[..2] {
+        "22" => Error::Data { code, message },
+        "42" => Error::plan(code, message),
+        "0A" => Error::NotSupported(message),
+        _ => Error::Internal(message),
+    }
+}

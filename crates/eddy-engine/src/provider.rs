@@ -14,7 +14,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::catalog::{ObjectKind, Snapshot};
+use crate::catalog::{Failure, ObjectKind, Snapshot};
 use crate::Relation;
 
 /// The `public` schema of a session, showing one pinned snapshot.
@@ -85,6 +85,25 @@ impl SchemaProvider for SnapshotSchema {
                 let plan = state.create_logical_plan(&query).await?;
                 Ok(Some(Arc::new(ViewTable::new(plan, Some(query)))))
             }
+            ObjectKind::Source => Ok(Some(Arc::new(SourceTable {
+                name: name.to_string(),
+                schema: entry.schema.clone(),
+            }))),
+            ObjectKind::MaterializedView if entry.failure.is_some() => {
+                let failure = entry.failure.clone().unwrap_or_else(|| Failure {
+                    code: "XX000",
+                    message: String::new(),
+                });
+                Err(DataFusionError::External(Box::new(
+                    eddy_common::Error::plan(
+                        failure.code,
+                        format!(
+                            "materialized view \"{name}\" failed and is no longer maintained: {}",
+                            failure.message
+                        ),
+                    ),
+                )))
+            }
             ObjectKind::Table | ObjectKind::MaterializedView => {
                 let relation = snapshot.relations.get(name).cloned().ok_or_else(|| {
                     DataFusionError::Internal(format!("relation {name} has no contents"))
@@ -142,5 +161,38 @@ impl TableProvider for SnapshotTable {
             self.schema(),
             projection.cloned(),
         )?)
+    }
+}
+
+/// A source: it has columns to plan views with, but no stored rows.
+#[derive(Debug)]
+pub struct SourceTable {
+    name: String,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for SourceTable {
+    fn schema(&self) -> SchemaRef {
+        eddy_dataflow::schema::nullable(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn DataFusionSession,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::External(Box::new(
+            eddy_common::Error::not_supported(format!(
+                "source \"{}\" cannot be queried directly: a source is not stored; create a materialized view over it",
+                self.name
+            )),
+        )))
     }
 }

@@ -5,6 +5,8 @@
 //! their changes against the state they apply to, and return once those
 //! changes are committed in every view.
 
+mod connectors;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -87,6 +89,7 @@ pub struct Prepared {
 #[derive(Debug, Clone)]
 enum Parsed {
     Flush,
+    Connector(Box<crate::ddl::ConnectorStatement>),
     Sql(Box<Statement>),
 }
 
@@ -158,10 +161,18 @@ impl Session {
             .catalog(DATABASE)
             .ok_or_else(|| Error::internal("default catalog missing"))?
             .register_schema("public", schema.clone())?;
+        context
+            .catalog(DATABASE)
+            .ok_or_else(|| Error::internal("default catalog missing"))?
+            .register_schema(
+                crate::system::SYSTEM_SCHEMA,
+                Arc::new(crate::system::SystemSchema::new(schema.clone())),
+            )?;
         datafusion_pg_catalog::setup_pg_catalog(&context, DATABASE, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         context.register_udf(crate::functions::version());
         schema.set_state(context.state_weak_ref());
+        engine.start_ingest();
         let variables = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -283,6 +294,9 @@ impl Session {
         if words == ["FLUSH"] {
             return Ok(Some(Parsed::Flush));
         }
+        if let Some(statement) = crate::ddl::parse(text)? {
+            return Ok(Some(Parsed::Connector(Box::new(statement))));
+        }
         // The compatibility parser rewrites what clients send to inspect
         // pg_catalog, and some of its rewrites change results (it replaces
         // correlated subqueries in a select list with NULL); apply it only
@@ -320,9 +334,10 @@ impl Session {
     async fn execute(&self, parsed: Parsed, parameters: Option<ParamValues>) -> Result<Output> {
         let statement = match parsed {
             Parsed::Flush => {
-                self.engine.flush().await;
+                self.engine.flush().await?;
                 return Ok(Output::Command(CommandTag::new("FLUSH")));
             }
+            Parsed::Connector(statement) => return self.execute_connector(*statement).await,
             Parsed::Sql(statement) => *statement,
         };
         match &statement {
@@ -390,7 +405,7 @@ impl Session {
             }
             Statement::ShowVariable { variable } => {
                 let name = variable_name(variable);
-                if name == "materialized views" {
+                if name == "materialized views" || name == "sources" {
                     Some(text_schema(&["name"]))
                 } else {
                     Some(text_schema(&[name.as_str()]))
@@ -641,6 +656,7 @@ impl Session {
         let name = variable_name(variable);
         match name.as_str() {
             "materialized views" => return Ok(self.list(ObjectKind::MaterializedView, "name")),
+            "sources" => return Ok(self.list(ObjectKind::Source, "name")),
             "tables" => return Ok(self.list(ObjectKind::Table, "name")),
             "views" => return Ok(self.list(ObjectKind::View, "name")),
             _ => {}

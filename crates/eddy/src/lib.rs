@@ -21,7 +21,14 @@ pub struct Config {
     /// Directory for durable state (not used yet: state is in memory).
     #[arg(long, env = "EDDY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Start with the demo: Nexmark sources generated in-process and a few
+    /// materialized views over them (see `crates/eddy/src/demo.sql`).
+    #[arg(long, env = "EDDY_DEMO")]
+    pub demo: bool,
 }
+
+/// The statements `--demo` runs at start-up.
+pub const DEMO_SQL: &str = include_str!("demo.sql");
 
 /// A running server.
 #[derive(Debug)]
@@ -48,6 +55,20 @@ impl Server {
             let _ = stopped.await;
         }));
         info!(%addr, "listening for postgres connections");
+        if config.demo {
+            let session = eddy_engine::Session::new(engine.clone())
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let (outputs, error) = session.execute_sql(DEMO_SQL).await;
+            if let Some(error) = error {
+                return Err(std::io::Error::other(format!(
+                    "the demo failed to start: {error}"
+                )));
+            }
+            info!(
+                statements = outputs.len(),
+                "demo running: nexmark sources and views"
+            );
+        }
         Ok(Self {
             addr,
             engine,

@@ -11,6 +11,7 @@ async fn server() -> eddy::Server {
     let config = eddy::Config {
         pg_addr: "127.0.0.1:0".into(),
         data_dir: None,
+        demo: false,
     };
     eddy::Server::start(&config).await.expect("start server")
 }

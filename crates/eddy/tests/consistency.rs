@@ -24,6 +24,7 @@ async fn readers_never_see_a_partial_epoch() {
     let config = eddy::Config {
         pg_addr: "127.0.0.1:0".into(),
         data_dir: None,
+        demo: false,
     };
     let server = eddy::Server::start(&config).await.expect("start server");
     let writer = connect(server.addr).await;

@@ -34,6 +34,7 @@ fn run(path: PathBuf, protocol: Protocol) -> Result<(), Failed> {
         let config = eddy::Config {
             pg_addr: "127.0.0.1:0".into(),
             data_dir: None,
+            demo: false,
         };
         let server = eddy::Server::start(&config).await?;
         let addr = server.addr;

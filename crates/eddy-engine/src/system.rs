@@ -1,0 +1,121 @@
+//! The `eddy_catalog` schema: system tables users query like any table.
+//!
+//! * `source_progress`: one row per source reader and partition: the latest
+//!   offset read, the partition's high watermark and lag where the connector
+//!   knows them, messages read and messages per second, and the reader's
+//!   status (`running`, `ended`, `failed: ...`).
+//!
+//! The tables are built when a statement reads them, from the snapshot the
+//! statement pinned (which readers exist) and the readers' live counters.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+
+use crate::provider::SnapshotSchema;
+
+/// Name of the system schema.
+pub const SYSTEM_SCHEMA: &str = "eddy_catalog";
+
+const SOURCE_PROGRESS: &str = "source_progress";
+
+/// The `eddy_catalog` schema of a session.
+#[derive(Debug)]
+pub struct SystemSchema {
+    public: Arc<SnapshotSchema>,
+}
+
+impl SystemSchema {
+    /// System tables as of the snapshot `public` has pinned.
+    pub fn new(public: Arc<SnapshotSchema>) -> Self {
+        Self { public }
+    }
+
+    fn source_progress(&self) -> Result<MemTable> {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("materialized_view", DataType::Utf8, false),
+            Field::new("partition", DataType::Utf8, false),
+            Field::new("last_offset", DataType::Int64, true),
+            Field::new("high_watermark", DataType::Int64, true),
+            Field::new("lag", DataType::Int64, true),
+            Field::new("messages", DataType::Int64, false),
+            Field::new("messages_per_second", DataType::Float64, false),
+            Field::new("status", DataType::Utf8, false),
+        ]));
+        let mut source = StringBuilder::new();
+        let mut view = StringBuilder::new();
+        let mut partition = StringBuilder::new();
+        let mut offset = Int64Builder::new();
+        let mut high = Int64Builder::new();
+        let mut lag = Int64Builder::new();
+        let mut messages = Int64Builder::new();
+        let mut rate = Float64Builder::new();
+        let mut status = StringBuilder::new();
+        for reader in &self.public.pinned().progress {
+            let state = reader.status();
+            let partitions = reader.partitions();
+            if partitions.is_empty() {
+                // A reader that has read nothing yet still shows its status.
+                source.append_value(reader.source());
+                view.append_value(reader.view());
+                partition.append_value("");
+                offset.append_null();
+                high.append_null();
+                lag.append_null();
+                messages.append_value(0);
+                rate.append_value(0.0);
+                status.append_value(&state);
+            }
+            for p in partitions {
+                source.append_value(reader.source());
+                view.append_value(reader.view());
+                partition.append_value(&p.partition);
+                offset.append_option(p.offset);
+                high.append_option(p.high_watermark);
+                lag.append_option(p.lag());
+                messages.append_value(i64::try_from(p.messages).unwrap_or(i64::MAX));
+                rate.append_value(p.messages_per_second);
+                status.append_value(&state);
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(source.finish()),
+            Arc::new(view.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(high.finish()),
+            Arc::new(lag.finish()),
+            Arc::new(messages.finish()),
+            Arc::new(rate.finish()),
+            Arc::new(status.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec![SOURCE_PROGRESS.to_string()]
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match name {
+            SOURCE_PROGRESS => Ok(Some(Arc::new(self.source_progress()?))),
+            _ => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == SOURCE_PROGRESS
+    }
+}
