@@ -10,6 +10,7 @@
 //! old row and the insertion of the new one where they differ.
 
 mod call;
+mod extreme;
 mod groups;
 
 use std::sync::Arc;
@@ -169,13 +170,13 @@ impl AggregateOperator {
 
     /// The encoded results of the calls for `groups`, one per group, and the
     /// result columns they encode.
-    fn results(&self, groups: &[GroupId]) -> Result<(Vec<Box<[u8]>>, Vec<ArrayRef>)> {
+    fn results(&mut self, groups: &[GroupId]) -> Result<(Vec<Box<[u8]>>, Vec<ArrayRef>)> {
         let Some(codec) = &self.results_codec else {
             return Ok((vec![Box::default(); groups.len()], Vec::new()));
         };
         let columns = self
             .calls
-            .iter()
+            .iter_mut()
             .map(|call| call.results(groups))
             .collect::<Result<Vec<_>>>()?;
         let encoded = codec.encode(&columns)?;

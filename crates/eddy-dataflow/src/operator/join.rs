@@ -414,14 +414,8 @@ impl Operator for JoinOperator {
             }
             let key = key_of(i);
             let row = row_of(i);
-            let rows = match own.index.get_mut(key) {
-                Some(rows) => rows,
-                None => own.index.entry(key.into()).or_default(),
-            };
-            let entry = match rows.get_mut(row) {
-                Some(entry) => entry,
-                None => rows.entry(Arc::from(row)).or_default(),
-            };
+            let rows = own.index.entry_ref(key).or_default();
+            let entry = rows.entry_ref(row).or_default();
             entry.weight += weights[i];
             entry.matches = matches[i];
             if entry.weight == 0 {

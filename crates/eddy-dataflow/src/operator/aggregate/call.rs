@@ -21,6 +21,7 @@ use datafusion::arrow::row::Rows;
 use eddy_common::row::RowCodec;
 use hashbrown::HashMap;
 
+use super::extreme::IntExtreme;
 use super::groups::GroupId;
 use super::{AggregateCall, AggregateFunction};
 use crate::{ChangeBatch, Error, Result};
@@ -49,8 +50,8 @@ enum State {
         trues: Vec<i64>,
         falses: Vec<i64>,
     },
-    /// MIN/MAX of integers: the multiset of values.
-    IntMultiset(Vec<BTreeMap<i64, i64>>),
+    /// MIN/MAX of integers (and of dates and times, as integers).
+    IntExtreme(Vec<IntExtreme>),
     /// MIN/MAX of other types and STRING_AGG: the multiset of row-encoded
     /// values (ordered like the values, or like the call's ORDER BY).
     Multiset(Vec<BTreeMap<Box<[u8]>, i64>>),
@@ -108,16 +109,14 @@ impl Call {
                     )))
                 }
             }),
-            // MIN/MAX of integers keep their multiset as integers: no
-            // encoding, no allocation per value.
-            F::Min | F::Max if value_type.is_integer() && value_type != DataType::UInt64 => {
-                Some(Numeric::Int)
-            }
+            // MIN/MAX of integers, dates and times keep their values as
+            // integers: no encoding, no allocation per value.
+            F::Min | F::Max if as_integer(&value_type) => Some(Numeric::Int),
             _ => None,
         };
         let state = match (spec.function, numeric) {
             (F::Count, _) => State::Count(Vec::new()),
-            (F::Min | F::Max, Some(_)) => State::IntMultiset(Vec::new()),
+            (F::Min | F::Max, Some(_)) => State::IntExtreme(Vec::new()),
             (_, Some(Numeric::Float)) => State::FloatSum {
                 sums: Vec::new(),
                 counts: Vec::new(),
@@ -171,7 +170,7 @@ impl Call {
                 trues.resize(slots, 0);
                 falses.resize(slots, 0);
             }
-            State::IntMultiset(sets) => sets.resize_with(slots, BTreeMap::new),
+            State::IntExtreme(sets) => sets.resize_with(slots, IntExtreme::default),
             State::Multiset(sets) => sets.resize_with(slots, BTreeMap::new),
         }
         if let Some(distinct) = &mut self.distinct {
@@ -198,7 +197,7 @@ impl Call {
                 trues[g] = 0;
                 falses[g] = 0;
             }
-            State::IntMultiset(sets) => sets[g].clear(),
+            State::IntExtreme(sets) => sets[g].clear(),
             State::Multiset(sets) => sets[g].clear(),
         }
         if let Some(distinct) = &mut self.distinct {
@@ -282,16 +281,11 @@ impl Call {
                     }
                 }
             }
-            (State::IntMultiset(sets), Values::Int(values)) => {
+            (State::IntExtreme(sets), Values::Int(values)) => {
+                let maximum = self.spec.function == AggregateFunction::Max;
                 for ((g, w), v) in groups.iter().zip(weights).zip(values.values()) {
-                    if *w == 0 {
-                        continue;
-                    }
-                    let set = &mut sets[*g as usize];
-                    let count = set.entry(*v).or_insert(0);
-                    *count += w;
-                    if *count == 0 {
-                        set.remove(v);
+                    if *w != 0 {
+                        sets[*g as usize].add(*v, *w, maximum);
                     }
                 }
             }
@@ -422,9 +416,15 @@ impl Call {
 
     /// The call's current result for each of `groups`, as one array of the
     /// call's output type.
-    pub(super) fn results(&self, groups: &[GroupId]) -> Result<ArrayRef> {
+    pub(super) fn results(&mut self, groups: &[GroupId]) -> Result<ArrayRef> {
         use AggregateFunction as F;
         let ids = groups.iter().map(|g| *g as usize);
+        if let State::IntExtreme(sets) = &mut self.state {
+            let maximum = self.spec.function == F::Max;
+            let extremes: Int64Array = ids.map(|g| sets[g].extreme(maximum)).collect();
+            let extremes: ArrayRef = Arc::new(extremes);
+            return Ok(cast(&extremes, &self.spec.output_type)?);
+        }
         let array: ArrayRef = match (&self.state, self.spec.function) {
             (State::Count(counts), _) => Arc::new(ids.map(|g| counts[g]).collect::<Int64Array>()),
             (State::Sum { sums, counts }, F::Sum) => match self.numeric {
@@ -487,16 +487,9 @@ impl Call {
                 }
                 Arc::new(out.finish())
             }
-            (State::IntMultiset(sets), function) => Arc::new(
-                ids.map(|g| {
-                    if function == F::Min {
-                        sets[g].keys().next().copied()
-                    } else {
-                        sets[g].keys().next_back().copied()
-                    }
-                })
-                .collect::<Int64Array>(),
-            ),
+            (State::IntExtreme(_), _) => {
+                return Err(Error::internal("integer extremes are computed above"))
+            }
             (State::Multiset(sets), F::StringAgg) => self.string_agg(sets, groups)?,
             (State::Multiset(sets), function) => {
                 let codec = self.codec()?;
@@ -575,5 +568,22 @@ impl Call {
         self.codec
             .as_ref()
             .ok_or_else(|| Error::internal("multiset aggregate without a codec"))
+    }
+}
+
+/// Types whose MIN/MAX is kept as `i64`: integers (but `UInt64`, which may
+/// not fit), dates, times, timestamps and durations, which cast to and from
+/// `i64` exactly.
+fn as_integer(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::UInt64 => false,
+        t if t.is_integer() => true,
+        DataType::Date32
+        | DataType::Date64
+        | DataType::Time32(_)
+        | DataType::Time64(_)
+        | DataType::Timestamp(_, _)
+        | DataType::Duration(_) => true,
+        _ => false,
     }
 }
