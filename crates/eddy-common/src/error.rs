@@ -78,6 +78,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A connector failed or refused its configuration; the code is the
+    /// connector's SQLSTATE.
+    #[error("{message}")]
+    Connector {
+        /// SQLSTATE.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// A bug or an unexpected state inside Eddy.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,7 +106,9 @@ impl Error {
             Error::WrongObjectType { .. } => "42809",
             Error::NotSupported(_) => "0A000",
             Error::DivisionByZero => "22012",
-            Error::Data { code, .. } | Error::Plan { code, .. } => code,
+            Error::Data { code, .. } | Error::Plan { code, .. } | Error::Connector { code, .. } => {
+                code
+            }
             Error::Internal(_) => "XX000",
         }
     }

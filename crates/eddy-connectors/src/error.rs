@@ -42,6 +42,15 @@ pub enum Error {
         /// Its Arrow type.
         data_type: DataType,
     },
+    /// An option Eddy knows but does not support yet.
+    #[error("option \"{0}\" is not supported yet")]
+    UnsupportedOption(String),
+    /// A `FORMAT ... ENCODE ...` the connector does not support.
+    #[error("{0} is not supported")]
+    UnsupportedFormat(String),
+    /// Reading from an external system failed.
+    #[error("{0}")]
+    Source(String),
     /// `connector = '...'` names a connector Eddy does not have.
     #[error("connector \"{0}\" is not supported")]
     UnsupportedConnector(String),
@@ -49,7 +58,7 @@ pub enum Error {
     #[error("invalid generator configuration: {0}")]
     InvalidConfig(String),
     /// Building a batch failed; a bug in the generator, as the columns are built to fit.
-    #[error("could not build a generated batch")]
+    #[error("arrow: {0}")]
     Arrow(#[source] ArrowError),
 }
 
@@ -64,7 +73,12 @@ impl Error {
             // undefined_column
             Error::UnknownColumn { .. } => "42703",
             // feature_not_supported
-            Error::UnsupportedType { .. } | Error::UnsupportedConnector(_) => "0A000",
+            Error::UnsupportedType { .. }
+            | Error::UnsupportedConnector(_)
+            | Error::UnsupportedOption(_)
+            | Error::UnsupportedFormat(_) => "0A000",
+            // io_error
+            Error::Source(_) => "58030",
             // internal_error
             Error::Arrow(_) => "XX000",
         }

@@ -23,7 +23,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::datagen::{DatagenConfig, DatagenGenerator};
 use crate::nexmark::{self, NexmarkConfig, NexmarkGenerator, NexmarkTable};
-use crate::source::{SourceProgress, SourceReader};
+use crate::source::{SourceBatch, SourceProgress, SourceReader};
 use crate::spec::SourceSpec;
 use crate::{Error, Result};
 
@@ -275,7 +275,7 @@ struct NexmarkReader {
 
 #[async_trait::async_trait]
 impl SourceReader for NexmarkReader {
-    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
         loop {
             let events = self.pace.next().await;
             let Some(batches) = self.generator.next_events(events)? else {
@@ -290,7 +290,10 @@ impl SourceReader for NexmarkReader {
             let last = self.generator.next_event_id().saturating_sub(1);
             self.progress
                 .record("0", last as i64, rows.num_rows() as u64);
-            return Ok(Some(conform(rows, Some(&self.columns), &self.schema)?));
+            return Ok(Some(SourceBatch {
+                rows: conform(rows, Some(&self.columns), &self.schema)?,
+                positions: vec![("0".to_string(), last as i64)],
+            }));
         }
     }
 }
@@ -304,7 +307,7 @@ struct DatagenReader {
 
 #[async_trait::async_trait]
 impl SourceReader for DatagenReader {
-    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
         let rows = self.pace.next().await;
         let Some(batch) = self.generator.next_batch(rows)? else {
             self.progress.set_status("ended");
@@ -314,6 +317,9 @@ impl SourceReader for DatagenReader {
         let last = self.generator.rows_generated().saturating_sub(1);
         self.progress
             .record("0", last as i64, batch.num_rows() as u64);
-        Ok(Some(conform(&batch, None, &self.schema)?))
+        Ok(Some(SourceBatch {
+            rows: conform(&batch, None, &self.schema)?,
+            positions: vec![("0".to_string(), last as i64)],
+        }))
     }
 }

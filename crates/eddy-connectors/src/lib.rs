@@ -5,6 +5,8 @@
 //! * [`source`]: the [`source::SourceReader`] every connector implements,
 //!   the progress it reports, and [`source::open`], which picks the
 //!   connector.
+//! * `connector = 'kafka'`: topics read with librdkafka, `ENCODE JSON`
+//!   decoded straight into Arrow.
 //! * Built-in generators that need no external system: the Nexmark
 //!   benchmark generator ([`nexmark`]) and random rows for any schema
 //!   ([`datagen`]), paced as sources by `generator`.
@@ -18,6 +20,8 @@
 pub mod datagen;
 pub mod error;
 mod generator;
+mod json;
+mod kafka;
 pub mod nexmark;
 pub mod source;
 pub mod spec;

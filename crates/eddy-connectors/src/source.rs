@@ -7,8 +7,8 @@
 //! its position in the input; the engine only consumes what it yields.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -16,13 +16,27 @@ use arrow::datatypes::SchemaRef;
 use crate::spec::SourceSpec;
 use crate::{Error, Result};
 
+/// Rows a reader read, and how far they reach in each partition.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    /// The rows, in the source's schema.
+    pub rows: RecordBatch,
+    /// The last offset of each partition the rows came from (including
+    /// messages that were bad and skipped).
+    pub positions: Vec<(String, i64)>,
+}
+
+/// Looks up where each partition of a source ends now (the next offset to
+/// be written), for `FLUSH`. Blocking.
+pub type EndProbe = Arc<dyn Fn() -> Result<BTreeMap<String, i64>> + Send + Sync>;
+
 /// A connector reading one source.
 #[async_trait::async_trait]
 pub trait SourceReader: Send {
-    /// The next rows, in the source's schema. Waits until rows are there;
-    /// `Ok(None)` once a bounded source has ended. An error stops the
-    /// reader: connectors retry what can be retried themselves.
-    async fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+    /// The next rows. Waits until rows are there; `Ok(None)` once a bounded
+    /// source has ended. An error stops the reader: connectors retry what
+    /// can be retried themselves.
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>>;
 }
 
 /// The schema a source produces from its declared columns, checking the
@@ -32,20 +46,24 @@ pub fn source_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<SchemaRe
     match spec.connector().as_str() {
         "nexmark" => crate::generator::nexmark_schema(spec, declared),
         "datagen" => crate::generator::datagen_schema(spec, declared),
+        "kafka" => crate::kafka::kafka_schema(spec, declared),
         other => Err(unknown_connector(other)),
     }
 }
 
 /// Start reading a source whose schema is `schema` (as [`source_schema`]
-/// returned it).
+/// returned it). Bad messages go to `errors`, shared by all readers of the
+/// source.
 pub fn open(
     spec: &SourceSpec,
     schema: &SchemaRef,
-    progress: std::sync::Arc<SourceProgress>,
+    progress: Arc<SourceProgress>,
+    errors: Arc<ErrorLog>,
 ) -> Result<Box<dyn SourceReader>> {
     match spec.connector().as_str() {
         "nexmark" => crate::generator::open_nexmark(spec, schema, progress),
         "datagen" => crate::generator::open_datagen(spec, schema, progress),
+        "kafka" => crate::kafka::open_kafka(spec, schema, progress, errors),
         other => Err(unknown_connector(other)),
     }
 }
@@ -89,12 +107,39 @@ struct PartitionState {
     window_messages: u64,
 }
 
+impl PartitionState {
+    fn new(partition: &str, now: Instant) -> Self {
+        Self {
+            progress: PartitionProgress {
+                partition: partition.to_string(),
+                offset: None,
+                high_watermark: None,
+                messages: 0,
+                messages_per_second: 0.0,
+            },
+            window_start: now,
+            window_messages: 0,
+        }
+    }
+}
+
 /// What a reader has done, shared between the reader and the engine.
-#[derive(Debug)]
 pub struct SourceProgress {
     source: String,
     view: String,
     state: Mutex<(BTreeMap<String, PartitionState>, String)>,
+    /// The last offset per partition whose rows are committed in an epoch.
+    committed: Mutex<BTreeMap<String, i64>>,
+    probe: Mutex<Option<EndProbe>>,
+}
+
+impl std::fmt::Debug for SourceProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceProgress")
+            .field("source", &self.source)
+            .field("view", &self.view)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Rates are measured over windows of this length.
@@ -107,7 +152,42 @@ impl SourceProgress {
             source: source.to_string(),
             view: view.to_string(),
             state: Mutex::new((BTreeMap::new(), "running".to_string())),
+            committed: Mutex::new(BTreeMap::new()),
+            probe: Mutex::new(None),
         }
+    }
+
+    /// The connector can say where its partitions end (for `FLUSH`).
+    pub fn set_end_probe(&self, probe: EndProbe) {
+        if let Ok(mut slot) = self.probe.lock() {
+            *slot = Some(probe);
+        }
+    }
+
+    /// Where the source's partitions end, if the connector can say.
+    pub fn end_probe(&self) -> Option<EndProbe> {
+        self.probe.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Rows up to these positions are committed (called by the engine).
+    pub fn committed(&self, positions: &[(String, i64)]) {
+        if let Ok(mut committed) = self.committed.lock() {
+            for (partition, offset) in positions {
+                let slot = committed.entry(partition.clone()).or_insert(-1);
+                *slot = (*slot).max(*offset);
+            }
+        }
+    }
+
+    /// True when every partition in `ends` has its rows committed up to
+    /// (not including) the offset given.
+    pub fn has_committed(&self, ends: &BTreeMap<String, i64>) -> bool {
+        let Ok(committed) = self.committed.lock() else {
+            return false;
+        };
+        ends.iter().all(|(partition, end)| {
+            *end <= 0 || committed.get(partition).is_some_and(|c| c + 1 >= *end)
+        })
     }
 
     /// The source's name.
@@ -127,23 +207,23 @@ impl SourceProgress {
         }
     }
 
+    /// A partition is being read (it shows before anything is read from it).
+    pub fn ensure_partition(&self, partition: &str) {
+        let now = Instant::now();
+        self.with(|(partitions, _)| {
+            partitions
+                .entry(partition.to_string())
+                .or_insert_with(|| PartitionState::new(partition, now));
+        });
+    }
+
     /// `messages` more were read from `partition`, the last at `offset`.
     pub fn record(&self, partition: &str, offset: i64, messages: u64) {
         let now = Instant::now();
         self.with(|(partitions, _)| {
             let state = partitions
                 .entry(partition.to_string())
-                .or_insert_with(|| PartitionState {
-                    progress: PartitionProgress {
-                        partition: partition.to_string(),
-                        offset: None,
-                        high_watermark: None,
-                        messages: 0,
-                        messages_per_second: 0.0,
-                    },
-                    window_start: now,
-                    window_messages: 0,
-                });
+                .or_insert_with(|| PartitionState::new(partition, now));
             state.progress.offset = Some(offset);
             state.progress.messages += messages;
             let elapsed = now.duration_since(state.window_start);
@@ -195,5 +275,75 @@ impl SourceProgress {
                 })
                 .collect()
         })
+    }
+}
+
+/// Bytes of a bad message's payload kept in the error log.
+const PAYLOAD_PREFIX: usize = 256;
+/// Bad messages kept per source; the oldest go first.
+const ERRORS_KEPT: usize = 10_000;
+
+/// A message that could not be read, as `eddy_catalog.source_errors`
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadMessage {
+    /// The partition it is in.
+    pub partition: String,
+    /// Its offset.
+    pub offset: i64,
+    /// Why it could not be read.
+    pub reason: String,
+    /// The first bytes of its payload.
+    pub payload_prefix: Vec<u8>,
+    /// When it was found.
+    pub at: SystemTime,
+}
+
+impl BadMessage {
+    /// A bad message with the first bytes of `payload`.
+    pub fn new(partition: String, offset: i64, reason: String, payload: &[u8]) -> Self {
+        Self {
+            partition,
+            offset,
+            reason,
+            payload_prefix: payload[..payload.len().min(PAYLOAD_PREFIX)].to_vec(),
+            at: SystemTime::now(),
+        }
+    }
+}
+
+/// The bad messages of one source. Every reader of the source reports what
+/// it finds; a message is recorded once, however many readers find it.
+#[derive(Debug, Default)]
+pub struct ErrorLog {
+    messages: Mutex<BTreeMap<(String, i64), BadMessage>>,
+    order: Mutex<std::collections::VecDeque<(String, i64)>>,
+}
+
+impl ErrorLog {
+    /// Record a bad message, unless it is recorded already.
+    pub fn record(&self, message: BadMessage) {
+        let key = (message.partition.clone(), message.offset);
+        let (Ok(mut messages), Ok(mut order)) = (self.messages.lock(), self.order.lock()) else {
+            return;
+        };
+        if messages.contains_key(&key) {
+            return;
+        }
+        messages.insert(key.clone(), message);
+        order.push_back(key);
+        while order.len() > ERRORS_KEPT {
+            if let Some(oldest) = order.pop_front() {
+                messages.remove(&oldest);
+            }
+        }
+    }
+
+    /// Every recorded message, by partition and offset.
+    pub fn messages(&self) -> Vec<BadMessage> {
+        match self.messages.lock() {
+            Ok(messages) => messages.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use eddy_common::Epoch;
-use eddy_connectors::source::SourceProgress;
+use eddy_connectors::source::{ErrorLog, SourceProgress};
 use eddy_connectors::spec::SourceSpec;
 
 use crate::Relation;
@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub relations: BTreeMap<String, Relation>,
     /// Progress of every running source reader.
     pub progress: Vec<Arc<SourceProgress>>,
+    /// Bad messages of every source, by source.
+    pub source_errors: BTreeMap<String, Arc<ErrorLog>>,
 }
 
 impl Snapshot {

@@ -111,16 +111,6 @@ impl Engine {
         }
     }
 
-    /// Wait until every write acknowledged before this call, and every
-    /// batch a source reader has read, is visible to readers. Writes are
-    /// committed before they are acknowledged, so taking the writer's turn
-    /// once covers them; the turn then commits what readers have queued.
-    pub async fn flush(&self) -> Result<()> {
-        let mut guard = self.write().await;
-        while guard.ingest()? > 0 {}
-        Ok(())
-    }
-
     fn publish(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
         match self.committed.write() {
@@ -479,6 +469,7 @@ impl Writer {
         self.stop(name);
         self.keys.remove(name);
         self.working.relations.remove(name);
+        self.working.source_errors.remove(name);
     }
 
     /// Remove an object's operators and readers (not its contents).
@@ -583,7 +574,13 @@ impl Writer {
                 return Err(Error::internal(format!("source {source} has no connector")));
             };
             let progress = Arc::new(SourceProgress::new(&source, &entry.name));
-            let reader = eddy_connectors::source::open(&spec, &schema, progress.clone())
+            let errors = self
+                .working
+                .source_errors
+                .entry(source.clone())
+                .or_default()
+                .clone();
+            let reader = eddy_connectors::source::open(&spec, &schema, progress.clone(), errors)
                 .map_err(crate::connector_error)?;
             self.working.progress.push(progress.clone());
             self.readers.push(Reader::spawn(

@@ -14,13 +14,11 @@
 //! only the view it belongs to and the views that read it: they stop being
 //! maintained and reading them reports the error. Everything else commits.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use datafusion::arrow::array::RecordBatch;
 use eddy_common::{ChangeBatch, Error, Result};
-use eddy_connectors::source::{SourceProgress, SourceReader};
+use eddy_connectors::source::{SourceBatch, SourceProgress, SourceReader};
 use eddy_dataflow::NodeId;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::sync::Notify;
@@ -39,7 +37,7 @@ const EPOCH_ROWS: usize = 1 << 20;
 
 /// What a reader's task sends.
 enum Event {
-    Rows(RecordBatch),
+    Rows(SourceBatch),
     /// The connector stopped with an error; the reader is done.
     Failed(Error),
 }
@@ -52,8 +50,6 @@ pub(crate) struct Reader {
     pub(crate) nodes: Vec<NodeId>,
     /// Shared with the connector, shown in `eddy_catalog.source_progress`.
     pub(crate) progress: Arc<SourceProgress>,
-    /// Batches taken into epochs, and their rows (for `FLUSH` and progress).
-    pub(crate) batches_ingested: Arc<AtomicU64>,
     events: mpsc::Receiver<Event>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -89,8 +85,10 @@ impl Reader {
         let task = runtime.spawn(async move {
             loop {
                 let event = match reader.next_batch().await {
-                    Ok(Some(rows)) if rows.num_rows() == 0 => continue,
-                    Ok(Some(rows)) => Event::Rows(rows),
+                    Ok(Some(batch)) if batch.rows.num_rows() == 0 && batch.positions.is_empty() => {
+                        continue
+                    }
+                    Ok(Some(batch)) => Event::Rows(batch),
                     Ok(None) => {
                         debug!(source = %name, "source ended");
                         return;
@@ -114,7 +112,6 @@ impl Reader {
             view: view.to_string(),
             nodes,
             progress,
-            batches_ingested: Arc::new(AtomicU64::new(0)),
             events,
             task,
         })
@@ -153,8 +150,8 @@ async fn ingest_loop(engine: Weak<Engine>, wake: Arc<Notify>) {
             let started = Instant::now();
             match guard.ingest() {
                 Ok(0) => break,
-                Ok(rows) => {
-                    debug!(rows, elapsed = ?started.elapsed(), "ingested");
+                Ok(batches) => {
+                    debug!(batches, elapsed = ?started.elapsed(), "ingested");
                 }
                 Err(error) => {
                     warn!(%error, "ingest failed");
@@ -167,9 +164,11 @@ async fn ingest_loop(engine: Weak<Engine>, wake: Arc<Notify>) {
 
 impl WriteGuard<'_> {
     /// Take what readers have queued into one epoch and commit it. Returns
-    /// the number of rows taken (0: nothing was queued, nothing committed).
+    /// the number of batches taken (0: nothing was queued, nothing
+    /// committed).
     pub(crate) fn ingest(&mut self) -> Result<usize> {
         let mut rows = 0usize;
+        let mut batches = 0usize;
         {
             let writer = self.writer_mut();
             let mut stopped: Vec<(usize, Error)> = Vec::new();
@@ -177,9 +176,12 @@ impl WriteGuard<'_> {
                 while rows < EPOCH_ROWS {
                     match reader.events.try_recv() {
                         Ok(Event::Rows(batch)) => {
-                            rows += batch.num_rows();
-                            reader.batches_ingested.fetch_add(1, Ordering::Relaxed);
-                            let changes = ChangeBatch::inserts(batch);
+                            batches += 1;
+                            rows += batch.rows.num_rows();
+                            // Committed with this epoch: FLUSH, which waits
+                            // for positions, needs the writer's turn too.
+                            reader.progress.committed(&batch.positions);
+                            let changes = ChangeBatch::inserts(batch.rows);
                             for node in &reader.nodes {
                                 writer.dataflow.push(*node, changes.clone())?;
                             }
@@ -198,7 +200,7 @@ impl WriteGuard<'_> {
             }
         }
         if rows == 0 {
-            return Ok(0);
+            return Ok(batches);
         }
         let report = self.writer_mut().dataflow.step_isolated();
         for (owner, error) in report.failed {
@@ -207,7 +209,7 @@ impl WriteGuard<'_> {
         }
         self.writer_mut().integrate(report.output)?;
         self.commit();
-        Ok(rows)
+        Ok(batches)
     }
 }
 
@@ -223,5 +225,57 @@ pub(crate) fn failure_of(error: &Error) -> Failure {
     Failure {
         code: error.sqlstate(),
         message: error.to_string(),
+    }
+}
+
+/// How long `FLUSH` waits for sources to catch up with their inputs.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Engine {
+    /// Wait until every write acknowledged before this call is visible, and
+    /// every source whose connector can say where its input ends (Kafka:
+    /// the high watermarks) has committed everything up to there. Writes
+    /// are committed before they are acknowledged, so taking the writer's
+    /// turn covers them.
+    pub async fn flush(&self) -> Result<()> {
+        let mut waiting = Vec::new();
+        for progress in &self.snapshot().progress {
+            let Some(probe) = progress.end_probe() else {
+                continue;
+            };
+            let ends = tokio::task::spawn_blocking(move || probe())
+                .await
+                .map_err(|e| Error::internal(format!("FLUSH lookup did not finish: {e}")))?
+                .map_err(crate::connector_error)?;
+            waiting.push((progress.clone(), ends));
+        }
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        loop {
+            {
+                let mut guard = self.write().await;
+                while guard.ingest()? > 0 {}
+            }
+            let running = self.snapshot().progress.clone();
+            waiting.retain(|(progress, ends)| {
+                running.iter().any(|r| Arc::ptr_eq(r, progress))
+                    && !progress.status().starts_with("failed")
+                    && !progress.has_committed(ends)
+            });
+            let Some((progress, _)) = waiting.first() else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(Error::Data {
+                    code: "57014",
+                    message: format!(
+                        "FLUSH gave up after {}s waiting for source \"{}\" (read for \"{}\") to catch up",
+                        FLUSH_TIMEOUT.as_secs(),
+                        progress.source(),
+                        progress.view()
+                    ),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }

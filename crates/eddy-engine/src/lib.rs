@@ -27,12 +27,8 @@ pub use eddy_common::{Error, Result};
 
 /// A connector's error as a statement error, with the connector's SQLSTATE.
 pub(crate) fn connector_error(error: eddy_connectors::Error) -> Error {
-    let code = error.sqlstate();
-    let message = error.to_string();
-    match &code[..2] {
-        "22" => Error::Data { code, message },
-        "42" => Error::plan(code, message),
-        "0A" => Error::NotSupported(message),
-        _ => Error::Internal(message),
+    Error::Connector {
+        code: error.sqlstate(),
+        message: error.to_string(),
     }
 }

@@ -5,6 +5,10 @@
 //!   knows them, messages read and messages per second, and the reader's
 //!   status (`running`, `ended`, `failed: ...`).
 //!
+//! * `source_errors`: every message a source could not read, once: the
+//!   source, partition, offset, the reason, the first bytes of the payload
+//!   (as text, invalid UTF-8 replaced) and when it was found.
+//!
 //! The tables are built when a statement reads them, from the snapshot the
 //! statement pinned (which readers exist) and the readers' live counters.
 
@@ -12,9 +16,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
@@ -25,6 +29,7 @@ use crate::provider::SnapshotSchema;
 pub const SYSTEM_SCHEMA: &str = "eddy_catalog";
 
 const SOURCE_PROGRESS: &str = "source_progress";
+const SOURCE_ERRORS: &str = "source_errors";
 
 /// The `eddy_catalog` schema of a session.
 #[derive(Debug)]
@@ -102,20 +107,68 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    fn source_errors(&self) -> Result<MemTable> {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("partition", DataType::Utf8, false),
+            Field::new("offset", DataType::Int64, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("payload_prefix", DataType::Utf8, false),
+            Field::new(
+                "found_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+        ]));
+        let mut source = StringBuilder::new();
+        let mut partition = StringBuilder::new();
+        let mut offset = Int64Builder::new();
+        let mut reason = StringBuilder::new();
+        let mut payload = StringBuilder::new();
+        let mut found = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
+        for (name, log) in &self.public.pinned().source_errors {
+            for message in log.messages() {
+                source.append_value(name);
+                partition.append_value(&message.partition);
+                offset.append_value(message.offset);
+                reason.append_value(&message.reason);
+                payload.append_value(String::from_utf8_lossy(&message.payload_prefix));
+                let micros = message
+                    .at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+                found.append_value(micros);
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(source.finish()),
+            Arc::new(partition.finish()),
+            Arc::new(offset.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(payload.finish()),
+            Arc::new(found.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec![SOURCE_PROGRESS.to_string()]
+        vec![SOURCE_PROGRESS.to_string(), SOURCE_ERRORS.to_string()]
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             SOURCE_PROGRESS => Ok(Some(Arc::new(self.source_progress()?))),
+            SOURCE_ERRORS => Ok(Some(Arc::new(self.source_errors()?))),
             _ => Ok(None),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == SOURCE_PROGRESS
+        name == SOURCE_PROGRESS || name == SOURCE_ERRORS
     }
 }
