@@ -1,5 +1,6 @@
 //! A sqllogictest database backed by tokio-postgres, in either protocol.
 
+pub mod broker;
 pub mod value;
 
 use std::net::SocketAddr;
