@@ -153,6 +153,9 @@ impl KafkaOptions {
     }
 }
 
+/// `(partition, offset)` pairs.
+type Positions = Vec<(i32, i64)>;
+
 /// One `INCLUDE` column: where its values come from.
 #[derive(Debug, Clone)]
 enum MetadataColumn {
@@ -351,70 +354,66 @@ impl KafkaReader {
             // Partitions added later hold only new messages.
             Startup::Earliest
         };
-        let lookup =
-            tokio::task::spawn_blocking(move || -> Result<(Vec<(i32, i64)>, Vec<(i32, i64)>)> {
-                let metadata = consumer
-                    .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+        let lookup = tokio::task::spawn_blocking(move || -> Result<(Positions, Positions)> {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+                .map_err(kafka_error)?;
+            let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(Error::Source(format!("topic \"{topic}\" does not exist")));
+            };
+            if let Some(error) = found.error() {
+                return Err(Error::Source(format!("topic \"{topic}\": {:?}", error)));
+            }
+            let mut watermarks = Vec::new();
+            for partition in found.partitions() {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, partition.id(), REQUEST_TIMEOUT)
                     .map_err(kafka_error)?;
-                let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-                    return Err(Error::Source(format!("topic \"{topic}\" does not exist")));
-                };
-                if let Some(error) = found.error() {
-                    return Err(Error::Source(format!(
-                        "topic \"{topic}\": {:?}",
-                        rdkafka::types::RDKafkaRespErr::from(error)
-                    )));
+                watermarks.push((partition.id(), low, high));
+            }
+            // Start offsets, resolved here so that the reader knows
+            // where it stands before any message arrives.
+            let mut added = Vec::new();
+            let mut by_time = TopicPartitionList::new();
+            for (partition, low, high) in &watermarks {
+                if known.contains(partition) {
+                    continue;
                 }
-                let mut watermarks = Vec::new();
-                for partition in found.partitions() {
-                    let (low, high) = consumer
-                        .fetch_watermarks(&topic, partition.id(), REQUEST_TIMEOUT)
+                match startup {
+                    Startup::Earliest => added.push((*partition, *low)),
+                    Startup::Latest => added.push((*partition, *high)),
+                    Startup::Timestamp(ms) => by_time
+                        .add_partition_offset(&topic, *partition, Offset::Offset(ms))
+                        .map_err(kafka_error)?,
+                }
+            }
+            if by_time.count() > 0 {
+                let found = consumer
+                    .offsets_for_times(by_time, REQUEST_TIMEOUT)
+                    .map_err(kafka_error)?;
+                for element in found.elements() {
+                    let high = watermarks
+                        .iter()
+                        .find(|(p, _, _)| *p == element.partition())
+                        .map_or(0, |(_, _, h)| *h);
+                    let start = match element.offset() {
+                        Offset::Offset(offset) => offset,
+                        _ => high,
+                    };
+                    added.push((element.partition(), start));
+                }
+            }
+            if !added.is_empty() {
+                let mut list = TopicPartitionList::new();
+                for (partition, start) in &added {
+                    list.add_partition_offset(&topic, *partition, Offset::Offset(*start))
                         .map_err(kafka_error)?;
-                    watermarks.push((partition.id(), low, high));
                 }
-                // Start offsets, resolved here so that the reader knows
-                // where it stands before any message arrives.
-                let mut added = Vec::new();
-                let mut by_time = TopicPartitionList::new();
-                for (partition, low, high) in &watermarks {
-                    if known.contains(partition) {
-                        continue;
-                    }
-                    match startup {
-                        Startup::Earliest => added.push((*partition, *low)),
-                        Startup::Latest => added.push((*partition, *high)),
-                        Startup::Timestamp(ms) => by_time
-                            .add_partition_offset(&topic, *partition, Offset::Offset(ms))
-                            .map_err(kafka_error)?,
-                    }
-                }
-                if by_time.count() > 0 {
-                    let found = consumer
-                        .offsets_for_times(by_time, REQUEST_TIMEOUT)
-                        .map_err(kafka_error)?;
-                    for element in found.elements() {
-                        let high = watermarks
-                            .iter()
-                            .find(|(p, _, _)| *p == element.partition())
-                            .map_or(0, |(_, _, h)| *h);
-                        let start = match element.offset() {
-                            Offset::Offset(offset) => offset,
-                            _ => high,
-                        };
-                        added.push((element.partition(), start));
-                    }
-                }
-                if !added.is_empty() {
-                    let mut list = TopicPartitionList::new();
-                    for (partition, start) in &added {
-                        list.add_partition_offset(&topic, *partition, Offset::Offset(*start))
-                            .map_err(kafka_error)?;
-                    }
-                    consumer.incremental_assign(&list).map_err(kafka_error)?;
-                }
-                let highs = watermarks.iter().map(|(p, _, h)| (*p, *h)).collect();
-                Ok((added, highs))
-            });
+                consumer.incremental_assign(&list).map_err(kafka_error)?;
+            }
+            let highs = watermarks.iter().map(|(p, _, h)| (*p, *h)).collect();
+            Ok((added, highs))
+        });
         let (added, watermarks) = lookup
             .await
             .map_err(|e| Error::Source(format!("partition lookup did not finish: {e}")))??;

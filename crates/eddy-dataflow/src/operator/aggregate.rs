@@ -103,6 +103,9 @@ pub struct AggregateOperator {
     schema: SchemaRef,
 }
 
+/// Row-encoded results per group, and the result columns they encode.
+type Results = (Vec<Box<[u8]>>, Vec<ArrayRef>);
+
 impl AggregateOperator {
     /// Group by `group_exprs` (none: one global group that always has a row)
     /// and compute `calls`. `schema` is the group columns then the calls.
@@ -170,7 +173,7 @@ impl AggregateOperator {
 
     /// The encoded results of the calls for `groups`, one per group, and the
     /// result columns they encode.
-    fn results(&mut self, groups: &[GroupId]) -> Result<(Vec<Box<[u8]>>, Vec<ArrayRef>)> {
+    fn results(&mut self, groups: &[GroupId]) -> Result<Results> {
         let Some(codec) = &self.results_codec else {
             return Ok((vec![Box::default(); groups.len()], Vec::new()));
         };

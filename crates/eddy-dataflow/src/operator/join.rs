@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_common::row::RowCodec;
 use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use crate::{schema, ChangeBatch, Error, Operator, Result};
 
@@ -80,7 +81,7 @@ struct Side {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     codec: RowCodec,
     schema: SchemaRef,
-    index: HashMap<Box<[u8]>, RowsOfKey>,
+    index: HashMap<Key, RowsOfKey>,
 }
 
 /// An incremental equi-join.
@@ -97,6 +98,11 @@ pub struct JoinOperator {
 
 /// The stored rows of one join key, each with its weight and match count.
 type RowsOfKey = HashMap<Arc<[u8]>, Entry>;
+
+/// A row-encoded join key, inline when short (a key of one or two
+/// integers), so that probing the index compares bytes in the bucket itself
+/// rather than behind a pointer.
+type Key = SmallVec<[u8; 24]>;
 
 /// A stored row with its join key.
 type KeyedRow = (Box<[u8]>, Arc<[u8]>);
