@@ -163,23 +163,16 @@ fn generator_options(spec: &SourceSpec) -> BTreeMap<String, String> {
 /// The declared schema with the types the generators produce: timestamps
 /// in microseconds (SQL's precision).
 fn generated_types(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|field| match field.data_type() {
-            DataType::Timestamp(_, zone) => field
-                .as_ref()
-                .clone()
-                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, zone.clone())),
-            _ => field.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    with_timestamp_unit(schema, TimeUnit::Microsecond)
 }
 
 /// A generated schema with the types SQL gives its columns (timestamps in
 /// nanoseconds, as DataFusion types `TIMESTAMP`).
 fn sql_types(schema: &SchemaRef) -> SchemaRef {
+    with_timestamp_unit(schema, TimeUnit::Nanosecond)
+}
+
+fn with_timestamp_unit(schema: &SchemaRef, unit: TimeUnit) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -187,7 +180,7 @@ fn sql_types(schema: &SchemaRef) -> SchemaRef {
             DataType::Timestamp(_, zone) => field
                 .as_ref()
                 .clone()
-                .with_data_type(DataType::Timestamp(TimeUnit::Nanosecond, zone.clone())),
+                .with_data_type(DataType::Timestamp(unit, zone.clone())),
             _ => field.as_ref().clone(),
         })
         .collect();

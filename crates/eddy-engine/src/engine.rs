@@ -137,19 +137,10 @@ impl WriteGuard<'_> {
         self.check_free(name)?;
         let writer = &mut *self.writer;
         let entry = CatalogEntry {
-            name: name.to_string(),
-            kind: ObjectKind::Table,
-            schema: schema.clone(),
             primary_key,
             column_defaults,
-            query: None,
-            plan: None,
-            depends_on: vec![],
-            created: writer.next_created,
-            connector: None,
-            failure: None,
+            ..writer.new_entry(name, ObjectKind::Table, schema.clone())
         };
-        writer.next_created += 1;
         writer.install_table(&entry)?;
         writer
             .working
@@ -174,19 +165,10 @@ impl WriteGuard<'_> {
         self.check_free(name)?;
         let writer = &mut *self.writer;
         let entry = CatalogEntry {
-            name: name.to_string(),
-            kind: ObjectKind::View,
-            schema,
-            primary_key: vec![],
-            column_defaults: vec![],
             query: Some(query),
-            plan: None,
             depends_on,
-            created: writer.next_created,
-            connector: None,
-            failure: None,
+            ..writer.new_entry(name, ObjectKind::View, schema)
         };
-        writer.next_created += 1;
         writer
             .working
             .objects
@@ -201,19 +183,9 @@ impl WriteGuard<'_> {
         self.check_free(name)?;
         let writer = &mut *self.writer;
         let entry = CatalogEntry {
-            name: name.to_string(),
-            kind: ObjectKind::Source,
-            schema,
-            primary_key: vec![],
-            column_defaults: vec![],
-            query: None,
-            plan: None,
-            depends_on: vec![],
-            created: writer.next_created,
             connector: Some(Arc::new(spec)),
-            failure: None,
+            ..writer.new_entry(name, ObjectKind::Source, schema)
         };
-        writer.next_created += 1;
         writer
             .working
             .objects
@@ -233,20 +205,13 @@ impl WriteGuard<'_> {
     ) -> Result<()> {
         self.check_free(name)?;
         let writer = &mut *self.writer;
+        let schema = eddy_dataflow::schema::nullable(plan.schema().as_arrow());
         let entry = CatalogEntry {
-            name: name.to_string(),
-            kind: ObjectKind::MaterializedView,
-            schema: eddy_dataflow::schema::nullable(plan.schema().as_arrow()),
-            primary_key: vec![],
-            column_defaults: vec![],
             query: Some(query),
             plan: Some(Arc::new(plan)),
             depends_on,
-            created: writer.next_created,
-            connector: None,
-            failure: None,
+            ..writer.new_entry(name, ObjectKind::MaterializedView, schema)
         };
-        writer.next_created += 1;
         writer.install_view(&entry)?;
         self.writer
             .working
@@ -438,6 +403,25 @@ impl WriteGuard<'_> {
 }
 
 impl Writer {
+    /// A catalog entry of `kind` created now, with nothing else set.
+    fn new_entry(&mut self, name: &str, kind: ObjectKind, schema: SchemaRef) -> CatalogEntry {
+        let created = self.next_created;
+        self.next_created += 1;
+        CatalogEntry {
+            name: name.to_string(),
+            kind,
+            schema,
+            primary_key: vec![],
+            column_defaults: vec![],
+            query: None,
+            plan: None,
+            depends_on: vec![],
+            created,
+            connector: None,
+            failure: None,
+        }
+    }
+
     fn install_table(&mut self, entry: &CatalogEntry) -> Result<()> {
         let schema = eddy_dataflow::schema::nullable(&entry.schema);
         let node = self.dataflow.add(

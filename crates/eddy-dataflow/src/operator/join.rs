@@ -7,6 +7,7 @@
 //! of the rows it joins with); a row's NULL-extended, semi or anti output
 //! appears or disappears exactly when that count crosses zero.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -16,7 +17,7 @@ use datafusion::arrow::compute::{cast, filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_common::row::RowCodec;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::SmallVec;
 
 use crate::{schema, ChangeBatch, Error, Operator, Result};
@@ -82,6 +83,8 @@ struct Side {
     codec: RowCodec,
     schema: SchemaRef,
     index: HashMap<Key, RowsOfKey>,
+    /// Hashes stored rows.
+    hasher: DefaultHashBuilder,
 }
 
 /// An incremental equi-join.
@@ -97,7 +100,55 @@ pub struct JoinOperator {
 }
 
 /// The stored rows of one join key, each with its weight and match count.
-type RowsOfKey = HashMap<Arc<[u8]>, Entry>;
+///
+/// Each row keeps its hash, so that growing the table, and rejecting a
+/// probe that only shares a bucket, never reads the row's bytes behind
+/// their pointer (with many rows per key, those reads were cache misses).
+#[derive(Default)]
+struct RowsOfKey {
+    rows: HashTable<(u64, Arc<[u8]>, Entry)>,
+}
+
+impl RowsOfKey {
+    fn iter(&self) -> impl Iterator<Item = (&Arc<[u8]>, &Entry)> {
+        self.rows.iter().map(|(_, row, entry)| (row, entry))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn get_mut(&mut self, hasher: &DefaultHashBuilder, row: &[u8]) -> Option<&mut Entry> {
+        let hash = hasher.hash_one(row);
+        self.rows
+            .find_mut(hash, |(h, r, _)| *h == hash && r.as_ref() == row)
+            .map(|(_, _, entry)| entry)
+    }
+
+    /// Add `weight` copies of `row`, whose current match count is `matches`.
+    fn update(&mut self, hasher: &DefaultHashBuilder, row: &[u8], weight: i64, matches: i64) {
+        let hash = hasher.hash_one(row);
+        match self.rows.entry(
+            hash,
+            |(h, r, _)| *h == hash && r.as_ref() == row,
+            |(h, _, _)| *h,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => {
+                let entry = &mut slot.get_mut().2;
+                entry.weight += weight;
+                entry.matches = matches;
+                if entry.weight == 0 {
+                    slot.remove();
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                if weight != 0 {
+                    slot.insert((hash, Arc::from(row), Entry { weight, matches }));
+                }
+            }
+        }
+    }
+}
 
 /// A row-encoded join key, inline when short (a key of one or two
 /// integers), so that probing the index compares bytes in the bucket itself
@@ -137,6 +188,7 @@ impl JoinOperator {
                 codec: RowCodec::for_schema(&schema)?,
                 schema,
                 index: HashMap::new(),
+                hasher: DefaultHashBuilder::default(),
             })
         };
         Ok(Self {
@@ -314,7 +366,7 @@ impl Operator for JoinOperator {
         let mut pairs: Pairs = Vec::new();
         for (i, _) in matchable.iter().enumerate().filter(|(_, m)| **m) {
             if let Some(rows) = self.sides[other].index.get(key_of(i)) {
-                for (row, entry) in rows {
+                for (row, entry) in rows.iter() {
                     pairs.push((i as u32, row.clone(), entry.weight));
                 }
             }
@@ -377,10 +429,12 @@ impl Operator for JoinOperator {
             let mut rows: Vec<Arc<[u8]>> = Vec::new();
             let mut row_weights: Vec<i64> = Vec::new();
             for ((key, row), delta) in by_row {
-                let Some(entry) = self.sides[other]
+                let other_side = &mut self.sides[other];
+                let hasher = &other_side.hasher;
+                let Some(entry) = other_side
                     .index
                     .get_mut(key.as_ref())
-                    .and_then(|rows| rows.get_mut(row.as_ref()))
+                    .and_then(|rows| rows.get_mut(hasher, row.as_ref()))
                 else {
                     return Err(Error::internal("joined row missing from its index"));
                 };
@@ -421,14 +475,9 @@ impl Operator for JoinOperator {
             let key = key_of(i);
             let row = row_of(i);
             let rows = own.index.entry_ref(key).or_default();
-            let entry = rows.entry_ref(row).or_default();
-            entry.weight += weights[i];
-            entry.matches = matches[i];
-            if entry.weight == 0 {
-                rows.remove(row);
-                if rows.is_empty() {
-                    own.index.remove(key);
-                }
+            rows.update(&own.hasher, row, weights[i], matches[i]);
+            if rows.is_empty() {
+                own.index.remove(key);
             }
         }
         out.extend(emitted);
