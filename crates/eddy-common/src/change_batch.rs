@@ -159,6 +159,9 @@ impl ChangeBatch {
     /// Expand weights into repeated rows; fails on a negative weight. Used
     /// where a consolidated collection is turned back into a plain batch.
     pub fn to_multiset_batch(&self) -> Result<RecordBatch> {
+        if self.weights().iter().all(|w| *w == 1) {
+            return Ok(self.data.clone());
+        }
         let mut indices: Vec<u32> = Vec::with_capacity(self.num_rows());
         for (index, weight) in self.weights().iter().enumerate() {
             if *weight < 0 {
