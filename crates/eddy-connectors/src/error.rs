@@ -51,6 +51,10 @@ pub enum Error {
     /// Reading from an external system failed.
     #[error("{0}")]
     Source(String),
+    /// Writing to an external system failed, or the sink's input does not
+    /// fit its format.
+    #[error("{0}")]
+    Sink(String),
     /// `connector = '...'` names a connector Eddy does not have.
     #[error("connector \"{0}\" is not supported")]
     UnsupportedConnector(String),
@@ -78,7 +82,7 @@ impl Error {
             | Error::UnsupportedOption(_)
             | Error::UnsupportedFormat(_) => "0A000",
             // io_error
-            Error::Source(_) => "58030",
+            Error::Source(_) | Error::Sink(_) => "58030",
             // internal_error
             Error::Arrow(_) => "XX000",
         }

@@ -284,6 +284,7 @@ impl SourceReader for NexmarkReader {
             self.progress
                 .record("0", last as i64, rows.num_rows() as u64);
             return Ok(Some(SourceBatch {
+                weights: None,
                 rows: conform(rows, Some(&self.columns), &self.schema)?,
                 positions: vec![("0".to_string(), last as i64)],
             }));
@@ -311,6 +312,7 @@ impl SourceReader for DatagenReader {
         self.progress
             .record("0", last as i64, batch.num_rows() as u64);
         Ok(Some(SourceBatch {
+            weights: None,
             rows: conform(&batch, None, &self.schema)?,
             positions: vec![("0".to_string(), last as i64)],
         }))

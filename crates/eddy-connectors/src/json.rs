@@ -1,19 +1,62 @@
-//! `ENCODE JSON`: message payloads decoded straight into Arrow columns with
-//! arrow-json, a batch of messages at a time.
+//! Message payloads decoded straight into Arrow columns, a batch of
+//! messages at a time:
 //!
-//! Each payload must hold one JSON object; its fields are matched to the
-//! declared columns by name (missing fields are NULL, other fields are
-//! ignored). The whole batch is decoded in one pass; only if that fails
-//! (some message is bad) is the batch decoded again message by message, so
-//! that every bad message gets its own reason and the good ones still flow.
+//! * `ENCODE JSON` (arrow-json): each payload holds one JSON object; its
+//!   fields are matched to the declared columns by name (missing fields are
+//!   NULL, other fields are ignored).
+//! * `ENCODE CSV` (arrow-csv): each payload holds one CSV record, fields in
+//!   the order of the declared columns (an empty field is NULL).
+//! * `ENCODE BYTES`: the payload is the value of the one `BYTEA` column.
+//!
+//! The whole batch is decoded in one pass; only if that fails (some
+//! message is bad) is the batch decoded again message by message, so that
+//! every bad message gets its own reason and the good ones still flow.
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::{BinaryArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-use arrow_json::reader::{Decoder, ReaderBuilder};
+use arrow_json::reader::ReaderBuilder;
 
 use crate::Result;
+
+/// How payloads are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Json,
+    Csv {
+        /// The field delimiter.
+        delimiter: u8,
+    },
+    Bytes,
+}
+
+/// arrow-json's or arrow-csv's push decoder.
+enum Decoder {
+    Json(arrow_json::reader::Decoder),
+    Csv(Box<arrow::csv::reader::Decoder>),
+    Bytes,
+}
+
+impl Decoder {
+    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, ArrowError> {
+        match self {
+            Decoder::Json(decoder) => decoder.decode(buf),
+            Decoder::Csv(decoder) => decoder.decode(buf),
+            Decoder::Bytes => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, ArrowError> {
+        match self {
+            Decoder::Json(decoder) => decoder.flush(),
+            Decoder::Csv(decoder) => decoder.flush(),
+            Decoder::Bytes => Ok(None),
+        }
+    }
+}
 
 /// The rows of a batch of payloads and what happened to each payload.
 pub(crate) struct Decoded {
@@ -23,9 +66,10 @@ pub(crate) struct Decoded {
     pub(crate) outcomes: Vec<Result<(), String>>,
 }
 
-/// Decodes JSON payloads into batches of one schema.
+/// Decodes payloads into batches of one schema.
 pub(crate) struct JsonDecoder {
     schema: SchemaRef,
+    encoding: Encoding,
     decoder: Decoder,
 }
 
@@ -33,20 +77,60 @@ pub(crate) struct JsonDecoder {
 const MAX_ROWS: usize = 1 << 16;
 
 impl JsonDecoder {
+    /// A JSON decoder.
     pub(crate) fn new(schema: SchemaRef) -> Result<Self> {
-        let decoder = Self::decoder(&schema)?;
-        Ok(Self { schema, decoder })
+        Self::with_encoding(schema, Encoding::Json)
     }
 
-    fn decoder(schema: &SchemaRef) -> Result<Decoder> {
-        Ok(ReaderBuilder::new(schema.clone())
-            .with_batch_size(MAX_ROWS)
-            .build_decoder()?)
+    pub(crate) fn with_encoding(schema: SchemaRef, encoding: Encoding) -> Result<Self> {
+        let decoder = Self::decoder(&schema, encoding)?;
+        Ok(Self {
+            schema,
+            encoding,
+            decoder,
+        })
+    }
+
+    /// The schema payloads are decoded into.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn decoder(schema: &SchemaRef, encoding: Encoding) -> Result<Decoder> {
+        Ok(match encoding {
+            Encoding::Json => Decoder::Json(
+                ReaderBuilder::new(schema.clone())
+                    .with_batch_size(MAX_ROWS)
+                    .build_decoder()?,
+            ),
+            Encoding::Csv { delimiter } => Decoder::Csv(Box::new(
+                arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_header(false)
+                    .with_delimiter(delimiter)
+                    .with_batch_size(MAX_ROWS)
+                    .build_decoder(),
+            )),
+            Encoding::Bytes => Decoder::Bytes,
+        })
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.decoder = Self::decoder(&self.schema, self.encoding)?;
+        Ok(())
     }
 
     /// Decode `payloads` (at most 65536); `None` is a message without a
     /// payload, which is bad for a JSON source.
     pub(crate) fn decode(&mut self, payloads: &[Option<&[u8]>]) -> Result<Decoded> {
+        if self.encoding == Encoding::Bytes {
+            // Any payload is a value, a missing one NULL.
+            let values = BinaryArray::from_iter(payloads.iter().copied());
+            let rows = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(values)])?;
+            return Ok(Decoded {
+                rows: Some(rows),
+                outcomes: vec![Ok(()); payloads.len()],
+            });
+        }
         if payloads.iter().all(|p| p.is_some_and(|p| !p.is_empty())) {
             if let Ok(Some(rows)) = self.decode_all(payloads) {
                 if rows.num_rows() == payloads.len() {
@@ -57,7 +141,7 @@ impl JsonDecoder {
                 }
             }
             // The decoder may hold half a batch: start afresh.
-            self.decoder = Self::decoder(&self.schema)?;
+            self.reset()?;
         }
         let mut batches = Vec::new();
         let mut outcomes = Vec::with_capacity(payloads.len());
@@ -72,12 +156,18 @@ impl JsonDecoder {
                         batches.push(rows);
                         Ok(())
                     }
-                    Ok(rows) => Err(format!(
-                        "expected one JSON object, found {}",
-                        rows.map_or(0, |r| r.num_rows())
-                    )),
+                    Ok(rows) => {
+                        let what = match self.encoding {
+                            Encoding::Csv { .. } => "CSV record",
+                            _ => "JSON object",
+                        };
+                        Err(format!(
+                            "expected one {what}, found {}",
+                            rows.map_or(0, |r| r.num_rows())
+                        ))
+                    }
                     Err(error) => {
-                        self.decoder = Self::decoder(&self.schema)?;
+                        self.reset()?;
                         Err(error.to_string())
                     }
                 },
@@ -98,6 +188,12 @@ impl JsonDecoder {
     ) -> std::result::Result<Option<RecordBatch>, ArrowError> {
         for payload in payloads.iter().flatten() {
             let mut rest: &[u8] = payload;
+            if let Encoding::Csv { .. } = self.encoding {
+                // One record per message; its own line end is added below.
+                while let Some(stripped) = rest.strip_suffix(b"\n") {
+                    rest = stripped.strip_suffix(b"\r").unwrap_or(stripped);
+                }
+            }
             while !rest.is_empty() {
                 let read = self.decoder.decode(rest)?;
                 if read == 0 {
@@ -105,7 +201,8 @@ impl JsonDecoder {
                 }
                 rest = &rest[read..];
             }
-            // Separate values so that two numbers cannot run together.
+            // Separate values so that two numbers cannot run together (and
+            // end the CSV record).
             self.decoder.decode(b"\n")?;
         }
         self.decoder.flush()
@@ -140,6 +237,23 @@ mod tests {
         assert_eq!(
             rows.column(0).as_primitive::<Int64Type>(),
             &Int64Array::from(vec![1, 2])
+        );
+        assert!(rows.column(1).is_null(1));
+        Ok(())
+    }
+
+    #[test]
+    fn csv_records_decode_and_bad_ones_are_reported() -> Result<()> {
+        let mut decoder = JsonDecoder::with_encoding(schema(), Encoding::Csv { delimiter: b';' })?;
+        let payloads: Vec<Option<&[u8]>> =
+            vec![Some(b"1;a\n"), Some(b"x;b"), Some(b"3;"), Some(b"4;d\n5;e")];
+        let decoded = decoder.decode(&payloads)?;
+        let ok: Vec<bool> = decoded.outcomes.iter().map(|o| o.is_ok()).collect();
+        assert_eq!(ok, [true, false, true, false]);
+        let rows = decoded.rows.expect("rows");
+        assert_eq!(
+            rows.column(0).as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![1, 3])
         );
         assert!(rows.column(1).is_null(1));
         Ok(())

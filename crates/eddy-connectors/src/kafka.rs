@@ -1,4 +1,5 @@
-//! `connector = 'kafka'`: append-only sources read from a Kafka topic.
+//! `connector = 'kafka'`: sources and connector tables read from a Kafka
+//! topic.
 //!
 //! ```sql
 //! CREATE SOURCE bids (auction BIGINT, price BIGINT)
@@ -16,26 +17,41 @@
 //! ([`crate::json`]); `INCLUDE` columns are appended from the message
 //! metadata. A message that does not decode is recorded once in the
 //! source's [`ErrorLog`] and, with `on_error = 'skip'` (the default), the
-//! rest flows on; with `on_error = 'fail'` the reader stops at it.
+//! rest flows on; with `on_error = 'fail'` the reader stops at it. With
+//! `on_error.dead_letter.topic = 't'` each bad message is also copied to
+//! topic `t` (once, whichever reader finds it first), with its key and
+//! payload and the headers `eddy.source`, `eddy.partition`, `eddy.offset`
+//! and `eddy.reason`.
 //! `properties.*` options other than the bootstrap servers go to librdkafka
 //! as they are.
+//!
+//! Sources are `FORMAT PLAIN`: every message is a row appended. A connector
+//! table with a primary key (`CREATE TABLE t (..., PRIMARY KEY (id)) WITH
+//! (connector = 'kafka', ...)`) may also be `FORMAT UPSERT` (the message
+//! key identifies the row, a value sets it, a tombstone deletes it) or
+//! `FORMAT DEBEZIUM` (change events with `before`, `after` and `op`, at the
+//! top or in `payload`); with `FORMAT PLAIN` a later row replaces the row
+//! of its key. The reader keeps the current row of every key
+//! ([`crate::envelope`]) and yields retractions along with insertions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions,
-    TimestampNanosecondBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
+    RecordBatchOptions, StringArray, TimestampNanosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use crate::json::JsonDecoder;
+use crate::envelope::{key_is_null, Action, KeyedState};
+use crate::json::{Encoding, JsonDecoder};
 use crate::source::{BadMessage, ErrorLog, SourceBatch, SourceProgress, SourceReader};
 use crate::spec::{IncludeKind, SourceSpec};
 use crate::{Error, Result};
@@ -70,6 +86,8 @@ struct KafkaOptions {
     topic: String,
     startup: Startup,
     on_error: OnError,
+    /// Where bad messages are copied, if anywhere.
+    dead_letter: Option<String>,
     /// librdkafka settings.
     client: BTreeMap<String, String>,
 }
@@ -130,12 +148,10 @@ impl KafkaOptions {
                 | "properties.bootstrap.server"
                 | "scan.startup.mode"
                 | "scan.startup.timestamp.millis"
-                | "on_error" => {}
+                | "on_error"
+                | "on_error.dead_letter.topic" => {}
                 key if key.starts_with("properties.") => {
                     client.insert(key["properties.".len()..].to_string(), value.clone());
-                }
-                key if key.starts_with("on_error.") => {
-                    return Err(Error::UnsupportedOption(key.to_string()));
                 }
                 other => {
                     return Err(Error::UnknownOption {
@@ -148,6 +164,7 @@ impl KafkaOptions {
             topic,
             startup,
             on_error,
+            dead_letter: options.get("on_error.dead_letter.topic").cloned(),
             client,
         })
     }
@@ -169,10 +186,17 @@ enum MetadataColumn {
 /// The source's columns: the declared ones, then one per `INCLUDE`.
 pub(crate) fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<SchemaRef> {
     KafkaOptions::parse(spec)?;
-    check_format(spec)?;
+    let (_, encoding) = check_format(spec)?;
     if declared.fields().is_empty() {
         return Err(Error::InvalidConfig(
-            "a kafka source with ENCODE JSON needs a column list".into(),
+            "a kafka source needs a column list".into(),
+        ));
+    }
+    if encoding == Encoding::Bytes
+        && (declared.fields().len() != 1 || declared.field(0).data_type() != &DataType::Binary)
+    {
+        return Err(Error::InvalidConfig(
+            "ENCODE BYTES needs exactly one column, of type BYTEA".into(),
         ));
     }
     let mut fields: Vec<Field> = declared
@@ -189,31 +213,101 @@ pub(crate) fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<Sc
         }
         fields.push(include);
     }
-    Ok(Arc::new(Schema::new(fields)))
+    let schema = Arc::new(Schema::new(fields));
+    key_columns(spec, &schema)?;
+    Ok(schema)
 }
 
-fn check_format(spec: &SourceSpec) -> Result<()> {
+/// The envelope of a source's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Envelope {
+    /// Appended rows, or with a primary key: the row of its key.
+    Plain,
+    /// Kafka key → latest value; a tombstone deletes.
+    Upsert,
+    /// Debezium change events.
+    Debezium,
+}
+
+fn check_format(spec: &SourceSpec) -> Result<(Envelope, Encoding)> {
     let Some(format) = &spec.format else {
         return Err(Error::InvalidConfig(
             "a kafka source needs FORMAT ... ENCODE ..., e.g. FORMAT PLAIN ENCODE JSON".into(),
         ));
     };
-    if format.format != "plain" {
+    let envelope = match format.format.as_str() {
+        "plain" => Envelope::Plain,
+        "upsert" => Envelope::Upsert,
+        "debezium" => Envelope::Debezium,
+        other => {
+            return Err(Error::UnsupportedFormat(format!(
+                "FORMAT {}",
+                other.to_uppercase()
+            )))
+        }
+    };
+    if envelope != Envelope::Plain && spec.primary_key.is_empty() {
         return Err(Error::UnsupportedFormat(format!(
-            "FORMAT {} on a source (sources are append-only: FORMAT PLAIN)",
+            "FORMAT {} without a primary key (it updates and deletes rows by key: use CREATE TABLE name (..., PRIMARY KEY (...)) WITH (...) instead of CREATE SOURCE)",
             format.format.to_uppercase()
         )));
     }
-    if format.encode != "json" {
+    let mut options = format.options.clone();
+    let encoding =
+        match format.encode.as_str() {
+            "json" => Encoding::Json,
+            "csv" => {
+                let delimiter = match options.remove("delimiter") {
+                    None => b',',
+                    Some(d) if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
+                    Some(d) => {
+                        return Err(Error::invalid_option(
+                            "delimiter",
+                            d,
+                            "expected one ASCII character",
+                        ))
+                    }
+                };
+                match options.remove("without_header").as_deref() {
+                    None | Some("true") => {}
+                    Some(_) => return Err(Error::UnsupportedOption(
+                        "without_header = 'false' (each message is one record, without a header)"
+                            .into(),
+                    )),
+                }
+                Encoding::Csv { delimiter }
+            }
+            "bytes" => Encoding::Bytes,
+            other => {
+                return Err(Error::UnsupportedFormat(format!(
+                    "ENCODE {}",
+                    other.to_uppercase()
+                )))
+            }
+        };
+    if let Some(key) = options.keys().next() {
+        return Err(Error::UnknownOption { key: key.clone() });
+    }
+    if envelope == Envelope::Debezium && encoding != Encoding::Json {
         return Err(Error::UnsupportedFormat(format!(
-            "ENCODE {}",
+            "FORMAT DEBEZIUM ENCODE {}",
             format.encode.to_uppercase()
         )));
     }
-    if let Some(key) = format.options.keys().next() {
-        return Err(Error::UnknownOption { key: key.clone() });
-    }
-    Ok(())
+    Ok((envelope, encoding))
+}
+
+/// The primary key's column indices in `schema`.
+fn key_columns(spec: &SourceSpec, schema: &SchemaRef) -> Result<Vec<usize>> {
+    spec.primary_key
+        .iter()
+        .map(|name| {
+            schema.index_of(name).map_err(|_| Error::UnknownColumn {
+                column: name.clone(),
+                key: "PRIMARY KEY".into(),
+            })
+        })
+        .collect()
 }
 
 fn metadata_columns(spec: &SourceSpec) -> Vec<(Field, MetadataColumn)> {
@@ -261,10 +355,22 @@ pub(crate) fn open_kafka(
     errors: Arc<ErrorLog>,
 ) -> Result<Box<dyn SourceReader>> {
     let options = KafkaOptions::parse(spec)?;
-    check_format(spec)?;
+    let (envelope, encoding) = check_format(spec)?;
     let metadata = metadata_columns(spec);
     let value_fields = schema.fields().len() - metadata.len();
     let value_schema = Arc::new(Schema::new(schema.fields()[..value_fields].to_vec()));
+    let key = key_columns(spec, schema)?;
+    let keyed = if key.is_empty() {
+        None
+    } else {
+        Some(KeyedState::new(schema.clone(), key.clone())?)
+    };
+    let decoder = match envelope {
+        Envelope::Debezium => JsonDecoder::new(debezium_schema(&value_schema))?,
+        Envelope::Plain | Envelope::Upsert => {
+            JsonDecoder::with_encoding(value_schema.clone(), encoding)?
+        }
+    };
     let mut config = ClientConfig::new();
     config
         .set(
@@ -278,6 +384,16 @@ pub(crate) fn open_kafka(
         config.set(key, value);
     }
     let consumer: Arc<StreamConsumer> = Arc::new(config.create().map_err(kafka_error)?);
+    let dead_letter = match &options.dead_letter {
+        Some(_) => {
+            let mut config = ClientConfig::new();
+            for (key, value) in &options.client {
+                config.set(key, value);
+            }
+            Some(config.create::<FutureProducer>().map_err(kafka_error)?)
+        }
+        None => None,
+    };
     let probe_consumer = consumer.clone();
     let topic = options.topic.clone();
     progress.set_end_probe(Arc::new(move || {
@@ -298,13 +414,18 @@ pub(crate) fn open_kafka(
     Ok(Box::new(KafkaReader {
         consumer,
         options,
-        decoder: JsonDecoder::new(value_schema)?,
+        decoder,
+        envelope,
+        key,
+        keyed,
+        value_schema,
         metadata: metadata.into_iter().map(|(_, column)| column).collect(),
         schema: schema.clone(),
         assigned: BTreeMap::new(),
         next_lookup: Instant::now(),
         progress,
         errors,
+        dead_letter,
         failure: None,
         announce: false,
         started: Vec::new(),
@@ -315,6 +436,13 @@ struct KafkaReader {
     consumer: Arc<StreamConsumer>,
     options: KafkaOptions,
     decoder: JsonDecoder,
+    envelope: Envelope,
+    /// Primary key columns (connector tables).
+    key: Vec<usize>,
+    /// With a primary key: every key's current row.
+    keyed: Option<KeyedState>,
+    /// The declared columns, which the payload holds.
+    value_schema: SchemaRef,
     metadata: Vec<MetadataColumn>,
     schema: SchemaRef,
     /// Partitions assigned, with the last offset read (-1: none yet).
@@ -322,6 +450,8 @@ struct KafkaReader {
     next_lookup: Instant,
     progress: Arc<SourceProgress>,
     errors: Arc<ErrorLog>,
+    /// Writes bad messages to `on_error.dead_letter.topic`.
+    dead_letter: Option<FutureProducer>,
     /// With `on_error = 'fail'`: the bad message the reader stopped at.
     failure: Option<Error>,
     /// Partitions were assigned: say where the reader stands in them.
@@ -477,49 +607,302 @@ impl KafkaReader {
         }
     }
 
-    /// Rows of `received` (the good messages) with their metadata columns.
-    fn rows(&mut self, received: &[Received]) -> Result<Option<RecordBatch>> {
-        let payloads: Vec<Option<&[u8]>> = received.iter().map(|r| r.payload.as_deref()).collect();
+    /// The changes `received` make: rows of the good messages with their
+    /// metadata columns, and, for keyed tables, weights (retractions of
+    /// the rows keys had).
+    fn rows(&mut self, received: &[Received]) -> Result<Option<(RecordBatch, Option<Vec<i64>>)>> {
+        // UPSERT and Debezium tombstones carry no value to decode.
+        let decode: Vec<usize> = (0..received.len())
+            .filter(|i| self.envelope == Envelope::Plain || received[*i].payload.is_some())
+            .collect();
+        let payloads: Vec<Option<&[u8]>> = decode
+            .iter()
+            .map(|i| received[*i].payload.as_deref())
+            .collect();
         let decoded = self.decoder.decode(&payloads)?;
-        let mut good: Vec<usize> = Vec::with_capacity(received.len());
-        for (index, outcome) in decoded.outcomes.iter().enumerate() {
+        // Per message: the decoded row it is, or why it is bad (`None` for
+        // tombstones).
+        let mut outcomes: Vec<Option<std::result::Result<usize, String>>> =
+            vec![None; received.len()];
+        let mut good: Vec<&Received> = Vec::with_capacity(received.len());
+        for (index, outcome) in decode.iter().zip(&decoded.outcomes) {
+            outcomes[*index] = Some(match outcome {
+                Ok(()) => {
+                    good.push(&received[*index]);
+                    Ok(good.len() - 1)
+                }
+                Err(reason) => Err(reason.clone()),
+            });
+        }
+        let with_metadata = |values: &RecordBatch, schema: &SchemaRef| -> Result<RecordBatch> {
+            let mut columns: Vec<ArrayRef> = values.columns().to_vec();
+            for column in &self.metadata {
+                columns.push(metadata_array(column, &good));
+            }
+            let options = RecordBatchOptions::new().with_row_count(Some(good.len()));
+            Ok(RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &options,
+            )?)
+        };
+        let values = decoded
+            .rows
+            .unwrap_or_else(|| RecordBatch::new_empty(self.decoder.schema().clone()));
+        let (new_rows, old_rows, ops) = match self.envelope {
+            Envelope::Debezium => {
+                let (before, after, ops) = debezium_parts(&values, &self.value_schema)?;
+                (
+                    with_metadata(&after, &self.schema)?,
+                    Some(with_metadata(&before, &self.schema)?),
+                    Some(ops),
+                )
+            }
+            Envelope::Plain | Envelope::Upsert => {
+                (with_metadata(&values, &self.schema)?, None, None)
+            }
+        };
+        // What each message does, up to the first bad one with on_error = 'fail'.
+        let mut actions: Vec<Action> = Vec::new();
+        let mut rows_before_failure = good.len();
+        for (index, outcome) in outcomes.iter().enumerate() {
             let message = &received[index];
-            match outcome {
-                Ok(()) => good.push(index),
-                Err(reason) => {
-                    let bad = BadMessage::new(
-                        message.partition.to_string(),
-                        message.offset,
-                        reason.clone(),
-                        message.payload.as_deref().unwrap_or_default(),
-                    );
-                    self.errors.record(bad);
-                    if self.options.on_error == OnError::Fail {
-                        self.failure = Some(Error::Source(format!(
-                            "bad message at partition {} offset {}: {reason}",
-                            message.partition, message.offset
-                        )));
-                        break;
+            let verdict = match outcome {
+                Some(Err(reason)) => Err(reason.clone()),
+                None if self.envelope == Envelope::Debezium => Ok(()),
+                None => match &message.key {
+                    Some(key) => {
+                        actions.push(Action::DeleteMessageKey {
+                            message_key: key.clone(),
+                        });
+                        Ok(())
                     }
+                    None => Err("an UPSERT message needs a key or a value".to_string()),
+                },
+                Some(Ok(row)) => self.action(
+                    *row,
+                    message,
+                    &new_rows,
+                    old_rows.as_ref(),
+                    ops.as_ref(),
+                    &mut actions,
+                ),
+            };
+            if let Err(reason) = verdict {
+                self.record_bad(message, &reason);
+                if self.options.on_error == OnError::Fail {
+                    self.failure = Some(Error::Source(format!(
+                        "bad message at partition {} offset {}: {reason}",
+                        message.partition, message.offset
+                    )));
+                    rows_before_failure = match outcome {
+                        Some(Ok(row)) => *row,
+                        _ => outcomes[..index]
+                            .iter()
+                            .filter(|o| matches!(o, Some(Ok(_))))
+                            .count(),
+                    };
+                    break;
                 }
             }
         }
-        let good_rows = good.len();
-        let Some(values) = decoded.rows else {
-            return Ok(None);
+        let Some(keyed) = self.keyed.as_mut() else {
+            // Appended rows; with on_error = 'fail' the rows after the bad
+            // message are dropped: the reader stops at it.
+            let rows = new_rows.slice(0, rows_before_failure.min(new_rows.num_rows()));
+            return Ok((rows.num_rows() > 0).then_some((rows, None)));
         };
-        // With on_error = 'fail' the rows after the bad message are dropped:
-        // the reader stops at it.
-        let values = values.slice(0, good_rows.min(values.num_rows()));
-        let kept: Vec<&Received> = good.iter().map(|i| &received[*i]).collect();
-        let mut columns: Vec<ArrayRef> = values.columns().to_vec();
-        for column in &self.metadata {
-            columns.push(metadata_array(column, &kept));
+        let changes = keyed.apply(&new_rows, old_rows.as_ref(), &actions)?;
+        if changes.rows.num_rows() == 0 {
+            return Ok(None);
         }
-        let options = RecordBatchOptions::new().with_row_count(Some(kept.len()));
-        let batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
-        Ok((batch.num_rows() > 0).then_some(batch))
+        Ok(Some((changes.rows, Some(changes.weights))))
     }
+
+    /// Record a bad message once, and copy it to the dead-letter topic the
+    /// first time.
+    fn record_bad(&self, message: &Received, reason: &str) {
+        let bad = BadMessage::new(
+            message.partition.to_string(),
+            message.offset,
+            reason.to_string(),
+            message.payload.as_deref().unwrap_or_default(),
+        );
+        if !self.errors.record(bad) {
+            return;
+        }
+        let (Some(producer), Some(topic)) = (&self.dead_letter, &self.options.dead_letter) else {
+            return;
+        };
+        let partition = message.partition.to_string();
+        let offset = message.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "eddy.source",
+                value: Some(self.progress.source()),
+            })
+            .insert(Header {
+                key: "eddy.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "eddy.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "eddy.reason",
+                value: Some(reason),
+            });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = &message.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = &message.payload {
+            record = record.payload(payload.as_slice());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                let source = self.progress.source().to_string();
+                tokio::spawn(async move {
+                    if let Ok(Err((error, _))) = delivery.await {
+                        warn!(%source, %error, "a bad message could not be copied to the dead-letter topic");
+                    }
+                });
+            }
+            Err((error, _)) => {
+                warn!(source = %self.progress.source(), %error, "a bad message could not be copied to the dead-letter topic");
+            }
+        }
+    }
+
+    /// What decoded row `row` of `message` does to a keyed table (pushed
+    /// to `actions`), or why it is bad. Append-only sources take every row.
+    fn action(
+        &self,
+        row: usize,
+        message: &Received,
+        new_rows: &RecordBatch,
+        old_rows: Option<&RecordBatch>,
+        ops: Option<&StringArray>,
+        actions: &mut Vec<Action>,
+    ) -> std::result::Result<(), String> {
+        if self.keyed.is_none() {
+            return Ok(());
+        }
+        let null_key = "the primary key is null".to_string();
+        match (self.envelope, ops, old_rows) {
+            (Envelope::Debezium, Some(ops), Some(old_rows)) => {
+                let before = !key_is_null(old_rows, &self.key, row);
+                match (ops.is_valid(row).then(|| ops.value(row)), before) {
+                    (Some("c" | "r" | "u"), _) => {
+                        if key_is_null(new_rows, &self.key, row) {
+                            return Err(format!("{null_key} in \"after\""));
+                        }
+                        if before {
+                            actions.push(Action::DeleteRow { row });
+                        }
+                        actions.push(Action::Set {
+                            row,
+                            message_key: None,
+                        });
+                        Ok(())
+                    }
+                    (Some("d"), true) => {
+                        actions.push(Action::DeleteRow { row });
+                        Ok(())
+                    }
+                    (Some("d"), false) => {
+                        Err("a delete event needs \"before\" with the primary key".into())
+                    }
+                    (Some(op), _) => Err(format!("unknown Debezium op \"{op}\"")),
+                    (None, _) => Err("a Debezium event needs \"op\"".into()),
+                }
+            }
+            (Envelope::Upsert, _, _) => {
+                let Some(key) = &message.key else {
+                    return Err("an UPSERT message needs a key".into());
+                };
+                if key_is_null(new_rows, &self.key, row) {
+                    return Err(null_key);
+                }
+                actions.push(Action::Set {
+                    row,
+                    message_key: Some(key.clone()),
+                });
+                Ok(())
+            }
+            _ => {
+                if key_is_null(new_rows, &self.key, row) {
+                    return Err(null_key);
+                }
+                actions.push(Action::Set {
+                    row,
+                    message_key: None,
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The schema Debezium events are decoded with: `before`, `after` and `op`
+/// at the top, or inside `payload` (Debezium's JSON converter with
+/// schemas enabled). Other fields are ignored.
+fn debezium_schema(values: &SchemaRef) -> SchemaRef {
+    let row = DataType::Struct(values.fields().clone());
+    let parts = vec![
+        Field::new("before", row.clone(), true),
+        Field::new("after", row, true),
+        Field::new("op", DataType::Utf8, true),
+    ];
+    let mut fields = parts.clone();
+    fields.push(Field::new("payload", DataType::Struct(parts.into()), true));
+    Arc::new(Schema::new(fields))
+}
+
+/// `before` and `after` as batches of the declared columns (a missing
+/// one all null), and `op`, from decoded Debezium events.
+fn debezium_parts(
+    events: &RecordBatch,
+    values: &SchemaRef,
+) -> Result<(RecordBatch, RecordBatch, StringArray)> {
+    let payload = events.column(3).as_struct();
+    let wrapped = arrow::compute::is_not_null(payload)?;
+    let part = |index: usize| -> Result<ArrayRef> {
+        Ok(arrow::compute::kernels::zip::zip(
+            &wrapped,
+            payload.column(index),
+            events.column(index),
+        )?)
+    };
+    let rows = |array: ArrayRef| -> Result<RecordBatch> {
+        let array = array.as_struct();
+        // A missing `before` (or `after`) is a row of nulls.
+        let columns: Vec<ArrayRef> = array
+            .columns()
+            .iter()
+            .map(|column| match array.nulls() {
+                Some(nulls) if nulls.null_count() > 0 => {
+                    let mask = arrow::array::BooleanArray::new(nulls.inner().clone(), None);
+                    Ok(arrow::compute::nullif(
+                        column,
+                        &arrow::compute::not(&mask)?,
+                    )?)
+                }
+                _ => Ok(column.clone()),
+            })
+            .collect::<Result<_>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(array.len()));
+        Ok(RecordBatch::try_new_with_options(
+            values.clone(),
+            columns,
+            &options,
+        )?)
+    };
+    let before = rows(part(0)?)?;
+    let after = rows(part(1)?)?;
+    let ops = part(2)?.as_string::<i32>().clone();
+    Ok((before, after, ops))
 }
 
 fn copy(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
@@ -619,12 +1002,13 @@ impl SourceReader for KafkaReader {
         }
         let positions = self.assigned.clone();
         let schema = self.schema.clone();
-        let rows = match self.rows(&received)? {
-            Some(rows) => rows,
-            None => RecordBatch::new_empty(schema),
+        let (rows, weights) = match self.rows(&received)? {
+            Some(changes) => changes,
+            None => (RecordBatch::new_empty(schema), None),
         };
         Ok(Some(SourceBatch {
             rows,
+            weights,
             positions: positions
                 .into_iter()
                 .map(|(p, o)| (p.to_string(), o))

@@ -1,4 +1,5 @@
-//! Connectors: how sources are read into Arrow batches.
+//! Connectors: how sources are read into Arrow batches, and how sinks
+//! write changes out.
 //!
 //! * [`spec`]: what a `CREATE SOURCE` says about its connector (options,
 //!   `FORMAT ... ENCODE ...`, `INCLUDE` columns).
@@ -7,6 +8,8 @@
 //!   connector.
 //! * `connector = 'kafka'`: topics read with librdkafka, `ENCODE JSON`
 //!   decoded straight into Arrow.
+//! * [`sink`]: what a `CREATE SINK` writes its view's changes through (a
+//!   Kafka topic, `FORMAT PLAIN | UPSERT | DEBEZIUM ENCODE JSON`).
 //! * Built-in generators that need no external system: the Nexmark
 //!   benchmark generator ([`nexmark`]) and random rows for any schema
 //!   ([`datagen`]), paced as sources by `generator`.
@@ -18,11 +21,15 @@
 //! and resumes from it to reproduce the rest of the stream exactly.
 
 pub mod datagen;
+mod envelope;
 pub mod error;
 mod generator;
 mod json;
 mod kafka;
+mod kafka_sink;
 pub mod nexmark;
+pub mod sink;
+mod sink_format;
 pub mod source;
 pub mod spec;
 mod string_column;

@@ -24,6 +24,9 @@ pub struct SourceBatch {
     /// The last offset of each partition the rows came from (including
     /// messages that were bad and skipped).
     pub positions: Vec<(String, i64)>,
+    /// The weight of each row (-1: retracted) for connector tables with a
+    /// keyed format; `None`: every row is inserted.
+    pub weights: Option<Vec<i64>>,
 }
 
 /// Looks up where each partition of a source ends now (the next offset to
@@ -321,14 +324,15 @@ pub struct ErrorLog {
 }
 
 impl ErrorLog {
-    /// Record a bad message, unless it is recorded already.
-    pub fn record(&self, message: BadMessage) {
+    /// Record a bad message, unless it is recorded already. True if it was
+    /// not.
+    pub fn record(&self, message: BadMessage) -> bool {
         let key = (message.partition.clone(), message.offset);
         let (Ok(mut messages), Ok(mut order)) = (self.messages.lock(), self.order.lock()) else {
-            return;
+            return false;
         };
         if messages.contains_key(&key) {
-            return;
+            return false;
         }
         messages.insert(key.clone(), message);
         order.push_back(key);
@@ -337,6 +341,7 @@ impl ErrorLog {
                 messages.remove(&oldest);
             }
         }
+        true
     }
 
     /// Every recorded message, by partition and offset.

@@ -49,6 +49,9 @@ pub struct SourceSpec {
     pub format: Option<FormatSpec>,
     /// `INCLUDE` clauses, in order.
     pub includes: Vec<Include>,
+    /// The primary key's columns, by name, for a connector table that has
+    /// one (empty for sources).
+    pub primary_key: Vec<String>,
 }
 
 impl SourceSpec {

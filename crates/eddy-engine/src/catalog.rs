@@ -6,6 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use eddy_common::Epoch;
+use eddy_connectors::sink::SinkProgress;
 use eddy_connectors::source::{ErrorLog, SourceProgress};
 use eddy_connectors::spec::SourceSpec;
 
@@ -23,6 +24,9 @@ pub enum ObjectKind {
     /// An append-only stream read through a connector; each materialized
     /// view over it reads it with a reader of its own. Not stored.
     Source,
+    /// Writes the changes of a relation or query out through a connector.
+    /// Not a relation: nothing reads it.
+    Sink,
 }
 
 impl ObjectKind {
@@ -33,6 +37,7 @@ impl ObjectKind {
             ObjectKind::MaterializedView => "materialized view",
             ObjectKind::View => "view",
             ObjectKind::Source => "source",
+            ObjectKind::Sink => "sink",
         }
     }
 }
@@ -50,15 +55,17 @@ pub struct CatalogEntry {
     pub primary_key: Vec<usize>,
     /// `DEFAULT` expressions of table columns, by column name.
     pub column_defaults: Vec<(String, Expr)>,
-    /// The defining query (views).
+    /// The defining query (views, sinks `AS query`).
     pub query: Option<String>,
-    /// The optimized plan a materialized view is maintained from.
+    /// The optimized plan a materialized view (or a sink `AS query`) is
+    /// maintained from.
     pub plan: Option<Arc<LogicalPlan>>,
     /// Objects this one reads.
     pub depends_on: Vec<String>,
     /// Order of creation, used to rebuild dataflows in dependency order.
     pub created: u64,
-    /// How a source or connector table reads its connector.
+    /// How a source or connector table reads its connector, or how a sink
+    /// writes.
     pub connector: Option<Arc<SourceSpec>>,
     /// Why a materialized view stopped being maintained, if it did; reads
     /// of it fail with this error.
@@ -89,11 +96,13 @@ pub struct Snapshot {
     pub progress: Vec<Arc<SourceProgress>>,
     /// Bad messages of every source, by source.
     pub source_errors: BTreeMap<String, Arc<ErrorLog>>,
+    /// Progress of every sink.
+    pub sink_progress: Vec<Arc<SinkProgress>>,
 }
 
 impl Snapshot {
-    /// Materialized views that read `name`, directly or through other
-    /// objects, in creation order.
+    /// Materialized views and sinks that read `name`, directly or through
+    /// other objects, in creation order.
     pub fn downstream(&self, name: &str) -> Vec<Arc<CatalogEntry>> {
         let mut found: Vec<Arc<CatalogEntry>> = Vec::new();
         let mut frontier = vec![name.to_string()];
@@ -105,7 +114,7 @@ impl Snapshot {
                 }
             }
         }
-        found.retain(|e| e.kind == ObjectKind::MaterializedView);
+        found.retain(|e| matches!(e.kind, ObjectKind::MaterializedView | ObjectKind::Sink));
         found.sort_by_key(|e| e.created);
         found
     }

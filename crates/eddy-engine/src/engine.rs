@@ -17,7 +17,9 @@ use tracing::{debug, warn};
 
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::ingest::{failure_of, Ingest, Reader};
+use crate::sink::{SinkRunner, SinkSource};
 use crate::Relation;
+use eddy_connectors::sink::SinkProgress;
 use eddy_connectors::source::SourceProgress;
 use eddy_connectors::spec::SourceSpec;
 
@@ -55,6 +57,8 @@ pub(crate) struct Writer {
     /// Materialized view by the node whose output it integrates.
     roots: BTreeMap<NodeId, String>,
     keys: BTreeMap<String, KeyIndex>,
+    /// Running sinks.
+    pub(crate) sinks: Vec<SinkRunner>,
     next_created: u64,
 }
 
@@ -84,6 +88,7 @@ impl Engine {
                 nodes: BTreeMap::new(),
                 roots: BTreeMap::new(),
                 keys: BTreeMap::new(),
+                sinks: Vec::new(),
                 next_created: 0,
             }),
             committed: RwLock::new(Arc::new(Snapshot::default())),
@@ -146,6 +151,37 @@ impl WriteGuard<'_> {
             .working
             .relations
             .insert(name.to_string(), Relation::new(schema)?);
+        writer
+            .working
+            .objects
+            .insert(name.to_string(), Arc::new(entry));
+        self.commit();
+        Ok(())
+    }
+
+    /// Create a table fed by a connector (`CREATE TABLE ... WITH
+    /// (connector = ...)`): its reader starts now, and the table holds
+    /// what the reader's changes add up to. Commits.
+    pub fn create_connector_table(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        primary_key: Vec<usize>,
+        spec: SourceSpec,
+    ) -> Result<()> {
+        self.check_free(name)?;
+        let writer = &mut *self.writer;
+        let spec = Arc::new(spec);
+        let entry = CatalogEntry {
+            primary_key,
+            connector: Some(spec.clone()),
+            ..writer.new_entry(name, ObjectKind::Table, schema.clone())
+        };
+        let started = writer.start_connector_table(&entry, &spec);
+        if let Err(error) = started {
+            writer.uninstall(name);
+            return Err(error);
+        }
         writer
             .working
             .objects
@@ -221,6 +257,60 @@ impl WriteGuard<'_> {
         Ok(())
     }
 
+    /// Create a sink writing out `input` (a table or materialized view, by
+    /// name) or, with a `plan`, the rows of a query; start it with the
+    /// input's current rows and commit.
+    pub fn create_sink(
+        &mut self,
+        name: &str,
+        spec: SourceSpec,
+        schema: SchemaRef,
+        input: SinkSource,
+    ) -> Result<()> {
+        self.check_free(name)?;
+        let writer = &mut *self.writer;
+        let spec = Arc::new(spec);
+        let (plan, query, depends_on) = match input {
+            SinkSource::Relation(relation) => (None, None, vec![relation]),
+            SinkSource::Query {
+                query,
+                plan,
+                depends_on,
+            } => (Some(Arc::new(plan)), Some(query), depends_on),
+        };
+        let entry = CatalogEntry {
+            connector: Some(spec.clone()),
+            query,
+            plan,
+            depends_on,
+            ..writer.new_entry(name, ObjectKind::Sink, schema.clone())
+        };
+        let target = spec.options.get("topic").cloned().unwrap_or_default();
+        let progress = Arc::new(SinkProgress::new(name, &target));
+        let handle = eddy_connectors::sink::open(&spec, &schema, progress.clone())
+            .map_err(crate::connector_error)?;
+        let input = match entry.plan {
+            Some(_) => name.to_string(),
+            None => entry.depends_on.first().cloned().unwrap_or_default(),
+        };
+        writer.sinks.push(SinkRunner::new(name, &input, handle));
+        writer.working.sink_progress.push(progress);
+        let installed = match &entry.plan {
+            Some(_) => writer.install_plan(&entry),
+            None => writer.start_from_relation(name, &input),
+        };
+        if let Err(error) = installed {
+            writer.uninstall(name);
+            return Err(error);
+        }
+        writer
+            .working
+            .objects
+            .insert(name.to_string(), Arc::new(entry));
+        self.commit();
+        Ok(())
+    }
+
     /// Drop every object in `names` (and, with `cascade`, everything that
     /// reads them) and commit, or drop nothing if any of them cannot be
     /// dropped. Returns the names dropped.
@@ -245,6 +335,9 @@ impl WriteGuard<'_> {
                     ObjectKind::Table => Error::UndefinedTable(name.to_string()),
                     ObjectKind::Source => {
                         Error::plan("42P01", format!("source \"{name}\" does not exist"))
+                    }
+                    ObjectKind::Sink => {
+                        Error::plan("42704", format!("sink \"{name}\" does not exist"))
                     }
                 });
             };
@@ -316,6 +409,15 @@ impl WriteGuard<'_> {
                 format!("cannot change {} \"{table}\"", entry.kind.as_sql()),
             ));
         }
+        if let Some(spec) = &entry.connector {
+            return Err(Error::plan(
+                "42809",
+                format!(
+                    "cannot change table \"{table}\": it is fed by connector '{}'",
+                    spec.connector()
+                ),
+            ));
+        }
         let changes = conform(&changes, &entry.schema)?.consolidate()?;
         if changes.is_empty() {
             return Ok(0);
@@ -363,6 +465,14 @@ impl WriteGuard<'_> {
     }
 
     pub(crate) fn commit(&mut self) {
+        for sink in &mut self.writer.sinks {
+            if let Err(error) = sink.send_pending() {
+                warn!(sink = %sink.name, %error, "sink changes could not be sent");
+                sink.handle
+                    .progress()
+                    .set_status(format!("failed: {error}"));
+            }
+        }
         self.writer.working.epoch += 1;
         debug!(epoch = self.writer.working.epoch, "epoch committed");
         self.engine.publish(self.writer.working.clone());
@@ -381,6 +491,9 @@ impl WriteGuard<'_> {
         let writer = &mut *self.writer;
         writer.working = committed.as_ref().clone();
         writer.dataflow.clear_pending();
+        for sink in &mut writer.sinks {
+            sink.pending.clear();
+        }
         let affected = committed.downstream(table);
         for entry in &affected {
             writer.stop(&entry.name);
@@ -393,11 +506,19 @@ impl WriteGuard<'_> {
                 writer.fail_view(&entry.name, cause);
                 continue;
             }
+            if entry.kind == ObjectKind::Sink && entry.plan.is_none() {
+                // Reads a relation's node; nothing of its own to rebuild.
+                continue;
+            }
             writer.working.relations.remove(&entry.name);
-            if let Err(error) = writer.install_view(&entry) {
+            if let Err(error) = writer.install_plan(&entry) {
                 warn!(view = %entry.name, %error, "rebuilding a view after a failed write failed");
                 writer.fail_view(&entry.name, &error);
             }
+        }
+        // Rebuilt views refill themselves; sinks have sent those rows.
+        for sink in &mut writer.sinks {
+            sink.pending.clear();
         }
     }
 }
@@ -448,15 +569,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Forget an object's operators, readers, contents and key index.
-    fn uninstall(&mut self, name: &str) {
+    /// Forget an object's operators, readers, contents, key index and sink.
+    pub(crate) fn uninstall(&mut self, name: &str) {
         self.stop(name);
+        self.sinks.retain(|sink| sink.name != name);
+        self.working.sink_progress.retain(|p| p.sink() != name);
         self.keys.remove(name);
         self.working.relations.remove(name);
         self.working.source_errors.remove(name);
     }
 
-    /// Remove an object's operators and readers (not its contents).
+    /// Remove an object's operators and readers (not its contents, not a
+    /// sink's connection).
     fn stop(&mut self, name: &str) {
         self.dataflow.remove_owner(name);
         self.readers.retain(|reader| reader.view != name);
@@ -466,8 +590,9 @@ impl Writer {
         }
     }
 
-    /// Stop maintaining a materialized view: reads of it fail with `error`
-    /// from now on. Its operators and readers go.
+    /// Stop maintaining a materialized view (or sink): reads of it fail
+    /// with `error` from now on. Its operators and readers go, and so do
+    /// the sinks that write it out.
     pub(crate) fn fail_view(&mut self, name: &str, error: &Error) {
         self.stop(name);
         if let Some(entry) = self.working.objects.get(name) {
@@ -477,6 +602,27 @@ impl Writer {
                 .objects
                 .insert(name.to_string(), Arc::new(entry));
         }
+        let reading: Vec<String> = self
+            .working
+            .downstream(name)
+            .into_iter()
+            .filter(|e| e.kind == ObjectKind::Sink)
+            .map(|e| e.name.clone())
+            .collect();
+        self.sinks.retain(|sink| {
+            let failed = sink.name == name || reading.contains(&sink.name);
+            if failed {
+                let cause = if sink.name == name {
+                    error.to_string()
+                } else {
+                    format!("\"{name}\" failed: {error}")
+                };
+                sink.handle
+                    .progress()
+                    .set_status(format!("failed: {cause}"));
+            }
+            !failed
+        });
     }
 
     /// Build a materialized view's operators and fill it from its inputs.
@@ -484,14 +630,73 @@ impl Writer {
     /// the view's own nodes (no other node has pending input), so older
     /// views are unaffected either way.
     fn install_view(&mut self, entry: &CatalogEntry) -> Result<()> {
-        let result = self.try_install_view(entry);
+        let result = self.install_plan(entry);
         if result.is_err() {
             self.uninstall(&entry.name);
         }
         result
     }
 
-    fn try_install_view(&mut self, entry: &CatalogEntry) -> Result<()> {
+    /// Install a connector table's node, contents and reader. Its node is
+    /// a root, so what the reader brings in is folded into its contents
+    /// like a materialized view's changes.
+    fn start_connector_table(&mut self, entry: &CatalogEntry, spec: &SourceSpec) -> Result<()> {
+        self.install_table(entry)?;
+        let node = *self
+            .nodes
+            .get(&entry.name)
+            .ok_or_else(|| Error::internal("connector table without a node"))?;
+        self.dataflow.observe(node)?;
+        self.roots.insert(node, entry.name.clone());
+        self.working
+            .relations
+            .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
+        let progress = Arc::new(SourceProgress::new(&entry.name, &entry.name));
+        let errors = self
+            .working
+            .source_errors
+            .entry(entry.name.clone())
+            .or_default()
+            .clone();
+        let schema = eddy_dataflow::schema::nullable(&entry.schema);
+        let reader = eddy_connectors::source::open(spec, &schema, progress.clone(), errors)
+            .map_err(crate::connector_error)?;
+        self.working.progress.push(progress.clone());
+        self.readers.push(Reader::spawn(
+            self.wake.clone(),
+            &entry.name,
+            &entry.name,
+            vec![node],
+            reader,
+            progress,
+        )?);
+        Ok(())
+    }
+
+    /// Start sink `sink` on a stored relation: observe the relation's node
+    /// (a table's is not observed otherwise) and queue its rows.
+    fn start_from_relation(&mut self, sink: &str, relation: &str) -> Result<()> {
+        let node = *self
+            .nodes
+            .get(relation)
+            .ok_or_else(|| Error::internal(format!("{relation} has no dataflow node")))?;
+        self.dataflow.observe(node)?;
+        let contents = self
+            .working
+            .relations
+            .get(relation)
+            .ok_or_else(|| Error::internal(format!("relation {relation} has no contents")))?
+            .contents()?;
+        if let Some(runner) = self.sinks.iter_mut().find(|s| s.name == sink) {
+            runner.pending.extend(contents);
+        }
+        Ok(())
+    }
+
+    /// Build the operators of a materialized view or of a sink `AS query`
+    /// and fill them from their inputs: a view's rows go to its contents, a
+    /// sink's to the sink (which must be running already).
+    pub(crate) fn install_plan(&mut self, entry: &CatalogEntry) -> Result<()> {
         let plan = entry
             .plan
             .as_ref()
@@ -527,11 +732,13 @@ impl Writer {
             }
         }
         self.dataflow.observe(planned.root)?;
-        self.roots.insert(planned.root, entry.name.clone());
         self.nodes.insert(entry.name.clone(), planned.root);
-        self.working
-            .relations
-            .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
+        if entry.kind == ObjectKind::MaterializedView {
+            self.roots.insert(planned.root, entry.name.clone());
+            self.working
+                .relations
+                .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
+        }
         for (relation, node) in &planned.scans {
             if source_scans.contains_key(relation) {
                 continue;
@@ -579,8 +786,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Fold the changes of each materialized view into its contents.
+    /// Fold the changes of each materialized view into its contents, and
+    /// queue what sinks write out at the commit.
     pub(crate) fn integrate(&mut self, output: StepOutput) -> Result<()> {
+        for sink in &mut self.sinks {
+            let Some(changes) = self.nodes.get(&sink.input).and_then(|n| output.get(n)) else {
+                continue;
+            };
+            sink.pending.extend(changes.iter().cloned());
+        }
         for (node, changes) in output {
             let Some(view) = self.roots.get(&node) else {
                 continue;

@@ -181,7 +181,10 @@ impl WriteGuard<'_> {
                             // Committed with this epoch: FLUSH, which waits
                             // for positions, needs the writer's turn too.
                             reader.progress.committed(&batch.positions);
-                            let changes = ChangeBatch::inserts(batch.rows);
+                            let changes = match batch.weights {
+                                Some(weights) => ChangeBatch::new(batch.rows, weights.into())?,
+                                None => ChangeBatch::inserts(batch.rows),
+                            };
                             for node in &reader.nodes {
                                 writer.dataflow.push(*node, changes.clone())?;
                             }
@@ -232,9 +235,10 @@ pub(crate) fn failure_of(error: &Error) -> Failure {
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Engine {
-    /// Wait until every write acknowledged before this call is visible, and
+    /// Wait until every write acknowledged before this call is visible,
     /// every source whose connector can say where its input ends (Kafka:
-    /// the high watermarks) has committed everything up to there. Writes
+    /// the high watermarks) has committed everything up to there, and every
+    /// sink has delivered what those epochs changed. Writes
     /// are committed before they are acknowledged, so taking the writer's
     /// turn covers them.
     pub async fn flush(&self) -> Result<()> {
@@ -262,7 +266,7 @@ impl Engine {
                     && !progress.has_committed(ends)
             });
             let Some((progress, _)) = waiting.first() else {
-                return Ok(());
+                break;
             };
             if Instant::now() >= deadline {
                 return Err(Error::Data {
@@ -277,5 +281,28 @@ impl Engine {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // Sinks: wait until what they were handed is acknowledged.
+        let sinks: Vec<_> = self
+            .snapshot()
+            .sink_progress
+            .iter()
+            .map(|p| (p.clone(), p.queued()))
+            .collect();
+        for (sink, queued) in sinks {
+            while sink.delivered() < queued && !sink.is_failed() {
+                if Instant::now() >= deadline {
+                    return Err(Error::Data {
+                        code: "57014",
+                        message: format!(
+                            "FLUSH gave up after {}s waiting for sink \"{}\" to deliver",
+                            FLUSH_TIMEOUT.as_secs(),
+                            sink.sink()
+                        ),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ mod ingest;
 mod provider;
 mod relation;
 mod session;
+mod sink;
 mod statement;
 mod system;
 
@@ -21,6 +22,7 @@ pub use catalog::{ObjectKind, Snapshot};
 pub use engine::Engine;
 pub use relation::Relation;
 pub use session::{CommandTag, Output, Prepared, Session};
+pub use sink::SinkSource;
 pub use statement::split_statements;
 
 pub use eddy_common::{Error, Result};

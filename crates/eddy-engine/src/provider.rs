@@ -68,7 +68,12 @@ impl SnapshotSchema {
 #[async_trait]
 impl SchemaProvider for SnapshotSchema {
     fn table_names(&self) -> Vec<String> {
-        self.pinned().objects.keys().cloned().collect()
+        self.pinned()
+            .objects
+            .values()
+            .filter(|e| e.kind != ObjectKind::Sink)
+            .map(|e| e.name.clone())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
@@ -77,6 +82,7 @@ impl SchemaProvider for SnapshotSchema {
             return Ok(None);
         };
         match entry.kind {
+            ObjectKind::Sink => Ok(None),
             ObjectKind::View => {
                 let query = entry.query.clone().unwrap_or_default();
                 let state = self.session_state().ok_or_else(|| {
@@ -117,7 +123,10 @@ impl SchemaProvider for SnapshotSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.pinned().objects.contains_key(name)
+        self.pinned()
+            .objects
+            .get(name)
+            .is_some_and(|e| e.kind != ObjectKind::Sink)
     }
 }
 

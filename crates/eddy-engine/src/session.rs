@@ -657,6 +657,7 @@ impl Session {
         match name.as_str() {
             "materialized views" => return Ok(self.list(ObjectKind::MaterializedView, "name")),
             "sources" => return Ok(self.list(ObjectKind::Source, "name")),
+            "sinks" => return Ok(self.list(ObjectKind::Sink, "name")),
             "tables" => return Ok(self.list(ObjectKind::Table, "name")),
             "views" => return Ok(self.list(ObjectKind::View, "name")),
             _ => {}

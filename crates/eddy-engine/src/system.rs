@@ -9,6 +9,11 @@
 //!   source, partition, offset, the reason, the first bytes of the payload
 //!   (as text, invalid UTF-8 replaced) and when it was found.
 //!
+//! * `sink_progress`: one row per sink: where it writes, the epochs handed
+//!   to it and those whose messages the external system has acknowledged,
+//!   the messages acknowledged, and its status (`running`, `stalled: ...`,
+//!   `failed: ...`).
+//!
 //! The tables are built when a statement reads them, from the snapshot the
 //! statement pinned (which readers exist) and the readers' live counters.
 
@@ -30,6 +35,8 @@ pub const SYSTEM_SCHEMA: &str = "eddy_catalog";
 
 const SOURCE_PROGRESS: &str = "source_progress";
 const SOURCE_ERRORS: &str = "source_errors";
+const SINK_PROGRESS: &str = "sink_progress";
+const TABLES: [&str; 3] = [SOURCE_PROGRESS, SOURCE_ERRORS, SINK_PROGRESS];
 
 /// The `eddy_catalog` schema of a session.
 #[derive(Debug)]
@@ -154,21 +161,60 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    fn sink_progress(&self) -> Result<MemTable> {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("sink", DataType::Utf8, false),
+            Field::new("target", DataType::Utf8, false),
+            Field::new("epochs", DataType::Int64, false),
+            Field::new("epochs_delivered", DataType::Int64, false),
+            Field::new("messages", DataType::Int64, false),
+            Field::new("status", DataType::Utf8, false),
+        ]));
+        let mut sink = StringBuilder::new();
+        let mut target = StringBuilder::new();
+        let mut epochs = Int64Builder::new();
+        let mut delivered = Int64Builder::new();
+        let mut messages = Int64Builder::new();
+        let mut status = StringBuilder::new();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for progress in &self.public.pinned().sink_progress {
+            sink.append_value(progress.sink());
+            target.append_value(progress.target());
+            epochs.append_value(count(progress.queued()));
+            delivered.append_value(count(progress.delivered()));
+            messages.append_value(count(progress.messages()));
+            status.append_value(progress.status());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(sink.finish()),
+            Arc::new(target.finish()),
+            Arc::new(epochs.finish()),
+            Arc::new(delivered.finish()),
+            Arc::new(messages.finish()),
+            Arc::new(status.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec![SOURCE_PROGRESS.to_string(), SOURCE_ERRORS.to_string()]
+        TABLES.iter().map(|t| t.to_string()).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             SOURCE_PROGRESS => Ok(Some(Arc::new(self.source_progress()?))),
             SOURCE_ERRORS => Ok(Some(Arc::new(self.source_errors()?))),
+            SINK_PROGRESS => Ok(Some(Arc::new(self.sink_progress()?))),
             _ => Ok(None),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == SOURCE_PROGRESS || name == SOURCE_ERRORS
+        TABLES.contains(&name)
     }
 }

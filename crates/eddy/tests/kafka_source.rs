@@ -301,3 +301,69 @@ async fn startup_modes_latest_and_timestamp() {
     );
     server.shutdown().await.expect("shut down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_bytes_sources() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("lines", 1).await;
+    for payload in [
+        "1;apple;2.5",
+        "2;pear;",
+        "three;fig;1",
+        "4;\"kiwi; gold\";3\n",
+        "5;x;1\n6;y;2",
+    ] {
+        broker
+            .produce("lines", 0, None, Some(payload.as_bytes()))
+            .await;
+    }
+    broker.produce("lines", 0, None, None).await;
+    let (_server, client) = eddy().await;
+    let bootstrap = broker.bootstrap();
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE fruit (id INT, name VARCHAR, weight DOUBLE)
+               WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE CSV (delimiter = ';', without_header = 'true');
+             CREATE SOURCE raw (payload BYTEA) INCLUDE offset
+               WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE BYTES;
+             CREATE MATERIALIZED VIEW fruits AS SELECT * FROM fruit;
+             CREATE MATERIALIZED VIEW raws AS
+               SELECT kafka_offset, octet_length(CAST(payload AS VARCHAR)) AS len FROM raw;
+             FLUSH;"
+        ))
+        .await
+        .expect("csv and bytes sources");
+    assert_eq!(
+        rows(&client, "SELECT * FROM fruits ORDER BY id").await,
+        ["1 apple 2.5", "2 pear NULL", "4 kiwi; gold 3"]
+    );
+    let bad = rows(
+        &client,
+        "SELECT \"offset\" FROM eddy_catalog.source_errors WHERE source = 'fruit' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(bad, ["2", "4", "5"]);
+    assert_eq!(
+        rows(&client, "SELECT * FROM raws ORDER BY kafka_offset").await,
+        ["0 11", "1 7", "2 11", "3 17", "4 11", "5 NULL"]
+    );
+    for (sql, code) in [
+        (
+            format!("CREATE SOURCE b (a INT) WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE BYTES"),
+            "22023",
+        ),
+        (
+            format!("CREATE SOURCE c (a INT) WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE CSV (without_header = 'false')"),
+            "0A000",
+        ),
+        (
+            format!("CREATE SOURCE d (a INT) WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE AVRO"),
+            "0A000",
+        ),
+    ] {
+        let error = client.batch_execute(&sql).await.expect_err(&sql);
+        assert_eq!(error.code().map(|c| c.code()), Some(code), "{sql}: {error}");
+    }
+}

@@ -1,42 +1,47 @@
-//! Connector statements of a session: `CREATE SOURCE`, `DROP SOURCE`, and
-//! the connector forms of `CREATE TABLE` and `CREATE SINK` (refused until
-//! they are built).
+//! Connector statements of a session: `CREATE SOURCE`, `CREATE SINK`,
+//! `DROP SOURCE | SINK`, and the connector form of `CREATE TABLE`.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::sql::sqlparser::ast::{ColumnDef, TableConstraint};
+use datafusion::sql::sqlparser::ast::{ColumnDef, Statement, TableConstraint};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use eddy_common::{Error, Result};
+use eddy_connectors::sink::SinkInputFacts;
 use eddy_connectors::spec::SourceSpec;
 
 use super::{CommandTag, Output, Session};
 use crate::catalog::ObjectKind;
 use crate::connector_error;
-use crate::ddl::{ConnectorDefinition, ConnectorStatement};
+use crate::ddl::{ConnectorDefinition, ConnectorStatement, SinkDefinition, SinkInput};
+use crate::{SinkSource, Snapshot};
 
 impl Session {
     pub(super) async fn execute_connector(&self, statement: ConnectorStatement) -> Result<Output> {
         match statement {
             ConnectorStatement::CreateSource(definition) => self.create_source(definition).await,
-            ConnectorStatement::CreateTable(definition) => Err(Error::not_supported(format!(
-                "CREATE TABLE with connector '{}' is not supported yet: use CREATE SOURCE for an append-only stream",
-                definition.options.get("connector").map_or("", |c| c.as_str())
-            ))),
-            ConnectorStatement::CreateSink(_) => {
-                Err(Error::not_supported("CREATE SINK is not supported yet"))
+            ConnectorStatement::CreateTable(definition) => {
+                self.create_connector_table(definition).await
             }
+            ConnectorStatement::CreateSink(definition) => self.create_sink(definition).await,
             ConnectorStatement::Drop {
                 kind,
                 if_exists,
                 names,
                 cascade,
             } => {
-                if kind != "source" {
-                    return Err(Error::not_supported(format!("DROP {}", kind.to_uppercase())));
-                }
+                let (kind, tag) = match kind {
+                    "source" => (ObjectKind::Source, "DROP SOURCE"),
+                    "sink" => (ObjectKind::Sink, "DROP SINK"),
+                    other => {
+                        return Err(Error::not_supported(format!(
+                            "DROP {}",
+                            other.to_uppercase()
+                        )))
+                    }
+                };
                 let mut guard = self.engine.write().await;
                 let snapshot = guard.snapshot();
                 let names: Vec<String> = names
@@ -44,9 +49,9 @@ impl Session {
                     .filter(|name| !if_exists || snapshot.objects.contains_key(name))
                     .collect();
                 if !names.is_empty() {
-                    guard.drop_objects(&names, ObjectKind::Source, cascade)?;
+                    guard.drop_objects(&names, kind, cascade)?;
                 }
-                Ok(Output::Command(CommandTag::new("DROP SOURCE")))
+                Ok(Output::Command(CommandTag::new(tag)))
             }
         }
     }
@@ -69,6 +74,7 @@ impl Session {
             options: definition.options,
             format: definition.format,
             includes: definition.includes,
+            primary_key: Vec::new(),
         };
         let schema =
             eddy_connectors::source::source_schema(&spec, &declared).map_err(connector_error)?;
@@ -77,6 +83,171 @@ impl Session {
             return Ok(tag);
         }
         guard.create_source(&definition.name, schema, spec)?;
+        Ok(tag)
+    }
+
+    async fn create_connector_table(&self, definition: ConnectorDefinition) -> Result<Output> {
+        let tag = Output::Command(CommandTag::new("CREATE TABLE"));
+        let mut primary_key: Vec<String> = Vec::new();
+        for constraint in &definition.constraints {
+            let TableConstraint::PrimaryKey(key) = constraint else {
+                return Err(Error::not_supported(format!(
+                    "constraint {constraint} on a connector table (only PRIMARY KEY)"
+                )));
+            };
+            for column in &key.columns {
+                match &column.column.expr {
+                    datafusion::sql::sqlparser::ast::Expr::Identifier(ident) => {
+                        primary_key.push(ident.value.clone())
+                    }
+                    other => {
+                        return Err(Error::not_supported(format!(
+                            "PRIMARY KEY on expression {other}"
+                        )))
+                    }
+                }
+            }
+        }
+        for column in &definition.columns {
+            let is_key = column.options.iter().any(|o| {
+                matches!(
+                    o.option,
+                    datafusion::sql::sqlparser::ast::ColumnOption::PrimaryKey(_)
+                )
+            });
+            if is_key {
+                primary_key.push(column.name.value.clone());
+            }
+        }
+        let declared = self
+            .declared_schema(&definition.name, &definition.columns, &[])
+            .await?;
+        let spec = SourceSpec {
+            options: definition.options,
+            format: definition.format,
+            includes: definition.includes,
+            primary_key: primary_key.clone(),
+        };
+        if !primary_key.is_empty() && spec.connector() != "kafka" {
+            return Err(Error::not_supported(format!(
+                "PRIMARY KEY on a table fed by connector '{}' (its rows are appended)",
+                spec.connector()
+            )));
+        }
+        let schema =
+            eddy_connectors::source::source_schema(&spec, &declared).map_err(connector_error)?;
+        let key: Vec<usize> = primary_key
+            .iter()
+            .map(|name| {
+                schema
+                    .index_of(name)
+                    .map_err(|_| Error::UndefinedColumn(name.clone()))
+            })
+            .collect::<Result<_>>()?;
+        let fields: Vec<datafusion::arrow::datatypes::Field> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() && !key.contains(&i))
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let mut guard = self.engine.write().await;
+        if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
+            return Ok(tag);
+        }
+        guard.create_connector_table(&definition.name, schema, key, spec)?;
+        Ok(tag)
+    }
+
+    async fn create_sink(&self, definition: SinkDefinition) -> Result<Output> {
+        let tag = Output::Command(CommandTag::new("CREATE SINK"));
+        let snapshot = self.engine.snapshot();
+        if definition.if_not_exists && snapshot.objects.contains_key(&definition.name) {
+            return Ok(tag);
+        }
+        self.schema.pin(snapshot.clone());
+        // A source or plain view has no stored rows of its own: write out
+        // the query over it instead.
+        let query = match definition.input {
+            SinkInput::Relation(name) => match snapshot.objects.get(&name).map(|e| e.kind) {
+                Some(ObjectKind::Table | ObjectKind::MaterializedView) => {
+                    let entry = &snapshot.objects[&name];
+                    if let Some(failure) = &entry.failure {
+                        return Err(Error::plan(
+                            failure.code,
+                            format!("materialized view \"{name}\" failed: {}", failure.message),
+                        ));
+                    }
+                    let spec = sink_spec(definition.options, definition.format);
+                    let schema = entry.schema.clone();
+                    let facts = SinkInputFacts {
+                        append_only: append_only_relation(&snapshot, &name),
+                    };
+                    eddy_connectors::sink::check(&spec, &schema, facts)
+                        .await
+                        .map_err(connector_error)?;
+                    let mut guard = self.engine.write().await;
+                    guard.create_sink(
+                        &definition.name,
+                        spec,
+                        schema,
+                        SinkSource::Relation(name),
+                    )?;
+                    return Ok(tag);
+                }
+                Some(ObjectKind::Source | ObjectKind::View) => {
+                    let sql = format!("SELECT * FROM \"{}\"", name.replace('"', "\"\""));
+                    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+                        .map_err(|e| Error::Syntax(e.to_string()))?;
+                    match statements.pop() {
+                        Some(Statement::Query(query)) => query,
+                        _ => return Err(Error::internal("sink query did not parse")),
+                    }
+                }
+                Some(ObjectKind::Sink) => {
+                    return Err(Error::WrongObjectType {
+                        name,
+                        expected: "relation",
+                    })
+                }
+                None => return Err(Error::UndefinedTable(name)),
+            },
+            SinkInput::Query(query) => query,
+        };
+        super::reject_multiset_set_operations(&query)?;
+        let statement = Statement::Query(query.clone());
+        let plan = self.plan(&statement).await?;
+        eddy_planner::reject_time_dependent(&plan)?;
+        let optimized = self.context.state().optimize(&plan)?;
+        let schema = eddy_dataflow::schema::nullable(optimized.schema().as_arrow());
+        let depends_on = super::relations_read(&statement, &snapshot);
+        let facts = SinkInputFacts {
+            append_only: append_only_plan(&snapshot, &optimized),
+        };
+        let spec = sink_spec(definition.options, definition.format);
+        eddy_connectors::sink::check(&spec, &schema, facts)
+            .await
+            .map_err(connector_error)?;
+        let mut guard = self.engine.write().await;
+        for input in &depends_on {
+            if !guard.snapshot().objects.contains_key(input) {
+                return Err(Error::UndefinedTable(input.clone()));
+            }
+        }
+        guard.create_sink(
+            &definition.name,
+            spec,
+            schema,
+            SinkSource::Query {
+                query: query.to_string(),
+                plan: optimized,
+                depends_on,
+            },
+        )?;
         Ok(tag)
     }
 
@@ -110,5 +281,49 @@ impl Session {
             return Err(Error::internal("column list did not plan to a table"));
         };
         Ok(Arc::new(create.input.schema().as_arrow().clone()))
+    }
+}
+
+fn sink_spec(
+    options: std::collections::BTreeMap<String, String>,
+    format: Option<eddy_connectors::spec::FormatSpec>,
+) -> SourceSpec {
+    SourceSpec {
+        options,
+        format,
+        includes: Vec::new(),
+        primary_key: Vec::new(),
+    }
+}
+
+/// True if the rows of `name` are never deleted: a materialized view that
+/// only filters and projects append-only sources.
+fn append_only_relation(snapshot: &Snapshot, name: &str) -> bool {
+    let Some(entry) = snapshot.objects.get(name) else {
+        return false;
+    };
+    match entry.kind {
+        ObjectKind::Source => true,
+        ObjectKind::MaterializedView => entry
+            .plan
+            .as_ref()
+            .is_some_and(|plan| append_only_plan(snapshot, plan)),
+        _ => false,
+    }
+}
+
+/// True if `plan` never deletes a row: it filters, projects and unions
+/// scans of append-only relations.
+fn append_only_plan(snapshot: &Snapshot, plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::TableScan(scan) => append_only_relation(snapshot, scan.table_name.table()),
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Union(_) => plan
+            .inputs()
+            .into_iter()
+            .all(|input| append_only_plan(snapshot, input)),
+        _ => false,
     }
 }

@@ -1,0 +1,188 @@
+//! Writing a view's changes out: the [`SinkHandle`] the engine hands each
+//! committed epoch's changes to, the [`SinkProgress`] it reports, and
+//! [`open`], which picks the connector a sink's `WITH (connector = ...)`
+//! names.
+//!
+//! The engine sends a sink the changes of every epoch it commits, in epoch
+//! order, without waiting: a task of the sink's own encodes them
+//! ([`crate::sink_format`]) and writes them out. Delivery is at least once:
+//! nothing the engine sent is dropped while the sink runs (a delivery that
+//! fails for good fails the sink, visibly); after a restart of the sink,
+//! what was written before may be written again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use tokio::sync::mpsc;
+
+use crate::spec::SourceSpec;
+use crate::{Error, Result};
+
+/// The changes of one committed epoch: each row with its weight (positive:
+/// inserted that many times; negative: deleted), consolidated.
+#[derive(Debug, Clone)]
+pub struct SinkChanges {
+    /// The rows, in the sink's input schema.
+    pub rows: RecordBatch,
+    /// One weight per row.
+    pub weights: Vec<i64>,
+}
+
+/// What a sink has done, as `eddy_catalog.sink_progress` shows it.
+#[derive(Debug)]
+pub struct SinkProgress {
+    sink: String,
+    target: String,
+    queued: AtomicU64,
+    delivered: AtomicU64,
+    messages: AtomicU64,
+    status: Mutex<String>,
+}
+
+impl SinkProgress {
+    /// Progress of sink `sink`, writing to `target` (a topic, say).
+    pub fn new(sink: &str, target: &str) -> Self {
+        Self {
+            sink: sink.to_string(),
+            target: target.to_string(),
+            queued: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            status: Mutex::new("running".to_string()),
+        }
+    }
+
+    /// The sink's name.
+    pub fn sink(&self) -> &str {
+        &self.sink
+    }
+
+    /// Where it writes.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Epochs handed to the sink so far.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Epochs whose messages are all acknowledged by the external system.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    /// Messages acknowledged so far.
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn add_delivered(&self, epochs: u64, messages: u64) {
+        self.messages.fetch_add(messages, Ordering::AcqRel);
+        self.delivered.fetch_add(epochs, Ordering::AcqRel);
+    }
+
+    /// `running`, `stalled: ...` or `failed: ...`.
+    pub fn status(&self) -> String {
+        match self.status.lock() {
+            Ok(status) => status.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Say what the sink is doing.
+    pub fn set_status(&self, status: impl Into<String>) {
+        let status = status.into();
+        match self.status.lock() {
+            Ok(mut current) => *current = status,
+            Err(poisoned) => *poisoned.into_inner() = status,
+        }
+    }
+
+    /// True once the sink has stopped for good.
+    pub fn is_failed(&self) -> bool {
+        self.status().starts_with("failed")
+    }
+}
+
+/// A running sink. Dropping it stops the sink (messages not yet
+/// acknowledged may be lost: dropping is for `DROP SINK`).
+#[derive(Debug)]
+pub struct SinkHandle {
+    sender: mpsc::UnboundedSender<SinkChanges>,
+    progress: Arc<SinkProgress>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SinkHandle {
+    pub(crate) fn new(
+        sender: mpsc::UnboundedSender<SinkChanges>,
+        progress: Arc<SinkProgress>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Self {
+            sender,
+            progress,
+            task,
+        }
+    }
+
+    /// Hand the sink one committed epoch's changes. Never waits.
+    pub fn send(&self, changes: SinkChanges) {
+        self.progress.queued.fetch_add(1, Ordering::AcqRel);
+        if self.sender.send(changes).is_err() && !self.progress.is_failed() {
+            self.progress.set_status("failed: the sink stopped");
+        }
+    }
+
+    /// The sink's progress.
+    pub fn progress(&self) -> &Arc<SinkProgress> {
+        &self.progress
+    }
+}
+
+impl Drop for SinkHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the engine must know about a sink's input before it creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkInputFacts {
+    /// The input never deletes rows (it reads only append-only sources
+    /// through filters and projections).
+    pub append_only: bool,
+}
+
+/// Check a sink's options against its input and reach the external
+/// system (a Kafka sink checks that its topic exists). Returns the target
+/// shown in `eddy_catalog.sink_progress`.
+pub async fn check(spec: &SourceSpec, schema: &SchemaRef, facts: SinkInputFacts) -> Result<String> {
+    match spec.connector().as_str() {
+        "kafka" => crate::kafka_sink::check(spec, schema, facts).await,
+        other => Err(unknown_connector(other)),
+    }
+}
+
+/// Start a sink (on the current tokio runtime) whose input has `schema`.
+pub fn open(
+    spec: &SourceSpec,
+    schema: &SchemaRef,
+    progress: Arc<SinkProgress>,
+) -> Result<SinkHandle> {
+    match spec.connector().as_str() {
+        "kafka" => crate::kafka_sink::open(spec, schema, progress),
+        other => Err(unknown_connector(other)),
+    }
+}
+
+fn unknown_connector(name: &str) -> Error {
+    if name.is_empty() {
+        Error::InvalidConfig("WITH (connector = '...') is required".into())
+    } else {
+        Error::UnsupportedConnector(format!("{name} (as a sink)"))
+    }
+}
