@@ -379,7 +379,11 @@ pub(crate) fn open_kafka(
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // librdkafka pauses fetching for a second (its default) whenever
+        // 100K messages wait unread, which makes a reader that is catching
+        // up read in bursts; a short pause keeps it reading.
+        .set("fetch.queue.backoff.ms", "10");
     for (key, value) in &options.client {
         config.set(key, value);
     }
@@ -994,11 +998,18 @@ impl SourceReader for KafkaReader {
                 started
             });
         }
+        // Progress once per partition and batch, not per message.
+        let mut read: BTreeMap<i32, (i64, u64)> = BTreeMap::new();
         for message in &received {
             let last = self.assigned.entry(message.partition).or_insert(-1);
             *last = (*last).max(message.offset);
+            let slot = read.entry(message.partition).or_insert((message.offset, 0));
+            slot.0 = slot.0.max(message.offset);
+            slot.1 += 1;
+        }
+        for (partition, (offset, messages)) in read {
             self.progress
-                .record(&message.partition.to_string(), message.offset, 1);
+                .record(&partition.to_string(), offset, messages);
         }
         let positions = self.assigned.clone();
         let schema = self.schema.clone();
