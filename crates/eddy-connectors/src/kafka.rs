@@ -139,27 +139,16 @@ impl KafkaOptions {
                 ))
             }
         };
-        let mut client = BTreeMap::new();
-        client.insert("bootstrap.servers".to_string(), bootstrap);
-        for (key, value) in options {
-            match key.as_str() {
-                "connector"
-                | "topic"
-                | "properties.bootstrap.server"
-                | "scan.startup.mode"
-                | "scan.startup.timestamp.millis"
-                | "on_error"
-                | "on_error.dead_letter.topic" => {}
-                key if key.starts_with("properties.") => {
-                    client.insert(key["properties.".len()..].to_string(), value.clone());
-                }
-                other => {
-                    return Err(Error::UnknownOption {
-                        key: other.to_string(),
-                    })
-                }
-            }
-        }
+        let client = client_settings(
+            options,
+            bootstrap,
+            &[
+                "scan.startup.mode",
+                "scan.startup.timestamp.millis",
+                "on_error",
+                "on_error.dead_letter.topic",
+            ],
+        )?;
         Ok(Self {
             topic,
             startup,
@@ -168,6 +157,28 @@ impl KafkaOptions {
             client,
         })
     }
+}
+
+/// The librdkafka settings of a source's or sink's options: the bootstrap
+/// servers and every `properties.*` option. Any other option must be
+/// `connector`, `topic` or one of `own` (the connector's own keys).
+pub(crate) fn client_settings(
+    options: &BTreeMap<String, String>,
+    bootstrap: String,
+    own: &[&str],
+) -> Result<BTreeMap<String, String>> {
+    let mut client = BTreeMap::new();
+    client.insert("bootstrap.servers".to_string(), bootstrap);
+    for (key, value) in options {
+        if let Some(setting) = key.strip_prefix("properties.") {
+            if setting != "bootstrap.server" {
+                client.insert(setting.to_string(), value.clone());
+            }
+        } else if !matches!(key.as_str(), "connector" | "topic") && !own.contains(&key.as_str()) {
+            return Err(Error::UnknownOption { key: key.clone() });
+        }
+    }
+    Ok(client)
 }
 
 /// `(partition, offset)` pairs.

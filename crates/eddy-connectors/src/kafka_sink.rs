@@ -27,6 +27,7 @@ use rdkafka::ClientConfig;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::kafka::client_settings;
 use crate::sink::{SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
 use crate::sink_format::{key_columns, Envelope, Message, MessageEncoder};
 use crate::spec::SourceSpec;
@@ -105,25 +106,7 @@ impl SinkOptions {
                 "force_append_only applies to FORMAT PLAIN only".into(),
             ));
         }
-        let mut client = BTreeMap::new();
-        client.insert("bootstrap.servers".to_string(), bootstrap);
-        for (key, value) in options {
-            match key.as_str() {
-                "connector"
-                | "topic"
-                | "properties.bootstrap.server"
-                | "primary_key"
-                | "force_append_only" => {}
-                key if key.starts_with("properties.") => {
-                    client.insert(key["properties.".len()..].to_string(), value.clone());
-                }
-                other => {
-                    return Err(Error::UnknownOption {
-                        key: other.to_string(),
-                    })
-                }
-            }
-        }
+        let client = client_settings(options, bootstrap, &["primary_key", "force_append_only"])?;
         Ok(Self {
             topic,
             envelope,

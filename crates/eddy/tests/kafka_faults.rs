@@ -10,6 +10,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -19,43 +22,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-async fn eddy() -> (eddy::Server, Client) {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        demo: false,
-    };
-    let server = eddy::Server::start(&config).await.expect("start eddy");
-    let addr = server.addr;
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host={} port={} user=eddy", addr.ip(), addr.port()),
-        NoTls,
-    )
-    .await
-    .expect("connect to eddy");
-    tokio::spawn(connection);
-    (server, client)
-}
-
-async fn rows(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use support::server::{rows, start};
 
 /// Produce events `from..to` (`{"id": i, "v": i}`), spread over two
 /// partitions, and wait until the cluster has them all.
@@ -148,7 +115,7 @@ fn source_and_sink_come_through_broker_errors_and_outages_exact() {
             .create()
             .expect("producer");
         produce(&producer, 0, 200).await;
-        let (_server, client) = eddy().await;
+        let (_server, client) = start().await;
         client
             .batch_execute(&format!(
                 "CREATE SOURCE events (id BIGINT, v BIGINT)

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::broker::{ConsumedMessage, TestBroker};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use support::server::start;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,24 +23,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// serves multi-record batches wrongly to consumers (see
 /// `support/broker.rs`), and the tests read the sinks' topics back.
 const ONE: &str = "properties.batch.num.messages = '1'";
-
-async fn eddy() -> (eddy::Server, Client) {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        demo: false,
-    };
-    let server = eddy::Server::start(&config).await.expect("start eddy");
-    let addr = server.addr;
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host={} port={} user=eddy", addr.ip(), addr.port()),
-        NoTls,
-    )
-    .await
-    .expect("connect to eddy");
-    tokio::spawn(connection);
-    (server, client)
-}
 
 /// Rows of a query as JSON objects keyed by column name (values as text,
 /// parsed as JSON numbers where they are numbers).
@@ -168,7 +151,7 @@ async fn round_trip_through_upsert_debezium_and_plain_sinks() {
         broker.create_topic(name, 1).await;
     }
     produce_bids(&broker, 0, 100).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     let bootstrap = broker.bootstrap();
     client
         .batch_execute(&format!(
@@ -247,7 +230,7 @@ async fn table_deletes_become_tombstones_and_delete_events() {
     let broker = TestBroker::start().await;
     broker.create_topic("items", 1).await;
     broker.create_topic("items_cdc", 1).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     let bootstrap = broker.bootstrap();
     client
         .batch_execute(&format!(
@@ -305,7 +288,7 @@ async fn table_deletes_become_tombstones_and_delete_events() {
 async fn sinks_that_cannot_work_are_refused() {
     let broker = TestBroker::start().await;
     broker.create_topic("out", 1).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     let bootstrap = broker.bootstrap();
     client
         .batch_execute(

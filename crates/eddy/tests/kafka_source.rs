@@ -12,44 +12,7 @@ mod support;
 use std::time::Duration;
 
 use support::broker::{Record, TestBroker};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-async fn eddy() -> (eddy::Server, Client) {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        demo: false,
-    };
-    let server = eddy::Server::start(&config).await.expect("start eddy");
-    let addr = server.addr;
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host={} port={} user=eddy", addr.ip(), addr.port()),
-        NoTls,
-    )
-    .await
-    .expect("connect to eddy");
-    tokio::spawn(connection);
-    (server, client)
-}
-
-/// Rows of a query in the text format, each row's values joined by spaces.
-async fn rows(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use support::server::{rows, start};
 
 fn source_sql(name: &str, topic: &str, broker: &TestBroker, extra: &str) -> String {
     format!(
@@ -90,7 +53,7 @@ async fn json_source_reads_every_partition_with_metadata() {
             .await;
         expected_total += i * 10;
     }
-    let (server, client) = eddy().await;
+    let (server, client) = start().await;
     client
         .batch_execute(&source_sql("bids", "bids", &broker, ""))
         .await
@@ -167,7 +130,7 @@ async fn bad_messages_are_recorded_once_and_skipped_or_stop_the_source() {
     for payload in payloads {
         broker.produce("mixed", 0, None, payload).await;
     }
-    let (server, client) = eddy().await;
+    let (server, client) = start().await;
     client
         .batch_execute(&source_sql("mixed", "mixed", &broker, ""))
         .await
@@ -252,7 +215,7 @@ async fn startup_modes_latest_and_timestamp() {
             )
             .await;
     }
-    let (server, client) = eddy().await;
+    let (server, client) = start().await;
     client
         .batch_execute(&format!(
             "{}; {};",
@@ -318,7 +281,7 @@ async fn csv_and_bytes_sources() {
             .await;
     }
     broker.produce("lines", 0, None, None).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     let bootstrap = broker.bootstrap();
     client
         .batch_execute(&format!(

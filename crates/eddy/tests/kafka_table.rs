@@ -11,44 +11,7 @@
 mod support;
 
 use support::broker::TestBroker;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-async fn eddy() -> (eddy::Server, Client) {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        demo: false,
-    };
-    let server = eddy::Server::start(&config).await.expect("start eddy");
-    let addr = server.addr;
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host={} port={} user=eddy", addr.ip(), addr.port()),
-        NoTls,
-    )
-    .await
-    .expect("connect to eddy");
-    tokio::spawn(connection);
-    (server, client)
-}
-
-/// Rows of a query in the text format, each row's values joined by spaces.
-async fn rows(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use support::server::{rows, start};
 
 async fn send(broker: &TestBroker, topic: &str, key: Option<&str>, value: Option<&str>) {
     broker
@@ -61,7 +24,7 @@ async fn upsert_table_follows_keys_and_tombstones() {
     let broker = TestBroker::start().await;
     broker.create_topic("stock", 1).await;
     broker.create_topic("stock_dlq", 1).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     client
         .batch_execute(&format!(
             "CREATE TABLE stock (sku VARCHAR PRIMARY KEY, shelf VARCHAR, qty INT)
@@ -143,7 +106,7 @@ async fn upsert_table_follows_keys_and_tombstones() {
 async fn debezium_table_applies_change_events() {
     let broker = TestBroker::start().await;
     broker.create_topic("users", 1).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     client
         .batch_execute(&format!(
             "CREATE TABLE users (id BIGINT, name VARCHAR, city VARCHAR, PRIMARY KEY (id))
@@ -210,7 +173,7 @@ async fn debezium_table_applies_change_events() {
 async fn debezium_sink_round_trips_into_a_debezium_table() {
     let broker = TestBroker::start().await;
     broker.create_topic("cdc", 1).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     let bootstrap = broker.bootstrap();
     client
         .batch_execute(&format!(
@@ -248,7 +211,7 @@ async fn debezium_sink_round_trips_into_a_debezium_table() {
 async fn plain_table_with_key_keeps_the_latest_row_and_sources_stay_append_only() {
     let broker = TestBroker::start().await;
     broker.create_topic("readings", 1).await;
-    let (_server, client) = eddy().await;
+    let (_server, client) = start().await;
     let bootstrap = broker.bootstrap();
     client
         .batch_execute(&format!(

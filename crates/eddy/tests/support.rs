@@ -1,6 +1,9 @@
-//! A sqllogictest database backed by tokio-postgres, in either protocol.
+//! Test support: a sqllogictest database backed by tokio-postgres, in
+//! either protocol; a tansu broker ([`broker`]); an Eddy server with a
+//! client ([`server`]).
 
 pub mod broker;
+pub mod server;
 pub mod value;
 
 use std::net::SocketAddr;
