@@ -13,12 +13,20 @@
 //! does: a tombstone (a message without a value) deletes the row its key
 //! last set, and a value that moves a key to another primary key retracts
 //! the old one.
+//!
+//! Debezium events are decoded as a whole (`before`, `after`, `op`, bare or
+//! in `payload`) and split here into rows of old and new values.
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, StringArray,
+    UInt32Array,
+};
 use arrow::compute::{concat_batches, take};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 
 use crate::Result;
@@ -153,9 +161,68 @@ pub(crate) fn key_is_null(rows: &RecordBatch, key: &[usize], row: usize) -> bool
     key.iter().any(|i| rows.column(*i).is_null(row))
 }
 
+/// The schema Debezium events are decoded with: `before`, `after` and `op`
+/// at the top, or inside `payload` (Debezium's JSON converter with
+/// schemas enabled). Other fields are ignored.
+pub(crate) fn debezium_schema(values: &SchemaRef) -> SchemaRef {
+    let row = DataType::Struct(values.fields().clone());
+    let parts = vec![
+        Field::new("before", row.clone(), true),
+        Field::new("after", row, true),
+        Field::new("op", DataType::Utf8, true),
+    ];
+    let mut fields = parts.clone();
+    fields.push(Field::new("payload", DataType::Struct(parts.into()), true));
+    Arc::new(Schema::new(fields))
+}
+
+/// `before` and `after` as batches of the declared columns (a missing
+/// one all null), and `op`, from decoded Debezium events.
+pub(crate) fn debezium_parts(
+    events: &RecordBatch,
+    values: &SchemaRef,
+) -> Result<(RecordBatch, RecordBatch, StringArray)> {
+    let payload = events.column(3).as_struct();
+    let wrapped = arrow::compute::is_not_null(payload)?;
+    let part = |index: usize| -> Result<ArrayRef> {
+        Ok(arrow::compute::kernels::zip::zip(
+            &wrapped,
+            payload.column(index),
+            events.column(index),
+        )?)
+    };
+    let rows = |array: ArrayRef| -> Result<RecordBatch> {
+        let array = array.as_struct();
+        // A missing `before` (or `after`) is a row of nulls.
+        let columns: Vec<ArrayRef> = array
+            .columns()
+            .iter()
+            .map(|column| match array.nulls() {
+                Some(nulls) if nulls.null_count() > 0 => {
+                    let mask = BooleanArray::new(nulls.inner().clone(), None);
+                    Ok(arrow::compute::nullif(
+                        column,
+                        &arrow::compute::not(&mask)?,
+                    )?)
+                }
+                _ => Ok(column.clone()),
+            })
+            .collect::<Result<_>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(array.len()));
+        Ok(RecordBatch::try_new_with_options(
+            values.clone(),
+            columns,
+            &options,
+        )?)
+    };
+    let before = rows(part(0)?)?;
+    let after = rows(part(1)?)?;
+    let ops = part(2)?.as_string::<i32>().clone();
+    Ok((before, after, ops))
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};

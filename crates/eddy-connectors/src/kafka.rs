@@ -39,8 +39,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
-    RecordBatchOptions, StringArray, TimestampNanosecondBuilder,
+    Array, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions,
+    StringArray, TimestampNanosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::FutureExt;
@@ -50,10 +50,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use crate::envelope::{key_is_null, Action, KeyedState};
+use crate::envelope::{debezium_parts, debezium_schema, key_is_null, Action, KeyedState};
 use crate::json::{Encoding, JsonDecoder};
 use crate::source::{BadMessage, ErrorLog, SourceBatch, SourceProgress, SourceReader};
-use crate::spec::{IncludeKind, SourceSpec};
+use crate::spec::{Envelope, IncludeKind, SourceSpec};
 use crate::{Error, Result};
 
 /// Messages decoded into one batch at most.
@@ -229,33 +229,17 @@ pub(crate) fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<Sc
     Ok(schema)
 }
 
-/// The envelope of a source's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Envelope {
-    /// Appended rows, or with a primary key: the row of its key.
-    Plain,
-    /// Kafka key → latest value; a tombstone deletes.
-    Upsert,
-    /// Debezium change events.
-    Debezium,
-}
-
 fn check_format(spec: &SourceSpec) -> Result<(Envelope, Encoding)> {
     let Some(format) = &spec.format else {
         return Err(Error::InvalidConfig(
             "a kafka source needs FORMAT ... ENCODE ..., e.g. FORMAT PLAIN ENCODE JSON".into(),
         ));
     };
-    let envelope = match format.format.as_str() {
-        "plain" => Envelope::Plain,
-        "upsert" => Envelope::Upsert,
-        "debezium" => Envelope::Debezium,
-        other => {
-            return Err(Error::UnsupportedFormat(format!(
-                "FORMAT {}",
-                other.to_uppercase()
-            )))
-        }
+    let Some(envelope) = format.envelope() else {
+        return Err(Error::UnsupportedFormat(format!(
+            "FORMAT {}",
+            format.format.to_uppercase()
+        )));
     };
     if envelope != Envelope::Plain && spec.primary_key.is_empty() {
         return Err(Error::UnsupportedFormat(format!(
@@ -858,66 +842,6 @@ impl KafkaReader {
             }
         }
     }
-}
-
-/// The schema Debezium events are decoded with: `before`, `after` and `op`
-/// at the top, or inside `payload` (Debezium's JSON converter with
-/// schemas enabled). Other fields are ignored.
-fn debezium_schema(values: &SchemaRef) -> SchemaRef {
-    let row = DataType::Struct(values.fields().clone());
-    let parts = vec![
-        Field::new("before", row.clone(), true),
-        Field::new("after", row, true),
-        Field::new("op", DataType::Utf8, true),
-    ];
-    let mut fields = parts.clone();
-    fields.push(Field::new("payload", DataType::Struct(parts.into()), true));
-    Arc::new(Schema::new(fields))
-}
-
-/// `before` and `after` as batches of the declared columns (a missing
-/// one all null), and `op`, from decoded Debezium events.
-fn debezium_parts(
-    events: &RecordBatch,
-    values: &SchemaRef,
-) -> Result<(RecordBatch, RecordBatch, StringArray)> {
-    let payload = events.column(3).as_struct();
-    let wrapped = arrow::compute::is_not_null(payload)?;
-    let part = |index: usize| -> Result<ArrayRef> {
-        Ok(arrow::compute::kernels::zip::zip(
-            &wrapped,
-            payload.column(index),
-            events.column(index),
-        )?)
-    };
-    let rows = |array: ArrayRef| -> Result<RecordBatch> {
-        let array = array.as_struct();
-        // A missing `before` (or `after`) is a row of nulls.
-        let columns: Vec<ArrayRef> = array
-            .columns()
-            .iter()
-            .map(|column| match array.nulls() {
-                Some(nulls) if nulls.null_count() > 0 => {
-                    let mask = arrow::array::BooleanArray::new(nulls.inner().clone(), None);
-                    Ok(arrow::compute::nullif(
-                        column,
-                        &arrow::compute::not(&mask)?,
-                    )?)
-                }
-                _ => Ok(column.clone()),
-            })
-            .collect::<Result<_>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(array.len()));
-        Ok(RecordBatch::try_new_with_options(
-            values.clone(),
-            columns,
-            &options,
-        )?)
-    };
-    let before = rows(part(0)?)?;
-    let after = rows(part(1)?)?;
-    let ops = part(2)?.as_string::<i32>().clone();
-    Ok((before, after, ops))
 }
 
 fn copy(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {

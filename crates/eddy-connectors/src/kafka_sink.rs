@@ -29,8 +29,8 @@ use tracing::warn;
 
 use crate::kafka::client_settings;
 use crate::sink::{SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
-use crate::sink_format::{key_columns, Envelope, Message, MessageEncoder};
-use crate::spec::SourceSpec;
+use crate::sink_format::{key_columns, Message, MessageEncoder};
+use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
 
 /// Epochs encoded and written together at most.
@@ -67,16 +67,11 @@ impl SinkOptions {
                 "a kafka sink needs FORMAT ... ENCODE ..., e.g. FORMAT UPSERT ENCODE JSON".into(),
             ));
         };
-        let envelope = match format.format.as_str() {
-            "plain" => Envelope::Plain,
-            "upsert" => Envelope::Upsert,
-            "debezium" => Envelope::Debezium,
-            other => {
-                return Err(Error::UnsupportedFormat(format!(
-                    "FORMAT {} on a sink",
-                    other.to_uppercase()
-                )))
-            }
+        let Some(envelope) = format.envelope() else {
+            return Err(Error::UnsupportedFormat(format!(
+                "FORMAT {} on a sink",
+                format.format.to_uppercase()
+            )));
         };
         if format.encode != "json" {
             return Err(Error::UnsupportedFormat(format!(

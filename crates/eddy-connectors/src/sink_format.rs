@@ -26,15 +26,8 @@ use arrow::datatypes::{Field, FieldRef, SchemaRef};
 use arrow_json::writer::{make_encoder, EncoderOptions};
 
 use crate::sink::SinkChanges;
+use crate::spec::Envelope;
 use crate::{Error, Result};
-
-/// The envelope of a sink's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Envelope {
-    Plain,
-    Upsert,
-    Debezium,
-}
 
 /// One message to write.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,18 @@ pub struct Include {
     pub alias: Option<String>,
 }
 
+/// The envelope `FORMAT` names: how messages relate to rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// Each message is a row (appended; in a keyed table, the row of its
+    /// key).
+    Plain,
+    /// Key → latest row; a message without a value deletes the key.
+    Upsert,
+    /// Debezium change events (`before`, `after`, `op`).
+    Debezium,
+}
+
 /// `FORMAT f ENCODE e [(options)]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FormatSpec {
@@ -52,6 +64,18 @@ pub struct SourceSpec {
     /// The primary key's columns, by name, for a connector table that has
     /// one (empty for sources).
     pub primary_key: Vec<String>,
+}
+
+impl FormatSpec {
+    /// The envelope `FORMAT` names, if Eddy knows it.
+    pub fn envelope(&self) -> Option<Envelope> {
+        match self.format.as_str() {
+            "plain" => Some(Envelope::Plain),
+            "upsert" => Some(Envelope::Upsert),
+            "debezium" => Some(Envelope::Debezium),
+            _ => None,
+        }
+    }
 }
 
 impl SourceSpec {

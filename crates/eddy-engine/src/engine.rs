@@ -178,16 +178,7 @@ impl WriteGuard<'_> {
             ..writer.new_entry(name, ObjectKind::Table, schema.clone())
         };
         let started = writer.start_connector_table(&entry, &spec);
-        if let Err(error) = started {
-            writer.uninstall(name);
-            return Err(error);
-        }
-        writer
-            .working
-            .objects
-            .insert(name.to_string(), Arc::new(entry));
-        self.commit();
-        Ok(())
+        self.register(entry, started)
     }
 
     /// Create a named query (not maintained) and commit.
@@ -248,13 +239,8 @@ impl WriteGuard<'_> {
             depends_on,
             ..writer.new_entry(name, ObjectKind::MaterializedView, schema)
         };
-        writer.install_view(&entry)?;
-        self.writer
-            .working
-            .objects
-            .insert(name.to_string(), Arc::new(entry));
-        self.commit();
-        Ok(())
+        let installed = writer.install_plan(&entry);
+        self.register(entry, installed)
     }
 
     /// Create a sink writing out `input` (a table or materialized view, by
@@ -299,14 +285,21 @@ impl WriteGuard<'_> {
             Some(_) => writer.install_plan(&entry),
             None => writer.start_from_relation(name, &input),
         };
+        self.register(entry, installed)
+    }
+
+    /// Finish creating `entry` whose operators, readers or sink were
+    /// `installed`: add it to the catalog and commit, or, if installing
+    /// failed, remove what was installed of it (nothing else was touched).
+    fn register(&mut self, entry: CatalogEntry, installed: Result<()>) -> Result<()> {
         if let Err(error) = installed {
-            writer.uninstall(name);
+            self.writer.uninstall(&entry.name);
             return Err(error);
         }
-        writer
+        self.writer
             .working
             .objects
-            .insert(name.to_string(), Arc::new(entry));
+            .insert(entry.name.clone(), Arc::new(entry));
         self.commit();
         Ok(())
     }
@@ -625,18 +618,6 @@ impl Writer {
         });
     }
 
-    /// Build a materialized view's operators and fill it from its inputs.
-    /// On failure nothing of the view is left behind. Filling touches only
-    /// the view's own nodes (no other node has pending input), so older
-    /// views are unaffected either way.
-    fn install_view(&mut self, entry: &CatalogEntry) -> Result<()> {
-        let result = self.install_plan(entry);
-        if result.is_err() {
-            self.uninstall(&entry.name);
-        }
-        result
-    }
-
     /// Install a connector table's node, contents and reader. Its node is
     /// a root, so what the reader brings in is folded into its contents
     /// like a materialized view's changes.
@@ -695,7 +676,9 @@ impl Writer {
 
     /// Build the operators of a materialized view or of a sink `AS query`
     /// and fill them from their inputs: a view's rows go to its contents, a
-    /// sink's to the sink (which must be running already).
+    /// sink's to the sink (which must be running already). Filling touches
+    /// only the new nodes (no other node has pending input), so older views
+    /// are unaffected; on failure the caller uninstalls what was built.
     pub(crate) fn install_plan(&mut self, entry: &CatalogEntry) -> Result<()> {
         let plan = entry
             .plan
