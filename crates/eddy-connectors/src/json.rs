@@ -77,11 +77,6 @@ pub(crate) struct JsonDecoder {
 const MAX_ROWS: usize = 1 << 16;
 
 impl JsonDecoder {
-    /// A JSON decoder.
-    pub(crate) fn new(schema: SchemaRef) -> Result<Self> {
-        Self::with_encoding(schema, Encoding::Json)
-    }
-
     pub(crate) fn with_encoding(schema: SchemaRef, encoding: Encoding) -> Result<Self> {
         let decoder = Self::decoder(&schema, encoding)?;
         Ok(Self {
@@ -227,7 +222,7 @@ mod tests {
 
     #[test]
     fn good_batches_decode_in_one_pass() -> Result<()> {
-        let mut decoder = JsonDecoder::new(schema())?;
+        let mut decoder = JsonDecoder::with_encoding(schema(), Encoding::Json)?;
         let payloads: Vec<&[u8]> =
             vec![br#"{"id": 1, "name": "a"}"#, br#"{"id": 2, "extra": true}"#];
         let payloads: Vec<Option<&[u8]>> = payloads.into_iter().map(Some).collect();
@@ -261,7 +256,7 @@ mod tests {
 
     #[test]
     fn bad_messages_are_reported_one_by_one() -> Result<()> {
-        let mut decoder = JsonDecoder::new(schema())?;
+        let mut decoder = JsonDecoder::with_encoding(schema(), Encoding::Json)?;
         let payloads: Vec<Option<&[u8]>> = vec![
             Some(br#"{"id": 1}"#),
             Some(b"{not json"),

@@ -14,7 +14,8 @@
 //! group rebalancing: Eddy keeps positions itself) starting where
 //! `scan.startup.mode` says, and looks for new partitions every few seconds.
 //! Messages are decoded a batch at a time straight into Arrow
-//! ([`crate::json`]); `INCLUDE` columns are appended from the message
+//! ([`crate::json`] for JSON, CSV and bytes, [`crate::avro`],
+//! [`crate::protobuf`]); `INCLUDE` columns are appended from the message
 //! metadata. A message that does not decode is recorded once in the
 //! source's [`ErrorLog`] and, with `on_error = 'skip'` (the default), the
 //! rest flows on; with `on_error = 'fail'` the reader stops at it. With
@@ -50,8 +51,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
+use crate::avro::{derived_schema, AvroDecoder};
 use crate::envelope::{debezium_parts, debezium_schema, key_is_null, Action, KeyedState};
-use crate::json::{Encoding, JsonDecoder};
+use crate::json::{Decoded, Encoding, JsonDecoder};
+use crate::protobuf::{ProtobufDecoder, ProtobufSpec};
+use crate::registry::Registry;
 use crate::source::{BadMessage, ErrorLog, SourceBatch, SourceProgress, SourceReader};
 use crate::spec::{Envelope, IncludeKind, SourceSpec};
 use crate::{Error, Result};
@@ -194,16 +198,39 @@ enum MetadataColumn {
     Header(String),
 }
 
-/// The source's columns: the declared ones, then one per `INCLUDE`.
-pub(crate) fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<SchemaRef> {
-    KafkaOptions::parse(spec)?;
-    let (_, encoding) = check_format(spec)?;
+/// The source's columns: the declared ones (with `ENCODE AVRO`, if none
+/// are declared, those of the registry's latest schema for the topic's
+/// values), then one per `INCLUDE`.
+pub(crate) async fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<SchemaRef> {
+    let options = KafkaOptions::parse(spec)?;
+    let (envelope, encoding) = check_format(spec)?;
+    let declared = match &encoding {
+        ValueEncoding::Avro(registry) if declared.fields().is_empty() => {
+            if envelope == Envelope::Debezium {
+                return Err(Error::InvalidConfig(
+                    "FORMAT DEBEZIUM ENCODE AVRO needs a column list".into(),
+                ));
+            }
+            derived_schema(registry, &format!("{}-value", options.topic)).await?
+        }
+        ValueEncoding::Protobuf(spec) => {
+            let message = spec.descriptor()?;
+            if declared.fields().is_empty() {
+                crate::protobuf::derived_schema(&message)?
+            } else {
+                // Check that the declared columns can be read.
+                ProtobufDecoder::new(declared.clone(), spec)?;
+                declared.clone()
+            }
+        }
+        _ => declared.clone(),
+    };
     if declared.fields().is_empty() {
         return Err(Error::InvalidConfig(
             "a kafka source needs a column list".into(),
         ));
     }
-    if encoding == Encoding::Bytes
+    if encoding == ValueEncoding::Text(Encoding::Bytes)
         && (declared.fields().len() != 1 || declared.field(0).data_type() != &DataType::Binary)
     {
         return Err(Error::InvalidConfig(
@@ -229,7 +256,18 @@ pub(crate) fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<Sc
     Ok(schema)
 }
 
-fn check_format(spec: &SourceSpec) -> Result<(Envelope, Encoding)> {
+/// How a source's message values are encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ValueEncoding {
+    /// JSON, CSV or bytes ([`crate::json`]).
+    Text(Encoding),
+    /// Avro in the Confluent wire format, schemas from this registry.
+    Avro(Registry),
+    /// Protobuf messages of one type.
+    Protobuf(ProtobufSpec),
+}
+
+fn check_format(spec: &SourceSpec) -> Result<(Envelope, ValueEncoding)> {
     let Some(format) = &spec.format else {
         return Err(Error::InvalidConfig(
             "a kafka source needs FORMAT ... ENCODE ..., e.g. FORMAT PLAIN ENCODE JSON".into(),
@@ -250,7 +288,16 @@ fn check_format(spec: &SourceSpec) -> Result<(Envelope, Encoding)> {
     let mut options = format.options.clone();
     let encoding =
         match format.encode.as_str() {
-            "json" => Encoding::Json,
+            "json" => ValueEncoding::Text(Encoding::Json),
+            "avro" => {
+                let Some(url) = options.remove("schema.registry") else {
+                    return Err(Error::InvalidConfig(
+                        "ENCODE AVRO needs (schema.registry = 'http://...')".into(),
+                    ));
+                };
+                ValueEncoding::Avro(Registry::new(&url)?)
+            }
+            "protobuf" => ValueEncoding::Protobuf(ProtobufSpec::parse(&mut options)?),
             "csv" => {
                 let delimiter = match options.remove("delimiter") {
                     None => b',',
@@ -270,9 +317,9 @@ fn check_format(spec: &SourceSpec) -> Result<(Envelope, Encoding)> {
                             .into(),
                     )),
                 }
-                Encoding::Csv { delimiter }
+                ValueEncoding::Text(Encoding::Csv { delimiter })
             }
-            "bytes" => Encoding::Bytes,
+            "bytes" => ValueEncoding::Text(Encoding::Bytes),
             other => {
                 return Err(Error::UnsupportedFormat(format!(
                     "ENCODE {}",
@@ -283,7 +330,12 @@ fn check_format(spec: &SourceSpec) -> Result<(Envelope, Encoding)> {
     if let Some(key) = options.keys().next() {
         return Err(Error::UnknownOption { key: key.clone() });
     }
-    if envelope == Envelope::Debezium && encoding != Encoding::Json {
+    if envelope == Envelope::Debezium
+        && !matches!(
+            encoding,
+            ValueEncoding::Text(Encoding::Json) | ValueEncoding::Avro(_)
+        )
+    {
         return Err(Error::UnsupportedFormat(format!(
             "FORMAT DEBEZIUM ENCODE {}",
             format.encode.to_uppercase()
@@ -360,10 +412,19 @@ pub(crate) fn open_kafka(
     } else {
         Some(KeyedState::new(schema.clone(), key.clone())?)
     };
-    let decoder = match envelope {
-        Envelope::Debezium => JsonDecoder::new(debezium_schema(&value_schema))?,
-        Envelope::Plain | Envelope::Upsert => {
-            JsonDecoder::with_encoding(value_schema.clone(), encoding)?
+    let decoded_schema = match envelope {
+        Envelope::Debezium => debezium_schema(&value_schema),
+        Envelope::Plain | Envelope::Upsert => value_schema.clone(),
+    };
+    let decoder = match encoding {
+        ValueEncoding::Text(encoding) => {
+            ValueDecoder::Text(JsonDecoder::with_encoding(decoded_schema, encoding)?)
+        }
+        ValueEncoding::Avro(registry) => {
+            ValueDecoder::Avro(Box::new(AvroDecoder::new(decoded_schema, registry)))
+        }
+        ValueEncoding::Protobuf(spec) => {
+            ValueDecoder::Protobuf(ProtobufDecoder::new(decoded_schema, &spec)?)
         }
     };
     let mut config = ClientConfig::new();
@@ -431,10 +492,35 @@ pub(crate) fn open_kafka(
     }))
 }
 
+/// Decodes message values.
+enum ValueDecoder {
+    Text(JsonDecoder),
+    Avro(Box<AvroDecoder>),
+    Protobuf(ProtobufDecoder),
+}
+
+impl ValueDecoder {
+    fn schema(&self) -> &SchemaRef {
+        match self {
+            ValueDecoder::Text(decoder) => decoder.schema(),
+            ValueDecoder::Avro(decoder) => decoder.schema(),
+            ValueDecoder::Protobuf(decoder) => decoder.schema(),
+        }
+    }
+
+    fn decode(&mut self, payloads: &[Option<&[u8]>]) -> Result<Decoded> {
+        match self {
+            ValueDecoder::Text(decoder) => decoder.decode(payloads),
+            ValueDecoder::Avro(decoder) => decoder.decode(payloads),
+            ValueDecoder::Protobuf(decoder) => decoder.decode(payloads),
+        }
+    }
+}
+
 struct KafkaReader {
     consumer: Arc<StreamConsumer>,
     options: KafkaOptions,
-    decoder: JsonDecoder,
+    decoder: ValueDecoder,
     envelope: Envelope,
     /// Primary key columns (connector tables).
     key: Vec<usize>,
@@ -945,6 +1031,19 @@ impl SourceReader for KafkaReader {
         for (partition, (offset, messages)) in read {
             self.progress
                 .record(&partition.to_string(), offset, messages);
+        }
+        if let ValueDecoder::Avro(decoder) = &mut self.decoder {
+            let payloads: Vec<Option<&[u8]>> =
+                received.iter().map(|m| m.payload.as_deref()).collect();
+            // The writer schemas these messages name, before they decode.
+            while let Err(error) = decoder.resolve(&payloads).await {
+                warn!(topic = %self.options.topic, %error, "schema registry lookup failed");
+                self.progress.set_status(format!("stalled: {error}"));
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+            if self.progress.status().starts_with("stalled") {
+                self.progress.set_status("running");
+            }
         }
         let positions = self.assigned.clone();
         let schema = self.schema.clone();

@@ -7,6 +7,10 @@
 //!   FORMAT UPSERT ENCODE JSON;
 //! ```
 //!
+//! `ENCODE AVRO (schema.registry = 'http://...')` registers the sink's
+//! schemas when it is created and again when it starts (identical schemas
+//! keep their ids) and writes the Confluent wire format.
+//!
 //! A task of the sink's own takes the epochs the engine hands it, as many
 //! as are waiting at once, encodes them ([`crate::sink_format`]), queues
 //! every message with librdkafka and waits until the broker has
@@ -27,9 +31,11 @@ use rdkafka::ClientConfig;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::avro::{register_sink_schemas, SinkSchemas};
 use crate::kafka::client_settings;
+use crate::registry::Registry;
 use crate::sink::{SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
-use crate::sink_format::{key_columns, Message, MessageEncoder};
+use crate::sink_format::{key_columns, Codec, Message, MessageEncoder};
 use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
 
@@ -41,6 +47,8 @@ const STALL_AFTER: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait before queueing again when librdkafka's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+/// How long to wait before asking a schema registry that failed again.
+const REGISTRY_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct SinkOptions {
@@ -48,6 +56,8 @@ struct SinkOptions {
     envelope: Envelope,
     key: Vec<usize>,
     force_append_only: bool,
+    /// With `ENCODE AVRO`: where the sink's schemas are registered.
+    registry: Option<Registry>,
     client: BTreeMap<String, String>,
 }
 
@@ -73,13 +83,25 @@ impl SinkOptions {
                 format.format.to_uppercase()
             )));
         };
-        if format.encode != "json" {
-            return Err(Error::UnsupportedFormat(format!(
-                "ENCODE {} on a sink",
-                format.encode.to_uppercase()
-            )));
-        }
-        if let Some(key) = format.options.keys().next() {
+        let mut encode_options = format.options.clone();
+        let registry = match format.encode.as_str() {
+            "json" => None,
+            "avro" => {
+                let Some(url) = encode_options.remove("schema.registry") else {
+                    return Err(Error::InvalidConfig(
+                        "ENCODE AVRO needs (schema.registry = 'http://...')".into(),
+                    ));
+                };
+                Some(Registry::new(&url)?)
+            }
+            other => {
+                return Err(Error::UnsupportedFormat(format!(
+                    "ENCODE {} on a sink",
+                    other.to_uppercase()
+                )))
+            }
+        };
+        if let Some(key) = encode_options.keys().next() {
             return Err(Error::UnknownOption { key: key.clone() });
         }
         let key = match options.get("primary_key") {
@@ -107,8 +129,31 @@ impl SinkOptions {
             envelope,
             key,
             force_append_only,
+            registry,
             client,
         })
+    }
+
+    /// Register the sink's Avro schemas (the registry gives back the ids
+    /// of identical schemas registered before).
+    async fn avro_schemas(&self, schema: &SchemaRef) -> Result<Option<SinkSchemas>> {
+        let Some(registry) = &self.registry else {
+            return Ok(None);
+        };
+        let key = if self.envelope == Envelope::Plain {
+            Vec::new()
+        } else {
+            self.key.clone()
+        };
+        let schemas = register_sink_schemas(
+            registry,
+            &self.topic,
+            schema,
+            &key,
+            self.envelope == Envelope::Debezium,
+        )
+        .await?;
+        Ok(Some(schemas))
     }
 
     fn producer(&self) -> Result<FutureProducer> {
@@ -164,6 +209,10 @@ pub(crate) async fn check(
     })
     .await
     .map_err(|e| Error::Sink(format!("topic lookup did not finish: {e}")))??;
+    options
+        .avro_schemas(schema)
+        .await
+        .map_err(|e| Error::Sink(e.to_string()))?;
     Ok(options.topic)
 }
 
@@ -175,31 +224,57 @@ pub(crate) fn open(
 ) -> Result<SinkHandle> {
     let options = SinkOptions::parse(spec, schema)?;
     let producer = options.producer()?;
-    let encoder = MessageEncoder::new(
-        options.envelope,
-        options.key.clone(),
-        options.force_append_only,
-    );
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::Sink("sinks need a tokio runtime".into()))?;
     let (sender, receiver) = mpsc::unbounded_channel();
     let task = runtime.spawn(run(
         receiver,
         producer,
-        options.topic,
-        encoder,
+        options,
+        schema.clone(),
         progress.clone(),
     ));
     Ok(SinkHandle::new(sender, progress, task))
 }
 
+/// The sink's encoder; with `ENCODE AVRO` once its schemas are registered
+/// (retried while the registry does not answer).
+async fn encoder(
+    options: &SinkOptions,
+    schema: &SchemaRef,
+    progress: &SinkProgress,
+) -> MessageEncoder {
+    let codec = loop {
+        match options.avro_schemas(schema).await {
+            Ok(None) => break Codec::Json,
+            Ok(Some(schemas)) => break Codec::Avro(Arc::new(schemas)),
+            Err(error) => {
+                warn!(sink = %progress.sink(), %error, "schema registration failed");
+                progress.set_status(format!("stalled: {error}"));
+                tokio::time::sleep(REGISTRY_BACKOFF).await;
+            }
+        }
+    };
+    if progress.status().starts_with("stalled") {
+        progress.set_status("running");
+    }
+    MessageEncoder::new(
+        codec,
+        options.envelope,
+        options.key.clone(),
+        options.force_append_only,
+    )
+}
+
 async fn run(
     mut receiver: mpsc::UnboundedReceiver<SinkChanges>,
     producer: FutureProducer,
-    topic: String,
-    encoder: MessageEncoder,
+    options: SinkOptions,
+    schema: SchemaRef,
     progress: Arc<SinkProgress>,
 ) {
+    let encoder = encoder(&options, &schema, &progress).await;
+    let topic = options.topic;
     while let Some(first) = receiver.recv().await {
         let mut epochs = vec![first];
         while epochs.len() < EPOCHS_PER_WRITE {

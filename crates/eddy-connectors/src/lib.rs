@@ -6,8 +6,10 @@
 //! * [`source`]: the [`source::SourceReader`] every connector implements,
 //!   the progress it reports, and [`source::open`], which picks the
 //!   connector.
-//! * `connector = 'kafka'`: topics read with librdkafka, `ENCODE JSON`
-//!   decoded straight into Arrow.
+//! * `connector = 'kafka'`: topics read with librdkafka, `ENCODE JSON |
+//!   CSV | BYTES | AVRO | PROTOBUF` decoded straight into Arrow; Avro
+//!   schemas come from a Confluent-compatible schema registry, protobuf
+//!   ones from a descriptor set file.
 //! * [`sink`]: what a `CREATE SINK` writes its view's changes through (a
 //!   Kafka topic, `FORMAT PLAIN | UPSERT | DEBEZIUM ENCODE JSON`).
 //! * Built-in generators that need no external system: the Nexmark
@@ -20,6 +22,7 @@
 //! checkpoints a position (the next event id, the number of rows generated)
 //! and resumes from it to reproduce the rest of the stream exactly.
 
+mod avro;
 pub mod datagen;
 mod envelope;
 pub mod error;
@@ -28,6 +31,8 @@ mod json;
 mod kafka;
 mod kafka_sink;
 pub mod nexmark;
+mod protobuf;
+mod registry;
 pub mod sink;
 mod sink_format;
 pub mod source;

@@ -1,5 +1,5 @@
 //! How a sink turns changes into messages: `FORMAT PLAIN | UPSERT |
-//! DEBEZIUM ENCODE JSON`.
+//! DEBEZIUM ENCODE JSON | AVRO`.
 //!
 //! * `PLAIN`: one message per inserted row, the row as a JSON object. The
 //!   input must be append-only (deletes are refused when the sink is
@@ -12,7 +12,9 @@
 //!   (the payload of Debezium's JSON converter with schemas disabled), and
 //!   a delete is followed by a tombstone, as Debezium does.
 //!
-//! The key is a JSON object of the key columns. Keyed formats consolidate
+//! The key is a JSON object of the key columns. With `ENCODE AVRO` rows,
+//! keys and change events are Avro records in the Confluent wire format
+//! instead ([`crate::avro::SinkSchemas`]). Keyed formats consolidate
 //! what they are given per key: a row updated twice in the epochs encoded
 //! together is one message with its latest value, and a row inserted and
 //! deleted again is none. A key must identify one row of the input; two
@@ -25,6 +27,7 @@ use arrow::array::{Array, RecordBatch, StructArray};
 use arrow::datatypes::{Field, FieldRef, SchemaRef};
 use arrow_json::writer::{make_encoder, EncoderOptions};
 
+use crate::avro::SinkSchemas;
 use crate::sink::SinkChanges;
 use crate::spec::Envelope;
 use crate::{Error, Result};
@@ -37,9 +40,53 @@ pub(crate) struct Message {
     pub(crate) value: Option<Vec<u8>>,
 }
 
-/// Encodes changes into messages of one envelope, `ENCODE JSON`.
+/// How rows, keys and change events become bytes.
+#[derive(Debug, Clone)]
+pub(crate) enum Codec {
+    Json,
+    Avro(Arc<SinkSchemas>),
+}
+
+impl Codec {
+    /// Each row of `rows` (or of its `columns`), encoded.
+    fn rows(&self, rows: &RecordBatch, columns: Option<&[usize]>) -> Result<Vec<Vec<u8>>> {
+        match self {
+            Codec::Json => json_rows(rows, columns),
+            Codec::Avro(schemas) => schemas.rows(rows, columns),
+        }
+    }
+
+    fn value(&self, row: &[u8]) -> Vec<u8> {
+        match self {
+            Codec::Json => row.to_vec(),
+            Codec::Avro(schemas) => schemas.value(row),
+        }
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        match self {
+            Codec::Json => key.to_vec(),
+            Codec::Avro(schemas) => schemas.key(key),
+        }
+    }
+
+    fn debezium(&self, before: &Option<Vec<u8>>, after: &Option<Vec<u8>>, op: &str) -> Vec<u8> {
+        let ts_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        match self {
+            Codec::Json => debezium_event(before, after, op, ts_ms),
+            Codec::Avro(schemas) => {
+                schemas.debezium(before.as_deref(), after.as_deref(), op, ts_ms)
+            }
+        }
+    }
+}
+
+/// Encodes changes into messages of one envelope.
 #[derive(Debug, Clone)]
 pub(crate) struct MessageEncoder {
+    codec: Codec,
     envelope: Envelope,
     /// Columns of the key, in key order (may be empty for `PLAIN`).
     key: Vec<usize>,
@@ -55,8 +102,14 @@ struct KeyState {
 }
 
 impl MessageEncoder {
-    pub(crate) fn new(envelope: Envelope, key: Vec<usize>, force_append_only: bool) -> Self {
+    pub(crate) fn new(
+        codec: Codec,
+        envelope: Envelope,
+        key: Vec<usize>,
+        force_append_only: bool,
+    ) -> Self {
         Self {
+            codec,
             envelope,
             key,
             force_append_only,
@@ -74,11 +127,11 @@ impl MessageEncoder {
     fn plain(&self, epochs: &[SinkChanges]) -> Result<Vec<Message>> {
         let mut messages = Vec::new();
         for epoch in epochs {
-            let values = json_rows(&epoch.rows, None)?;
+            let values = self.codec.rows(&epoch.rows, None)?;
             let keys = if self.key.is_empty() {
                 None
             } else {
-                Some(json_rows(&epoch.rows, Some(&self.key))?)
+                Some(self.codec.rows(&epoch.rows, Some(&self.key))?)
             };
             for (row, weight) in epoch.weights.iter().enumerate() {
                 if *weight < 0 {
@@ -89,10 +142,12 @@ impl MessageEncoder {
                         "a FORMAT PLAIN sink received a delete; use FORMAT UPSERT or DEBEZIUM, or force_append_only = 'true' to drop deletes".into(),
                     ));
                 }
+                let key = keys.as_ref().map(|k| self.codec.key(&k[row]));
+                let value = self.codec.value(&values[row]);
                 for _ in 0..*weight {
                     messages.push(Message {
-                        key: keys.as_ref().map(|k| k[row].clone()),
-                        value: Some(values[row].clone()),
+                        key: key.clone(),
+                        value: Some(value.clone()),
                     });
                 }
             }
@@ -104,8 +159,8 @@ impl MessageEncoder {
         let mut states: HashMap<Vec<u8>, KeyState> = HashMap::new();
         let mut order: Vec<Vec<u8>> = Vec::new();
         for epoch in epochs {
-            let values = json_rows(&epoch.rows, None)?;
-            let keys = json_rows(&epoch.rows, Some(&self.key))?;
+            let values = self.codec.rows(&epoch.rows, None)?;
+            let keys = self.codec.rows(&epoch.rows, Some(&self.key))?;
             // Per key: the row deleted and the row inserted in this epoch.
             let mut changed: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
             let mut epoch_order: Vec<&[u8]> = Vec::new();
@@ -157,10 +212,11 @@ impl MessageEncoder {
             if state.before == state.after {
                 continue;
             }
+            let key = self.codec.key(&key);
             match self.envelope {
                 Envelope::Upsert => messages.push(Message {
                     key: Some(key),
-                    value: state.after,
+                    value: state.after.map(|row| self.codec.value(&row)),
                 }),
                 _ => {
                     let op = match (&state.before, &state.after) {
@@ -168,7 +224,7 @@ impl MessageEncoder {
                         (Some(_), Some(_)) => "u",
                         (Some(_), None) => "d",
                     };
-                    let value = debezium_event(&state.before, &state.after, op);
+                    let value = self.codec.debezium(&state.before, &state.after, op);
                     let deleted = state.after.is_none();
                     messages.push(Message {
                         key: Some(key.clone()),
@@ -194,10 +250,12 @@ fn not_unique(key: &[u8]) -> Error {
     ))
 }
 
-fn debezium_event(before: &Option<Vec<u8>>, after: &Option<Vec<u8>>, op: &str) -> Vec<u8> {
-    let ts_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+fn debezium_event(
+    before: &Option<Vec<u8>>,
+    after: &Option<Vec<u8>>,
+    op: &str,
+    ts_ms: i64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + before.as_ref().map_or(4, Vec::len) * 2);
     out.extend_from_slice(b"{\"before\":");
     out.extend_from_slice(before.as_deref().unwrap_or(b"null"));
@@ -280,7 +338,7 @@ mod tests {
 
     #[test]
     fn plain_writes_inserts_and_refuses_deletes() -> Result<()> {
-        let encoder = MessageEncoder::new(Envelope::Plain, vec![], false);
+        let encoder = MessageEncoder::new(Codec::Json, Envelope::Plain, vec![], false);
         let messages = encoder.encode(&[changes(&[(1, Some("a"), 2), (2, None, 1)])])?;
         assert_eq!(
             text(&messages),
@@ -291,7 +349,7 @@ mod tests {
             ]
         );
         assert!(encoder.encode(&[changes(&[(1, None, -1)])]).is_err());
-        let forced = MessageEncoder::new(Envelope::Plain, vec![0], true);
+        let forced = MessageEncoder::new(Codec::Json, Envelope::Plain, vec![0], true);
         let messages = forced.encode(&[changes(&[(1, None, -1), (3, Some("c"), 1)])])?;
         assert_eq!(
             text(&messages),
@@ -302,7 +360,7 @@ mod tests {
 
     #[test]
     fn upsert_consolidates_per_key() -> Result<()> {
-        let encoder = MessageEncoder::new(Envelope::Upsert, vec![0], false);
+        let encoder = MessageEncoder::new(Codec::Json, Envelope::Upsert, vec![0], false);
         let messages = encoder.encode(&[
             changes(&[(1, Some("a"), 1), (2, Some("b"), 1), (9, Some("z"), -1)]),
             changes(&[(1, Some("a"), -1), (1, Some("a2"), 1)]),
@@ -320,7 +378,7 @@ mod tests {
 
     #[test]
     fn debezium_events_pair_updates() -> Result<()> {
-        let encoder = MessageEncoder::new(Envelope::Debezium, vec![0], false);
+        let encoder = MessageEncoder::new(Codec::Json, Envelope::Debezium, vec![0], false);
         let messages = encoder.encode(&[changes(&[
             (1, Some("a"), -1),
             (1, Some("b"), 1),
@@ -344,7 +402,7 @@ mod tests {
 
     #[test]
     fn duplicate_keys_fail() {
-        let encoder = MessageEncoder::new(Envelope::Upsert, vec![0], false);
+        let encoder = MessageEncoder::new(Codec::Json, Envelope::Upsert, vec![0], false);
         assert!(encoder
             .encode(&[changes(&[(1, Some("a"), 1), (1, Some("b"), 1)])])
             .is_err());

@@ -44,12 +44,13 @@ pub trait SourceReader: Send {
 
 /// The schema a source produces from its declared columns, checking the
 /// connector's options. `declared` may be empty where the connector knows
-/// its columns (the Nexmark tables).
-pub fn source_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<SchemaRef> {
+/// its columns (the Nexmark tables, Avro topics whose schema is
+/// registered).
+pub async fn source_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<SchemaRef> {
     match spec.connector().as_str() {
         "nexmark" => crate::generator::nexmark_schema(spec, declared),
         "datagen" => crate::generator::datagen_schema(spec, declared),
-        "kafka" => crate::kafka::kafka_schema(spec, declared),
+        "kafka" => crate::kafka::kafka_schema(spec, declared).await,
         other => Err(unknown_connector(other)),
     }
 }

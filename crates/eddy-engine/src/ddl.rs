@@ -221,7 +221,7 @@ fn sink(parser: &mut Parser) -> Result<SinkDefinition> {
     let input = if parser.parse_keyword(Keyword::FROM) {
         SinkInput::Relation(object_name(parser)?)
     } else if parser.parse_keyword(Keyword::AS) {
-        SinkInput::Query(parser.parse_query().map_err(syntax)?)
+        SinkInput::Query(query_before_options(parser)?)
     } else {
         return Err(Error::Syntax(
             "CREATE SINK needs FROM relation or AS query".into(),
@@ -240,6 +240,46 @@ fn sink(parser: &mut Parser) -> Result<SinkDefinition> {
         options,
         format,
     })
+}
+
+/// The query of `CREATE SINK s AS query WITH (...)`: the tokens up to the
+/// first `WITH (` outside parentheses, parsed on their own. (Given the whole
+/// statement, sqlparser would read `FROM t WITH (...)` as table hints and
+/// take the sink's options for them.)
+fn query_before_options(parser: &mut Parser) -> Result<Box<Query>> {
+    let mut tokens = Vec::new();
+    let mut depth = 0i32;
+    loop {
+        let token = parser.peek_token();
+        let ends = match &token.token {
+            Token::EOF | Token::SemiColon => depth == 0,
+            Token::Word(word) if word.keyword == Keyword::WITH => {
+                depth == 0 && parser.peek_nth_token(1).token == Token::LParen
+            }
+            Token::LParen => {
+                depth += 1;
+                false
+            }
+            Token::RParen => {
+                depth -= 1;
+                false
+            }
+            _ => false,
+        };
+        if ends {
+            break;
+        }
+        tokens.push(parser.next_token());
+    }
+    let mut query = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
+    let parsed = query.parse_query().map_err(syntax)?;
+    if query.peek_token().token != Token::EOF {
+        return Err(Error::Syntax(format!(
+            "unexpected {} in the sink's query",
+            query.peek_token().token
+        )));
+    }
+    Ok(parsed)
 }
 
 /// `(key = value, ...)`.
@@ -446,6 +486,20 @@ mod tests {
         };
         assert!(matches!(sink.input, SinkInput::Query(_)));
         assert!(sink.format.is_none());
+        // Options right after a table are the sink's, not table hints.
+        let Ok(Some(ConnectorStatement::CreateSink(sink))) = parse(
+            "CREATE SINK s AS SELECT a FROM (SELECT a FROM v) AS w WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON",
+        ) else {
+            panic!("not a sink");
+        };
+        assert_eq!(sink.options["connector"], "kafka");
+        assert!(sink.format.is_some());
+        let Ok(Some(ConnectorStatement::CreateSink(sink))) =
+            parse("CREATE SINK s AS SELECT a FROM v WITH (connector = 'kafka')")
+        else {
+            panic!("not a sink");
+        };
+        assert_eq!(sink.options["connector"], "kafka");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! the test harness): `FORMAT PLAIN ENCODE JSON` over every partition of a
 //! topic, `INCLUDE` metadata columns, startup modes, `FLUSH` waiting for the
 //! topic's high watermarks, and bad messages under `on_error = 'skip'` and
-//! `'fail'`, recorded once in `eddy_catalog.source_errors`.
+//! `'fail'`, recorded once in `eddy_catalog.source_errors`; `ENCODE CSV`,
+//! `BYTES` and `PROTOBUF`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -322,11 +323,247 @@ async fn csv_and_bytes_sources() {
             "0A000",
         ),
         (
-            format!("CREATE SOURCE d (a INT) WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE AVRO"),
+            format!("CREATE SOURCE d (a INT) WITH (connector = 'kafka', topic = 'lines', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE PARQUET"),
             "0A000",
         ),
     ] {
         let error = client.batch_execute(&sql).await.expect_err(&sql);
         assert_eq!(error.code().map(|c| c.code()), Some(code), "{sql}: {error}");
     }
+}
+
+/// A descriptor set file for `shop.Order { int64 id = 1; string item = 2;
+/// Status status = 3; optional double amount = 4; repeated string tags = 5; }`
+/// (proto3), as `protoc --descriptor_set_out` writes it.
+fn order_descriptor_set(path: &std::path::Path) {
+    use prost_reflect::prost::Message as _;
+    use prost_reflect::prost_types::field_descriptor_proto::{Label, Type};
+    use prost_reflect::prost_types::{
+        DescriptorProto, EnumDescriptorProto, EnumValueDescriptorProto, FieldDescriptorProto,
+        FileDescriptorProto, FileDescriptorSet, OneofDescriptorProto,
+    };
+    let field = |name: &str, number: i32, kind: Type, label: Label| FieldDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        label: Some(label as i32),
+        r#type: Some(kind as i32),
+        type_name: (kind == Type::Enum).then(|| ".shop.Status".to_string()),
+        ..Default::default()
+    };
+    let mut amount = field("amount", 4, Type::Double, Label::Optional);
+    amount.oneof_index = Some(0);
+    amount.proto3_optional = Some(true);
+    let status = |name: &str, number: i32| EnumValueDescriptorProto {
+        name: Some(name.into()),
+        number: Some(number),
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("order.proto".into()),
+        package: Some("shop".into()),
+        syntax: Some("proto3".into()),
+        message_type: vec![DescriptorProto {
+            name: Some("Order".into()),
+            field: vec![
+                field("id", 1, Type::Int64, Label::Optional),
+                field("item", 2, Type::String, Label::Optional),
+                field("status", 3, Type::Enum, Label::Optional),
+                amount,
+                field("tags", 5, Type::String, Label::Repeated),
+            ],
+            oneof_decl: vec![OneofDescriptorProto {
+                name: Some("_amount".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        enum_type: vec![EnumDescriptorProto {
+            name: Some("Status".into()),
+            value: vec![status("NEW", 0), status("PAID", 1), status("SHIPPED", 2)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let set = FileDescriptorSet { file: vec![file] };
+    std::fs::write(path, set.encode_to_vec()).expect("write the descriptor set");
+}
+
+/// A `shop.Order` in the protobuf wire format, written field by field.
+fn order(id: u64, item: &str, status: u64, amount: Option<f64>, tags: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let varint = |out: &mut Vec<u8>, mut v: u64| {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    };
+    let text = |out: &mut Vec<u8>, tag: u8, s: &str| {
+        out.push(tag);
+        out.push(s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    };
+    out.push(0x08);
+    varint(&mut out, id);
+    text(&mut out, 0x12, item);
+    if status != 0 {
+        out.push(0x18);
+        varint(&mut out, status);
+    }
+    if let Some(amount) = amount {
+        out.push(0x21);
+        out.extend_from_slice(&amount.to_le_bytes());
+    }
+    for tag in tags {
+        text(&mut out, 0x2a, tag);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_source_from_a_descriptor_set() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 1).await;
+    let descriptors = std::env::temp_dir().join(format!("eddy-orders-{}.pb", std::process::id()));
+    order_descriptor_set(&descriptors);
+    for payload in [
+        order(1, "apple", 1, Some(2.5), &["red"]),
+        order(2, "pear", 0, None, &[]),
+        b"\x08".to_vec(),
+        order(3, "fig", 2, Some(0.0), &["a", "b"]),
+    ] {
+        broker.produce("orders", 0, None, Some(&payload)).await;
+    }
+    let (_server, client) = start().await;
+    let bootstrap = broker.bootstrap();
+    let encode = format!(
+        "ENCODE PROTOBUF (message = 'shop.Order', schema.location = 'file://{}')",
+        descriptors.display()
+    );
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE orders (id BIGINT, item VARCHAR, status VARCHAR, amount DOUBLE, note VARCHAR)
+               INCLUDE offset
+               WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN {encode};
+             CREATE MATERIALIZED VIEW all_orders AS SELECT * FROM orders;
+             FLUSH;"
+        ))
+        .await
+        .expect("a protobuf source");
+    // Unset proto3 scalars read as their defaults, an unset optional field
+    // and a column the message lacks as NULL.
+    assert_eq!(
+        rows(&client, "SELECT * FROM all_orders ORDER BY id").await,
+        [
+            "1 apple PAID 2.5 NULL 0",
+            "2 pear NEW NULL NULL 1",
+            "3 fig SHIPPED 0 NULL 3"
+        ]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT \"offset\" FROM eddy_catalog.source_errors WHERE source = 'orders'"
+        )
+        .await,
+        ["2"]
+    );
+    // Without a column list, the columns come from the message type; a
+    // repeated field has no column type, so it must be left out.
+    let refused = client
+        .batch_execute(&format!(
+            "CREATE SOURCE derived WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN {encode}"
+        ))
+        .await
+        .expect_err("a repeated field cannot be a column");
+    assert_eq!(refused.code().map(|c| c.code()), Some("0A000"));
+    let message = refused.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("tags")),
+        "{message:?}"
+    );
+    for (sql, code) in [
+        (
+            format!("CREATE SOURCE p (id BIGINT) WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Nope', schema.location = 'file://{}')", descriptors.display()),
+            "22023",
+        ),
+        (
+            format!("CREATE SOURCE p (id BIGINT) WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Order', schema.location = 'file:///nonexistent.pb')"),
+            "22023",
+        ),
+        (
+            format!("CREATE SOURCE p (tags VARCHAR) WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN {encode}"),
+            "0A000",
+        ),
+        (
+            format!("CREATE SOURCE p (id BIGINT) WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Order', schema.registry = 'http://127.0.0.1:1')"),
+            "0A000",
+        ),
+    ] {
+        let error = client.batch_execute(&sql).await.expect_err(&sql);
+        assert_eq!(error.code().map(|c| c.code()), Some(code), "{sql}: {error}");
+    }
+    let _ = std::fs::remove_file(descriptors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_later_are_read_from_their_start() {
+    let broker = TestBroker::start_on_sqlite().await;
+    broker.create_topic("grow", 1).await;
+    let bid = |i: i64| format!(r#"{{"auction": {}, "price": {i}, "bidder": "b"}}"#, i % 3);
+    for i in 0..10 {
+        broker
+            .produce("grow", 0, None, Some(bid(i).as_bytes()))
+            .await;
+    }
+    let (_server, client) = start().await;
+    client
+        .batch_execute(&format!(
+            "{};
+             CREATE MATERIALIZED VIEW per_partition AS
+               SELECT kafka_partition, count(*) AS n, sum(price) AS total FROM grow
+               GROUP BY kafka_partition;
+             FLUSH;",
+            source_sql("grow", "grow", &broker, "")
+        ))
+        .await
+        .expect("source and view");
+    assert_eq!(
+        rows(&client, "SELECT * FROM per_partition ORDER BY 1").await,
+        ["0 10 45"]
+    );
+    // A partition more, while Eddy reads the topic; messages to both.
+    assert_eq!(broker.add_partition("grow"), 1);
+    let producer: rdkafka::producer::FutureProducer = broker
+        .client_config()
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .expect("a producer that knows the new partition");
+    for i in 10..20 {
+        let payload = bid(i);
+        let record = rdkafka::producer::FutureRecord::<(), str>::to("grow")
+            .partition((i % 2) as i32)
+            .payload(&payload);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("delivered");
+    }
+    client.batch_execute("FLUSH").await.expect("flush");
+    // The new partition is read from its start, the old one goes on.
+    assert_eq!(
+        rows(&client, "SELECT * FROM per_partition ORDER BY 1").await,
+        ["0 15 115", "1 5 75"]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT partition, last_offset, high_watermark, lag FROM eddy_catalog.source_progress
+             WHERE source = 'grow' ORDER BY partition"
+        )
+        .await,
+        ["0 14 15 0", "1 4 5 0"]
+    );
 }

@@ -1,8 +1,10 @@
 //! Test support: a sqllogictest database backed by tokio-postgres, in
 //! either protocol; a tansu broker ([`broker`]); an Eddy server with a
-//! client ([`server`]).
+//! client ([`server`]); a stand-in for a Confluent schema registry
+//! ([`registry`]).
 
 pub mod broker;
+pub mod registry;
 pub mod server;
 pub mod value;
 

@@ -76,8 +76,9 @@ impl Session {
             includes: definition.includes,
             primary_key: Vec::new(),
         };
-        let schema =
-            eddy_connectors::source::source_schema(&spec, &declared).map_err(connector_error)?;
+        let schema = eddy_connectors::source::source_schema(&spec, &declared)
+            .await
+            .map_err(connector_error)?;
         let mut guard = self.engine.write().await;
         if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
             return Ok(tag);
@@ -134,8 +135,9 @@ impl Session {
                 spec.connector()
             )));
         }
-        let schema =
-            eddy_connectors::source::source_schema(&spec, &declared).map_err(connector_error)?;
+        let schema = eddy_connectors::source::source_schema(&spec, &declared)
+            .await
+            .map_err(connector_error)?;
         let key: Vec<usize> = primary_key
             .iter()
             .map(|name| {

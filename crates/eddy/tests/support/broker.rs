@@ -75,6 +75,8 @@ pub struct TestBroker {
     log: PathBuf,
     admin: Arc<AdminClient<DefaultClientContext>>,
     producer: FutureProducer,
+    /// With SQLite storage: the directory holding the broker's database.
+    sqlite: Option<PathBuf>,
 }
 
 /// A record to produce: everything but its topic and partition.
@@ -119,11 +121,23 @@ impl TestBroker {
     /// Starts a broker on a free port and waits until it answers a metadata
     /// request. Panics, with the broker's log, if it does not start.
     pub async fn start() -> TestBroker {
+        Self::start_with(false).await
+    }
+
+    /// Like [`TestBroker::start`], with the broker's state in a SQLite
+    /// database of its own (tansu's `sqlite://` storage) instead of memory,
+    /// so that a test can change the topics behind the broker's back
+    /// ([`TestBroker::add_partition`]).
+    pub async fn start_on_sqlite() -> TestBroker {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(sqlite: bool) -> TestBroker {
         let binary = tansu_binary();
         let mut exits = Vec::new();
         for _ in 0..3 {
             let port = free_port();
-            let mut broker = Self::spawn(&binary, port);
+            let mut broker = Self::spawn(&binary, port, sqlite);
             match broker.wait_until_ready().await {
                 Ok(()) => return broker,
                 Err(StartFailure::Exited(status)) => {
@@ -143,13 +157,24 @@ impl TestBroker {
         panic!("tansu exited on start, three times:\n{}", exits.join("\n"))
     }
 
-    fn spawn(binary: &Path, port: u16) -> TestBroker {
+    fn spawn(binary: &Path, port: u16, sqlite: bool) -> TestBroker {
         static STARTED: AtomicU64 = AtomicU64::new(0);
+        let started = STARTED.fetch_add(1, Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
-            "eddy-tansu-{}-{}-{port}.log",
+            "eddy-tansu-{}-{started}-{port}.log",
             std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
         ));
+        // tansu opens `sqlite://name` as `name` in its working directory.
+        let (storage, workdir) = if sqlite {
+            let dir = std::env::temp_dir().join(format!(
+                "eddy-tansu-{}-{started}-{port}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("create the broker's directory");
+            ("sqlite://tansu.db".to_string(), Some(dir))
+        } else {
+            ("memory://tansu/".to_string(), None)
+        };
         let output = File::create(&log).expect("create the broker's log file");
         let errors = output.try_clone().expect("clone the broker's log file");
         let url = format!("tcp://127.0.0.1:{port}");
@@ -160,7 +185,8 @@ impl TestBroker {
             .arg("broker")
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &storage])
+            .current_dir(workdir.as_deref().unwrap_or(Path::new("/")))
             // tansu reads these from the environment too; keep the test's own
             // settings from leaking into the broker.
             .env_remove("SCHEMA_REGISTRY")
@@ -192,7 +218,48 @@ impl TestBroker {
             log,
             admin: Arc::new(admin),
             producer,
+            sqlite: workdir,
         }
+    }
+
+    /// Add a partition to `topic`, as `kafka-topics --alter --partitions`
+    /// would (tansu 0.6 does not implement CreatePartitions): the rows
+    /// tansu's own topic creation writes, written into its SQLite database
+    /// (needs [`TestBroker::start_on_sqlite`]). tansu reads partitions from
+    /// the database on every metadata request, so the broker serves the
+    /// new partition from then on. Returns the new partition's number.
+    pub fn add_partition(&self, topic: &str) -> i32 {
+        let dir = self
+            .sqlite
+            .as_ref()
+            .expect("add_partition needs start_on_sqlite");
+        const SCRIPT: &str = r#"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+topic_id, partitions = db.execute(
+    "select id, partitions from topic where name = ?", (sys.argv[2],)).fetchone()
+db.execute("update topic set partitions = ? where id = ?", (partitions + 1, topic_id))
+topition = db.execute(
+    "insert into topition (topic, partition) values (?, ?)", (topic_id, partitions)).lastrowid
+db.execute("insert into watermark (topition) values (?)", (topition,))
+db.commit()
+print(partitions)
+"#;
+        let output = Command::new("python3")
+            .args(["-c", SCRIPT])
+            .arg(dir.join("tansu.db"))
+            .arg(topic)
+            .output()
+            .expect("run python3");
+        assert!(
+            output.status.success(),
+            "adding a partition failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("the new partition's number")
     }
 
     async fn wait_until_ready(&mut self) -> Result<(), StartFailure> {
@@ -530,6 +597,9 @@ impl Drop for TestBroker {
             eprintln!("tansu log kept at {}", self.log.display());
         } else {
             let _ = std::fs::remove_file(&self.log);
+            if let Some(dir) = &self.sqlite {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
     }
 }

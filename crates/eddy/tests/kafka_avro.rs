@@ -1,0 +1,471 @@
+//! `ENCODE AVRO` against a real Kafka-protocol broker (tansu) and a schema
+//! registry stand-in (`support/registry.rs`: no real registry can be
+//! installed on the test machines). Test messages are written and the
+//! sinks' messages read with apache-avro, an Avro implementation
+//! independent of the arrow-avro Eddy uses, in the Confluent wire format.
+//!
+//! Covered: columns derived from the registered schema; writer schemas
+//! that evolve; bad messages (not framed, unknown schema id, truncated);
+//! a registry that is down (the source stalls, then catches up exactly);
+//! an UPSERT table with Avro keys; UPSERT and DEBEZIUM sinks read back and
+//! checked against their view; and a Debezium Avro topic written by a sink
+//! read back into a table equal to the view it came from.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use support::broker::{ConsumedMessage, TestBroker};
+use support::registry::TestRegistry;
+use support::server::{rows, start};
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One record per produce batch for sinks (see `support/broker.rs`).
+const ONE: &str = "properties.batch.num.messages = '1'";
+
+const BID_V1: &str = r#"{"type": "record", "name": "Bid", "fields": [
+    {"name": "auction", "type": "long"},
+    {"name": "price", "type": "long"},
+    {"name": "bidder", "type": ["null", "string"], "default": null}]}"#;
+/// V1 and a field: Eddy ignores it (it is not a column).
+const BID_V2: &str = r#"{"type": "record", "name": "Bid", "fields": [
+    {"name": "auction", "type": "long"},
+    {"name": "price", "type": "long"},
+    {"name": "bidder", "type": ["null", "string"], "default": null},
+    {"name": "channel", "type": "string", "default": "web"}]}"#;
+/// Fields in another order, `bidder` gone (NULL in Eddy).
+const BID_V3: &str = r#"{"type": "record", "name": "Bid", "fields": [
+    {"name": "price", "type": "long"},
+    {"name": "auction", "type": "long"}]}"#;
+
+/// A Confluent-framed Avro message: zero byte, schema id, datum.
+fn framed(id: u32, schema: &str, value: Value) -> Vec<u8> {
+    let schema = Schema::parse_str(schema).expect("schema");
+    let mut out = vec![0u8];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend(apache_avro::to_avro_datum(&schema, value).expect("datum"));
+    out
+}
+
+/// Bid `i` in the field order of `version`.
+fn bid(version: &str, i: i64) -> Value {
+    let auction = ("auction".to_string(), Value::Long(i % 5));
+    let price = ("price".to_string(), Value::Long((i * 37) % 100));
+    let bidder = (
+        "bidder".to_string(),
+        if i % 4 == 0 {
+            Value::Union(0, Box::new(Value::Null))
+        } else {
+            Value::Union(1, Box::new(Value::String(format!("b{}", i % 3))))
+        },
+    );
+    match version {
+        "v1" => Value::Record(vec![auction, price, bidder]),
+        "v2" => Value::Record(vec![
+            auction,
+            price,
+            bidder,
+            ("channel".into(), Value::String("app".into())),
+        ]),
+        _ => Value::Record(vec![price, auction]),
+    }
+}
+
+async fn produce(broker: &TestBroker, topic: &str, partition: i32, payload: &[u8]) {
+    broker.produce(topic, partition, None, Some(payload)).await;
+}
+
+/// `auction n total top` per auction over the bids `ids` (`top` is the
+/// greatest bidder, `NULL` if none), as the view computes them.
+fn expected(ids: impl Iterator<Item = (i64, bool)>) -> Vec<String> {
+    let mut per: BTreeMap<i64, (i64, i64, Option<String>)> = BTreeMap::new();
+    for (i, has_bidder) in ids {
+        let slot = per.entry(i % 5).or_insert((0, 0, None));
+        slot.0 += 1;
+        slot.1 += (i * 37) % 100;
+        if has_bidder && i % 4 != 0 {
+            let bidder = format!("b{}", i % 3);
+            if slot.2.as_ref().is_none_or(|top| &bidder > top) {
+                slot.2 = Some(bidder);
+            }
+        }
+    }
+    per.into_iter()
+        .map(|(a, (n, total, top))| format!("{a} {n} {total} {}", top.unwrap_or("NULL".into())))
+        .collect()
+}
+
+async fn wait_for_status(client: &tokio_postgres::Client, source: &str, prefix: &str) {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        let statuses = rows(
+            client,
+            &format!("SELECT status FROM eddy_catalog.source_progress WHERE source = '{source}'"),
+        )
+        .await;
+        if statuses.iter().any(|s| s.starts_with(prefix)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "source {source} never became {prefix}: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_columns_come_from_the_registry_and_schemas_evolve() {
+    let registry = TestRegistry::start().await;
+    let broker = TestBroker::start().await;
+    broker.create_topic("bids", 2).await;
+    let v1 = registry.register("bids-value", BID_V1);
+    for i in 0..40 {
+        produce(
+            &broker,
+            "bids",
+            (i % 2) as i32,
+            &framed(v1, BID_V1, bid("v1", i)),
+        )
+        .await;
+    }
+    let (_server, client) = start().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE bids
+               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE AVRO (schema.registry = '{}');
+             CREATE MATERIALIZED VIEW totals AS
+               SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
+               FROM bids GROUP BY auction;",
+            broker.bootstrap(),
+            registry.url()
+        ))
+        .await
+        .expect("create a source without columns, and a view");
+    client.batch_execute("FLUSH").await.expect("flush");
+    let all = |to: i64| (0..to).map(|i| (i, true));
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(all(40))
+    );
+
+    // A writer with a field more, then bad messages: not framed, an id
+    // the registry does not have, a datum cut short.
+    let v2 = registry.register("bids-value", BID_V2);
+    assert_ne!(v1, v2);
+    for i in 40..60 {
+        produce(
+            &broker,
+            "bids",
+            (i % 2) as i32,
+            &framed(v2, BID_V2, bid("v2", i)),
+        )
+        .await;
+    }
+    produce(&broker, "bids", 0, br#"{"auction": 1, "price": 2}"#).await;
+    produce(&broker, "bids", 0, &framed(99, BID_V1, bid("v1", 1))).await;
+    let whole = framed(v1, BID_V1, bid("v1", 1));
+    produce(&broker, "bids", 1, &whole[..whole.len() - 2]).await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(all(60))
+    );
+    let mut reasons = rows(
+        &client,
+        "SELECT reason FROM eddy_catalog.source_errors WHERE source = 'bids'",
+    )
+    .await;
+    reasons.sort();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("Confluent wire format"), "{reasons:?}");
+    assert!(reasons[1].contains("schema id 99"), "{reasons:?}");
+    assert!(reasons[2].contains("truncated"), "{reasons:?}");
+
+    // The registry goes down while a new writer schema is in use: the
+    // source stalls, says so, and catches up once the registry is back.
+    registry.set_available(false);
+    let v3 = registry.register("bids-value", BID_V3);
+    for i in 60..70 {
+        produce(
+            &broker,
+            "bids",
+            (i % 2) as i32,
+            &framed(v3, BID_V3, bid("v3", i)),
+        )
+        .await;
+    }
+    wait_for_status(&client, "bids", "stalled").await;
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(all(60))
+    );
+    registry.set_available(true);
+    client.batch_execute("FLUSH").await.expect("flush");
+    wait_for_status(&client, "bids", "running").await;
+    // Bids of V3 have no bidder: NULL, which max() skips.
+    let ids = (0..70).map(|i| (i, i < 60));
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(ids)
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM eddy_catalog.source_errors").await,
+        ["3"]
+    );
+}
+
+/// A record's fields as `name=value` text, in the order of the schema.
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Long(n) => n.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Union(_, inner) => text(inner),
+        Value::Record(fields) => fields
+            .iter()
+            .map(|(_, v)| text(v))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => panic!("unexpected Avro value {other:?}"),
+    }
+}
+
+/// Decode a Confluent-framed message with the writer schema the registry
+/// has for its id.
+fn decode(registry: &TestRegistry, bytes: &[u8]) -> Value {
+    assert_eq!(bytes[0], 0, "magic byte");
+    let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+    let schema = Schema::parse_str(&registry.schema(id).expect("a registered id")).unwrap();
+    apache_avro::from_avro_datum(&schema, &mut &bytes[5..], None).expect("an Avro datum")
+}
+
+fn in_order(messages: &[ConsumedMessage]) -> Vec<&ConsumedMessage> {
+    let mut sorted: Vec<&ConsumedMessage> = messages.iter().collect();
+    sorted.sort_by_key(|m| (m.partition, m.offset));
+    sorted
+}
+
+fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
+    let Value::Record(fields) = record else {
+        panic!("not a record: {record:?}");
+    };
+    &fields.iter().find(|(n, _)| n == name).expect(name).1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_table_and_sinks_round_trip_in_avro() {
+    let registry = TestRegistry::start().await;
+    let broker = TestBroker::start().await;
+    for name in ["stock", "per_shelf", "per_shelf_cdc"] {
+        broker.create_topic(name, 1).await;
+    }
+    const KEY: &str =
+        r#"{"type": "record", "name": "Key", "fields": [{"name": "sku", "type": "string"}]}"#;
+    const ITEM: &str = r#"{"type": "record", "name": "Item", "fields": [
+        {"name": "sku", "type": "string"}, {"name": "shelf", "type": "string"},
+        {"name": "qty", "type": "long"}]}"#;
+    let key_id = registry.register("stock-key", KEY);
+    let item_id = registry.register("stock-value", ITEM);
+    let send = |sku: &str, item: Option<(&str, i64)>| {
+        let key = framed(
+            key_id,
+            KEY,
+            Value::Record(vec![("sku".into(), Value::String(sku.into()))]),
+        );
+        let value = item.map(|(shelf, qty)| {
+            framed(
+                item_id,
+                ITEM,
+                Value::Record(vec![
+                    ("sku".into(), Value::String(sku.into())),
+                    ("shelf".into(), Value::String(shelf.into())),
+                    ("qty".into(), Value::Long(qty)),
+                ]),
+            )
+        });
+        (key, value)
+    };
+    let (_server, client) = start().await;
+    let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE stock (sku VARCHAR PRIMARY KEY, shelf VARCHAR, qty BIGINT)
+               WITH (connector = 'kafka', topic = 'stock', properties.bootstrap.server = '{bootstrap}')
+               FORMAT UPSERT ENCODE AVRO (schema.registry = '{url}');
+             CREATE MATERIALIZED VIEW per_shelf AS
+               SELECT shelf, count(*) AS skus, sum(qty) AS qty FROM stock GROUP BY shelf;
+             CREATE SINK per_shelf_out FROM per_shelf
+               WITH (connector = 'kafka', topic = 'per_shelf', properties.bootstrap.server = '{bootstrap}', {ONE},
+                     primary_key = 'shelf')
+               FORMAT UPSERT ENCODE AVRO (schema.registry = '{url}');
+             CREATE SINK per_shelf_cdc FROM per_shelf
+               WITH (connector = 'kafka', topic = 'per_shelf_cdc', properties.bootstrap.server = '{bootstrap}', {ONE},
+                     primary_key = 'shelf')
+               FORMAT DEBEZIUM ENCODE AVRO (schema.registry = '{url}');"
+        ))
+        .await
+        .expect("create table, view and sinks");
+    // The sinks registered their schemas under the topics' subjects.
+    for subject in [
+        "per_shelf-key",
+        "per_shelf-value",
+        "per_shelf_cdc-key",
+        "per_shelf_cdc-value",
+    ] {
+        assert_eq!(registry.versions(subject).len(), 1, "{subject}");
+    }
+    let changes = [
+        send("a", Some(("s1", 1))),
+        send("b", Some(("s1", 2))),
+        send("c", Some(("s2", 3))),
+        send("a", Some(("s1", 10))),
+        send("c", Some(("s3", 4))),
+        send("b", None),
+        send("d", Some(("s2", 5))),
+        send("d", None),
+    ];
+    for (key, value) in &changes {
+        broker
+            .produce("stock", 0, Some(key), value.as_deref())
+            .await;
+    }
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT * FROM stock ORDER BY sku").await,
+        ["a s1 10", "c s3 4"]
+    );
+    let view = rows(&client, "SELECT * FROM per_shelf ORDER BY shelf").await;
+    assert_eq!(view, ["s1 1 10", "s3 1 4"]);
+
+    // The upsert topic, folded by key, holds the view.
+    let messages = broker.read_all("per_shelf", 2, READ_TIMEOUT).await;
+    let mut upserted: BTreeMap<String, String> = BTreeMap::new();
+    for message in in_order(&messages) {
+        let key = text(&decode(&registry, message.key.as_deref().expect("a key")));
+        match &message.payload {
+            Some(value) => upserted.insert(key, text(&decode(&registry, value))),
+            None => upserted.remove(&key),
+        };
+    }
+    assert_eq!(upserted.into_values().collect::<Vec<_>>(), view);
+
+    // The Debezium topic: each event's `before` is the key's current row.
+    let messages = broker.read_all("per_shelf_cdc", 2, READ_TIMEOUT).await;
+    let mut state: BTreeMap<String, String> = BTreeMap::new();
+    for message in in_order(&messages) {
+        let key = text(&decode(&registry, message.key.as_deref().expect("a key")));
+        let Some(payload) = &message.payload else {
+            assert!(!state.contains_key(&key), "tombstone of live key {key}");
+            continue;
+        };
+        let event = decode(&registry, payload);
+        let row = |name: &str| match field(&event, name) {
+            Value::Union(0, _) => None,
+            other => Some(text(other)),
+        };
+        assert_eq!(state.get(&key), row("before").as_ref(), "before of {key}");
+        match (text(field(&event, "op")).as_str(), row("after")) {
+            ("c" | "u", Some(after)) => state.insert(key, after),
+            ("d", None) => state.remove(&key),
+            other => panic!("bad event {other:?}"),
+        };
+    }
+    assert_eq!(state.into_values().collect::<Vec<_>>(), view);
+
+    // The Debezium topic read back into a table is the view again.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE shelves (shelf VARCHAR PRIMARY KEY, skus BIGINT, qty BIGINT)
+               WITH (connector = 'kafka', topic = 'per_shelf_cdc', properties.bootstrap.server = '{bootstrap}')
+               FORMAT DEBEZIUM ENCODE AVRO (schema.registry = '{url}');"
+        ))
+        .await
+        .expect("create a table from the Debezium topic");
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT * FROM shelves ORDER BY shelf").await,
+        view
+    );
+    assert_eq!(
+        rows(&client, "SELECT count(*) FROM eddy_catalog.source_errors").await,
+        ["0"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_sources_and_sinks_that_cannot_work_are_refused() {
+    let registry = TestRegistry::start().await;
+    let broker = TestBroker::start().await;
+    broker.create_topic("empty", 1).await;
+    let (_server, client) = start().await;
+    let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
+    let refused = |sql: String, code: &'static str, words: &'static str| {
+        let client = &client;
+        async move {
+            let error = client.batch_execute(&sql).await.expect_err("refused");
+            let db = error.as_db_error().expect("a database error");
+            assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
+            assert!(db.message().contains(words), "{sql}: {}", db.message());
+        }
+    };
+    let with = format!(
+        "WITH (connector = 'kafka', topic = 'empty', properties.bootstrap.server = '{bootstrap}')"
+    );
+    refused(
+        format!("CREATE SOURCE s {with} FORMAT PLAIN ENCODE AVRO"),
+        "22023",
+        "schema.registry",
+    )
+    .await;
+    refused(
+        format!(
+            "CREATE SOURCE s {with} FORMAT PLAIN ENCODE AVRO (schema.registry = 'https://r:1')"
+        ),
+        "0A000",
+        "https",
+    )
+    .await;
+    // No schema under "empty-value" to take the columns from.
+    refused(
+        format!("CREATE SOURCE s {with} FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}')"),
+        "58030",
+        "empty-value",
+    )
+    .await;
+    registry.register(
+        "empty-value",
+        r#"{"type": "record", "name": "R", "fields": [{"name": "tags", "type": {"type": "array", "items": "string"}}]}"#,
+    );
+    refused(
+        format!("CREATE SOURCE s {with} FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}')"),
+        "0A000",
+        "tags",
+    )
+    .await;
+    // Declared columns need no schema at CREATE.
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE s (id BIGINT) {with} FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}')"
+        ))
+        .await
+        .expect("a source with declared columns");
+    registry.set_available(false);
+    refused(
+        format!(
+            "CREATE SINK k AS SELECT id FROM s WITH (connector = 'kafka', topic = 'empty', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}')"
+        ),
+        "58030",
+        "schema registry",
+    )
+    .await;
+}
