@@ -324,9 +324,17 @@ async fn sinks_that_cannot_work_are_refused() {
             sink(
                 "agg",
                 ", topic = 'out', primary_key = 'v'",
-                "FORMAT UPSERT ENCODE AVRO",
+                "FORMAT UPSERT ENCODE PROTOBUF",
             ),
             "0A000",
+        ),
+        (
+            sink(
+                "agg",
+                ", topic = 'out', primary_key = 'v'",
+                "FORMAT UPSERT ENCODE AVRO",
+            ),
+            "22023",
         ),
         (
             sink(
