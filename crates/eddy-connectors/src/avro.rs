@@ -92,6 +92,11 @@ impl AvroDecoder {
         &self.schema
     }
 
+    /// Ask the registry again for the ids it did not know.
+    pub(crate) fn forget_missing(&mut self) {
+        self.missing.clear();
+    }
+
     /// Fetch the writer schemas `payloads` need that are not known yet.
     /// An error means the registry did not answer: try again later.
     pub(crate) async fn resolve(&mut self, payloads: &[Option<&[u8]>]) -> Result<()> {

@@ -18,7 +18,9 @@
 //! [`crate::protobuf`]); `INCLUDE` columns are appended from the message
 //! metadata. A message that does not decode is recorded once in the
 //! source's [`ErrorLog`] and, with `on_error = 'skip'` (the default), the
-//! rest flows on; with `on_error = 'fail'` the reader stops at it. With
+//! rest flows on; with `on_error = 'fail'` the reader stops at it (its
+//! status says why) and reads from it again every 5 seconds, so it goes on
+//! once the cause is gone (an Avro schema that was missing is registered). With
 //! `on_error.dead_letter.topic = 't'` each bad message is also copied to
 //! topic `t` (once, whichever reader finds it first), with its key and
 //! payload and the headers `eddy.source`, `eddy.partition`, `eddy.offset`
@@ -68,6 +70,8 @@ const METADATA_INTERVAL: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a reader waits before retrying a broker that failed it.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// With `on_error = 'fail'`: how often the bad message is read again.
+const FAIL_RETRY: Duration = Duration::from_secs(5);
 
 /// Where a reader starts in each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,7 +490,8 @@ pub(crate) fn open_kafka(
         progress,
         errors,
         dead_letter,
-        failure: None,
+        stopped: None,
+        retry_at: None,
         announce: false,
         started: Vec::new(),
     }))
@@ -538,7 +543,10 @@ struct KafkaReader {
     /// Writes bad messages to `on_error.dead_letter.topic`.
     dead_letter: Option<FutureProducer>,
     /// With `on_error = 'fail'`: the bad message the reader stopped at.
-    failure: Option<Error>,
+    stopped: Option<usize>,
+    /// With `on_error = 'fail'`, after a bad message: when to read from it
+    /// again.
+    retry_at: Option<Instant>,
     /// Partitions were assigned: say where the reader stands in them.
     announce: bool,
     /// With a startup timestamp: partitions where a message at or after it
@@ -557,6 +565,28 @@ struct Received {
 }
 
 impl KafkaReader {
+    /// Make each partition of `untaken` (messages received but not taken)
+    /// start again at its first message there.
+    async fn rewind(&mut self, untaken: &[Received]) -> Result<()> {
+        let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in untaken {
+            let start = starts.entry(message.partition).or_insert(message.offset);
+            *start = (*start).min(message.offset);
+        }
+        let consumer = self.consumer.clone();
+        let topic = self.options.topic.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for (partition, offset) in starts {
+                consumer
+                    .seek(&topic, partition, Offset::Offset(offset), REQUEST_TIMEOUT)
+                    .map_err(kafka_error)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Source(format!("seek did not finish: {e}")))?
+    }
+
     /// Look up the topic's partitions (assigning new ones) and their high
     /// watermarks. Runs on a blocking thread: librdkafka's calls block.
     async fn refresh(&mut self) -> Result<()> {
@@ -776,10 +806,13 @@ impl KafkaReader {
             if let Err(reason) = verdict {
                 self.record_bad(message, &reason);
                 if self.options.on_error == OnError::Fail {
-                    self.failure = Some(Error::Source(format!(
-                        "bad message at partition {} offset {}: {reason}",
-                        message.partition, message.offset
-                    )));
+                    self.progress.set_status(format!(
+                        "failed: bad message at partition {} offset {}: {reason} (read again every {}s)",
+                        message.partition,
+                        message.offset,
+                        FAIL_RETRY.as_secs()
+                    ));
+                    self.stopped = Some(index);
                     rows_before_failure = match outcome {
                         Some(Ok(row)) => *row,
                         _ => outcomes[..index]
@@ -998,9 +1031,14 @@ fn metadata_array(column: &MetadataColumn, messages: &[&Received]) -> ArrayRef {
 #[async_trait::async_trait]
 impl SourceReader for KafkaReader {
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
-        if let Some(failure) = self.failure.take() {
-            self.progress.set_status(format!("failed: {failure}"));
-            return Err(failure);
+        if let Some(at) = self.retry_at.take() {
+            // Stopped at a bad message: read from it again, in case its
+            // cause went away (an Avro schema registered meanwhile).
+            tokio::time::sleep_until(at.into()).await;
+            if let ValueDecoder::Avro(decoder) = &mut self.decoder {
+                decoder.forget_missing();
+            }
+            self.progress.set_status("running");
         }
         let mut received = self.receive().await?;
         self.announce = false;
@@ -1019,19 +1057,6 @@ impl SourceReader for KafkaReader {
                 started
             });
         }
-        // Progress once per partition and batch, not per message.
-        let mut read: BTreeMap<i32, (i64, u64)> = BTreeMap::new();
-        for message in &received {
-            let last = self.assigned.entry(message.partition).or_insert(-1);
-            *last = (*last).max(message.offset);
-            let slot = read.entry(message.partition).or_insert((message.offset, 0));
-            slot.0 = slot.0.max(message.offset);
-            slot.1 += 1;
-        }
-        for (partition, (offset, messages)) in read {
-            self.progress
-                .record(&partition.to_string(), offset, messages);
-        }
         if let ValueDecoder::Avro(decoder) = &mut self.decoder {
             let payloads: Vec<Option<&[u8]>> =
                 received.iter().map(|m| m.payload.as_deref()).collect();
@@ -1045,12 +1070,32 @@ impl SourceReader for KafkaReader {
                 self.progress.set_status("running");
             }
         }
-        let positions = self.assigned.clone();
         let schema = self.schema.clone();
         let (rows, weights) = match self.rows(&received)? {
             Some(changes) => changes,
             None => (RecordBatch::new_empty(schema), None),
         };
+        // With on_error = 'fail', what follows a bad message is not taken:
+        // each partition goes back to its first message not taken.
+        let taken = self.stopped.take().unwrap_or(received.len());
+        if taken < received.len() {
+            self.rewind(&received[taken..]).await?;
+            self.retry_at = Some(Instant::now() + FAIL_RETRY);
+        }
+        // Progress once per partition and batch, not per message.
+        let mut read: BTreeMap<i32, (i64, u64)> = BTreeMap::new();
+        for message in &received[..taken] {
+            let last = self.assigned.entry(message.partition).or_insert(-1);
+            *last = (*last).max(message.offset);
+            let slot = read.entry(message.partition).or_insert((message.offset, 0));
+            slot.0 = slot.0.max(message.offset);
+            slot.1 += 1;
+        }
+        for (partition, (offset, messages)) in read {
+            self.progress
+                .record(&partition.to_string(), offset, messages);
+        }
+        let positions = self.assigned.clone();
         Ok(Some(SourceBatch {
             rows,
             weights,

@@ -469,3 +469,71 @@ async fn avro_sources_and_sinks_that_cannot_work_are_refused() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_fail_stops_at_a_message_and_resumes_once_its_schema_exists() {
+    let registry = TestRegistry::start().await;
+    let broker = TestBroker::start().await;
+    broker.create_topic("bids", 1).await;
+    let v1 = registry.register("bids-value", BID_V1);
+    // Bid 3 names the schema id the registry will give the next schema.
+    let next = v1 + 1;
+    for i in 0..6 {
+        let (id, schema, version) = if i == 3 {
+            (next, BID_V2, "v2")
+        } else {
+            (v1, BID_V1, "v1")
+        };
+        produce(&broker, "bids", 0, &framed(id, schema, bid(version, i))).await;
+    }
+    let (_server, client) = start().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE bids (auction BIGINT, price BIGINT, bidder VARCHAR)
+               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{}',
+                     on_error = 'fail')
+               FORMAT PLAIN ENCODE AVRO (schema.registry = '{}');
+             CREATE MATERIALIZED VIEW totals AS
+               SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
+               FROM bids GROUP BY auction;
+             FLUSH;",
+            broker.bootstrap(),
+            registry.url()
+        ))
+        .await
+        .expect("create source and view");
+    // The source stops at offset 3 and says why.
+    wait_for_status(
+        &client,
+        "bids",
+        "failed: bad message at partition 0 offset 3",
+    )
+    .await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected((0..3).map(|i| (i, true)))
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT last_offset FROM eddy_catalog.source_progress WHERE source = 'bids'"
+        )
+        .await,
+        ["2"]
+    );
+    // The schema gets registered: the source reads on from offset 3, and
+    // nothing before or after it is lost or counted twice.
+    assert_eq!(registry.register("bids-value", BID_V2), next);
+    wait_for_status(&client, "bids", "running").await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected((0..6).map(|i| (i, true)))
+    );
+    // The message was bad once: recorded once.
+    assert_eq!(
+        rows(&client, "SELECT \"offset\" FROM eddy_catalog.source_errors").await,
+        ["3"]
+    );
+}
