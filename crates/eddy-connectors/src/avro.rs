@@ -110,8 +110,8 @@ impl AvroDecoder {
         wanted.dedup();
         for id in wanted {
             match self.registry.schema_by_id(id).await? {
-                Some(text) => {
-                    let schema = AvroSchema::new(text);
+                Some(found) if found.kind == "AVRO" => {
+                    let schema = AvroSchema::new(found.schema);
                     match readable(id, &schema) {
                         Ok(()) => {
                             self.writers.insert(id, schema);
@@ -124,7 +124,8 @@ impl AvroDecoder {
                         }
                     }
                 }
-                None => {
+                // Not there, or not an Avro schema.
+                _ => {
                     self.missing.insert(id);
                 }
             }

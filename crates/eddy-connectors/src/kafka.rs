@@ -56,7 +56,7 @@ use tracing::{debug, warn};
 use crate::avro::{derived_schema, AvroDecoder};
 use crate::envelope::{debezium_parts, debezium_schema, key_is_null, Action, KeyedState};
 use crate::json::{Decoded, Encoding, JsonDecoder};
-use crate::protobuf::{ProtobufDecoder, ProtobufSpec};
+use crate::protobuf::{Descriptors, ProtobufDecoder, ProtobufSpec, RegistryProtobufDecoder};
 use crate::registry::Registry;
 use crate::source::{BadMessage, ErrorLog, SourceBatch, SourceProgress, SourceReader};
 use crate::spec::{Envelope, IncludeKind, SourceSpec};
@@ -218,12 +218,14 @@ pub(crate) async fn kafka_schema(spec: &SourceSpec, declared: &SchemaRef) -> Res
             derived_schema(registry, &format!("{}-value", options.topic)).await?
         }
         ValueEncoding::Protobuf(spec) => {
-            let message = spec.descriptor()?;
             if declared.fields().is_empty() {
-                crate::protobuf::derived_schema(&message)?
+                crate::protobuf::derived_schema(&spec.descriptor(&options.topic).await?)?
             } else {
-                // Check that the declared columns can be read.
-                ProtobufDecoder::new(declared.clone(), spec)?;
+                // Check that the declared columns can be read (from the
+                // file; registry schemas are checked as messages arrive).
+                if let Some(message) = spec.file_message()? {
+                    ProtobufDecoder::new(declared.clone(), message)?;
+                }
                 declared.clone()
             }
         }
@@ -427,9 +429,21 @@ pub(crate) fn open_kafka(
         ValueEncoding::Avro(registry) => {
             ValueDecoder::Avro(Box::new(AvroDecoder::new(decoded_schema, registry)))
         }
-        ValueEncoding::Protobuf(spec) => {
-            ValueDecoder::Protobuf(ProtobufDecoder::new(decoded_schema, &spec)?)
-        }
+        ValueEncoding::Protobuf(spec) => match (&spec.descriptors, spec.file_message()?) {
+            (Descriptors::Registry(registry), _) => {
+                ValueDecoder::ProtobufRegistry(Box::new(RegistryProtobufDecoder::new(
+                    decoded_schema,
+                    registry.clone(),
+                    spec.message.clone(),
+                )))
+            }
+            (Descriptors::File(_), Some(message)) => {
+                ValueDecoder::Protobuf(ProtobufDecoder::new(decoded_schema, message)?)
+            }
+            (Descriptors::File(path), None) => {
+                return Err(Error::Source(format!("no message type in {path}")))
+            }
+        },
     };
     let mut config = ClientConfig::new();
     config
@@ -502,6 +516,7 @@ enum ValueDecoder {
     Text(JsonDecoder),
     Avro(Box<AvroDecoder>),
     Protobuf(ProtobufDecoder),
+    ProtobufRegistry(Box<RegistryProtobufDecoder>),
 }
 
 impl ValueDecoder {
@@ -510,6 +525,23 @@ impl ValueDecoder {
             ValueDecoder::Text(decoder) => decoder.schema(),
             ValueDecoder::Avro(decoder) => decoder.schema(),
             ValueDecoder::Protobuf(decoder) => decoder.schema(),
+            ValueDecoder::ProtobufRegistry(decoder) => decoder.schema(),
+        }
+    }
+
+    fn uses_registry(&self) -> bool {
+        matches!(
+            self,
+            ValueDecoder::Avro(_) | ValueDecoder::ProtobufRegistry(_)
+        )
+    }
+
+    /// Fetch the writer schemas `payloads` need from the registry.
+    async fn resolve(&mut self, payloads: &[Option<&[u8]>]) -> Result<()> {
+        match self {
+            ValueDecoder::Avro(decoder) => decoder.resolve(payloads).await,
+            ValueDecoder::ProtobufRegistry(decoder) => decoder.resolve(payloads).await,
+            _ => Ok(()),
         }
     }
 
@@ -518,6 +550,7 @@ impl ValueDecoder {
             ValueDecoder::Text(decoder) => decoder.decode(payloads),
             ValueDecoder::Avro(decoder) => decoder.decode(payloads),
             ValueDecoder::Protobuf(decoder) => decoder.decode(payloads),
+            ValueDecoder::ProtobufRegistry(decoder) => decoder.decode(payloads),
         }
     }
 }
@@ -1035,8 +1068,10 @@ impl SourceReader for KafkaReader {
             // Stopped at a bad message: read from it again, in case its
             // cause went away (an Avro schema registered meanwhile).
             tokio::time::sleep_until(at.into()).await;
-            if let ValueDecoder::Avro(decoder) = &mut self.decoder {
-                decoder.forget_missing();
+            match &mut self.decoder {
+                ValueDecoder::Avro(decoder) => decoder.forget_missing(),
+                ValueDecoder::ProtobufRegistry(decoder) => decoder.forget_missing(),
+                _ => {}
             }
             self.progress.set_status("running");
         }
@@ -1057,11 +1092,11 @@ impl SourceReader for KafkaReader {
                 started
             });
         }
-        if let ValueDecoder::Avro(decoder) = &mut self.decoder {
+        if self.decoder.uses_registry() {
             let payloads: Vec<Option<&[u8]>> =
                 received.iter().map(|m| m.payload.as_deref()).collect();
             // The writer schemas these messages name, before they decode.
-            while let Err(error) = decoder.resolve(&payloads).await {
+            while let Err(error) = self.decoder.resolve(&payloads).await {
                 warn!(topic = %self.options.topic, %error, "schema registry lookup failed");
                 self.progress.set_status(format!("stalled: {error}"));
                 tokio::time::sleep(RETRY_BACKOFF).await;

@@ -1,6 +1,10 @@
 //! `ENCODE PROTOBUF (message = 'pkg.Msg', schema.location = 'file:///...')`:
 //! each payload is one protobuf message of type `message`, described by a
 //! descriptor set file (`protoc --include_imports --descriptor_set_out`).
+//! With `schema.registry = 'http://...'` instead, payloads are in the
+//! Confluent wire format (schema id, message indexes, message) and each
+//! writer schema (`.proto` text, with the schemas it references) is fetched
+//! by id and compiled with protox.
 //!
 //! Messages are decoded with prost-reflect and their fields appended to
 //! Arrow builders of the fields' own types, a batch at a time; the columns
@@ -9,7 +13,8 @@
 //! default where protobuf has no presence for it (proto3 scalars), else as
 //! NULL. Enums read as their value names, `google.protobuf.Timestamp` as a
 //! timestamp. A source that declares no columns takes one per field of a
-//! type that maps to a column.
+//! type that maps to a column (of `message` in the file, or in the latest
+//! schema of subject `{topic}-value`).
 
 use std::sync::Arc;
 
@@ -20,19 +25,32 @@ use arrow::array::{
 };
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value,
-};
+use std::collections::HashMap;
 
-use crate::avro::conform;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, Value,
+};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+use protox::Compiler;
+
+use crate::avro::{conform, schema_id};
 use crate::json::Decoded;
+use crate::registry::{RegisteredSchema, Registry};
 use crate::{Error, Result};
 
-/// Where a source's protobuf messages are described.
+/// Where a source's protobuf message types come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Descriptors {
+    /// A descriptor set file; payloads are bare messages.
+    File(String),
+    /// A schema registry; payloads are in the Confluent wire format.
+    Registry(Registry),
+}
+
+/// `ENCODE PROTOBUF (...)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProtobufSpec {
-    /// The descriptor set file.
-    pub(crate) path: String,
+    pub(crate) descriptors: Descriptors,
     /// The message type, fully qualified.
     pub(crate) message: String,
 }
@@ -40,17 +58,19 @@ pub(crate) struct ProtobufSpec {
 impl ProtobufSpec {
     /// From `ENCODE PROTOBUF (...)` options (taken out of `options`).
     pub(crate) fn parse(options: &mut std::collections::BTreeMap<String, String>) -> Result<Self> {
-        if options.contains_key("schema.registry") {
-            return Err(Error::UnsupportedOption(
-                "schema.registry with ENCODE PROTOBUF (give the descriptor set file: schema.location = 'file:///...')".into(),
-            ));
-        }
         let message = options.remove("message").ok_or_else(|| {
             Error::InvalidConfig("ENCODE PROTOBUF needs (message = 'package.Message', ...)".into())
         })?;
+        if let Some(url) = options.remove("schema.registry") {
+            return Ok(Self {
+                descriptors: Descriptors::Registry(Registry::new(&url)?),
+                message,
+            });
+        }
         let location = options.remove("schema.location").ok_or_else(|| {
             Error::InvalidConfig(
-                "ENCODE PROTOBUF needs (schema.location = 'file:///path/to/descriptor-set')".into(),
+                "ENCODE PROTOBUF needs schema.location = 'file:///path/to/descriptor-set' or schema.registry = 'http://...'"
+                    .into(),
             )
         })?;
         let path = match location.strip_prefix("file://") {
@@ -62,29 +82,113 @@ impl ProtobufSpec {
             }
             None => location,
         };
-        Ok(Self { path, message })
+        Ok(Self {
+            descriptors: Descriptors::File(path),
+            message,
+        })
     }
 
-    /// The message type, read from the descriptor set file.
-    pub(crate) fn descriptor(&self) -> Result<MessageDescriptor> {
-        let bytes = std::fs::read(&self.path).map_err(|e| {
-            Error::invalid_option("schema.location", self.path.as_str(), e.to_string())
-        })?;
-        let pool = DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
-            Error::invalid_option(
-                "schema.location",
-                self.path.as_str(),
-                format!("not a protobuf descriptor set: {e}"),
-            )
-        })?;
+    /// The message type: from the descriptor set file, or from the latest
+    /// schema of subject `{topic}-value`.
+    pub(crate) async fn descriptor(&self, topic: &str) -> Result<MessageDescriptor> {
+        let pool = match &self.descriptors {
+            Descriptors::File(path) => file_pool(path)?,
+            Descriptors::Registry(registry) => {
+                let latest = registry.latest(&format!("{topic}-value")).await?;
+                let (pool, _) = compile(registry, &latest).await?.map_err(Error::Source)?;
+                pool
+            }
+        };
         pool.get_message_by_name(&self.message).ok_or_else(|| {
             Error::invalid_option(
                 "message",
                 self.message.as_str(),
-                "the descriptor set has no such message type",
+                "the schema has no such message type",
             )
         })
     }
+}
+
+impl ProtobufSpec {
+    /// The message type, if it comes from a descriptor set file.
+    pub(crate) fn file_message(&self) -> Result<Option<MessageDescriptor>> {
+        let Descriptors::File(path) = &self.descriptors else {
+            return Ok(None);
+        };
+        let message = file_pool(path)?
+            .get_message_by_name(&self.message)
+            .ok_or_else(|| {
+                Error::invalid_option(
+                    "message",
+                    self.message.as_str(),
+                    "the descriptor set has no such message type",
+                )
+            })?;
+        Ok(Some(message))
+    }
+}
+
+fn file_pool(path: &str) -> Result<DescriptorPool> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::invalid_option("schema.location", path, e.to_string()))?;
+    DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
+        Error::invalid_option(
+            "schema.location",
+            path,
+            format!("not a protobuf descriptor set: {e}"),
+        )
+    })
+}
+
+/// `.proto` sources by file name, for protox.
+struct Sources(HashMap<String, String>);
+
+impl FileResolver for Sources {
+    fn open_file(&self, name: &str) -> std::result::Result<File, protox::Error> {
+        match self.0.get(name) {
+            Some(source) => File::from_source(name, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+/// Compile a registered `.proto` schema with the schemas it references
+/// (fetched from the registry) and Google's well-known types: the pool and
+/// the schema's own file name. The outer error means the registry did not
+/// answer; the inner one that the schema cannot be used.
+async fn compile(
+    registry: &Registry,
+    schema: &RegisteredSchema,
+) -> Result<std::result::Result<(DescriptorPool, String), String>> {
+    if schema.kind != "PROTOBUF" {
+        return Ok(Err(format!(
+            "schema id {} is a {} schema, not PROTOBUF",
+            schema.id, schema.kind
+        )));
+    }
+    let root = format!("eddy-registry-schema-{}.proto", schema.id);
+    let mut sources = HashMap::new();
+    sources.insert(root.clone(), schema.schema.clone());
+    let mut wanted = schema.references.clone();
+    while let Some(reference) = wanted.pop() {
+        if sources.contains_key(&reference.name) {
+            continue;
+        }
+        let found = registry
+            .version(&reference.subject, reference.version)
+            .await?;
+        sources.insert(reference.name, found.schema);
+        wanted.extend(found.references);
+    }
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(Sources(sources));
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true);
+    Ok(match compiler.open_file(&root) {
+        Ok(_) => Ok((compiler.descriptor_pool(), root)),
+        Err(error) => Err(format!("schema id {} does not compile: {error}", schema.id)),
+    })
 }
 
 /// The columns of a source that declares none: one per field that maps to
@@ -278,8 +382,7 @@ pub(crate) struct ProtobufDecoder {
 }
 
 impl ProtobufDecoder {
-    pub(crate) fn new(schema: SchemaRef, spec: &ProtobufSpec) -> Result<Self> {
-        let message = spec.descriptor()?;
+    pub(crate) fn new(schema: SchemaRef, message: MessageDescriptor) -> Result<Self> {
         let mut fields = Vec::new();
         let mut decoded = Vec::new();
         for column in schema.fields() {
@@ -371,6 +474,188 @@ impl ProtobufDecoder {
     }
 }
 
+/// The schema id and message indexes of a Confluent-framed protobuf
+/// payload, and where the message starts.
+fn confluent_header(payload: &[u8]) -> std::result::Result<(u32, Vec<i32>, usize), String> {
+    let id = schema_id(payload)?;
+    let mut at = 5;
+    let mut varint = || -> std::result::Result<i64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *payload
+                .get(at)
+                .ok_or_else(|| "the message indexes are truncated".to_string())?;
+            at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err("a message index is too long".into())
+    };
+    let count = varint()?;
+    let indexes = if count == 0 {
+        vec![0]
+    } else if (1..=16).contains(&count) {
+        (0..count)
+            .map(|_| varint().and_then(|i| i32::try_from(i).map_err(|e| e.to_string())))
+            .collect::<std::result::Result<_, _>>()?
+    } else {
+        return Err(format!("{count} message indexes"));
+    };
+    Ok((id, indexes, at))
+}
+
+/// The message type at `indexes` in `file` (top-level, then nested).
+fn message_at(file: &FileDescriptor, indexes: &[i32]) -> Option<MessageDescriptor> {
+    let (first, rest) = indexes.split_first()?;
+    let mut message = file.messages().nth(usize::try_from(*first).ok()?)?;
+    for index in rest {
+        let child = message
+            .child_messages()
+            .nth(usize::try_from(*index).ok()?)?;
+        message = child;
+    }
+    Some(message)
+}
+
+/// Decodes Confluent-framed protobuf payloads whose schemas are in a
+/// registry: one [`ProtobufDecoder`] per writer schema and message type.
+pub(crate) struct RegistryProtobufDecoder {
+    schema: SchemaRef,
+    registry: Registry,
+    /// The message type expected, fully qualified.
+    message: String,
+    /// Per schema id: its file, compiled, or why it cannot be used.
+    writers: HashMap<u32, std::result::Result<FileDescriptor, String>>,
+    decoders: HashMap<(u32, Vec<i32>), std::result::Result<ProtobufDecoder, String>>,
+}
+
+impl RegistryProtobufDecoder {
+    pub(crate) fn new(schema: SchemaRef, registry: Registry, message: String) -> Self {
+        Self {
+            schema,
+            registry,
+            message,
+            writers: HashMap::new(),
+            decoders: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Ask the registry again for the schemas it did not have.
+    pub(crate) fn forget_missing(&mut self) {
+        self.writers.retain(|_, found| found.is_ok());
+        self.decoders.retain(|_, made| made.is_ok());
+    }
+
+    /// Fetch and compile the writer schemas `payloads` name that are not
+    /// known yet. An error means the registry did not answer.
+    pub(crate) async fn resolve(&mut self, payloads: &[Option<&[u8]>]) -> Result<()> {
+        let mut wanted: Vec<u32> = payloads
+            .iter()
+            .flatten()
+            .filter_map(|p| schema_id(p).ok())
+            .filter(|id| !self.writers.contains_key(id))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for id in wanted {
+            let found = match self.registry.schema_by_id(id).await? {
+                None => Err(format!("schema id {id} is not in the schema registry")),
+                Some(schema) => compile(&self.registry, &schema)
+                    .await?
+                    .and_then(|(pool, root)| {
+                        pool.get_file_by_name(&root)
+                            .ok_or_else(|| format!("schema id {id} compiled to no file"))
+                    }),
+            };
+            self.decoders.retain(|(writer, _), _| *writer != id);
+            self.writers.insert(id, found);
+        }
+        Ok(())
+    }
+
+    /// Decode `payloads`, after [`Self::resolve`].
+    pub(crate) fn decode(&mut self, payloads: &[Option<&[u8]>]) -> Result<Decoded> {
+        let mut outcomes: Vec<std::result::Result<(), String>> = Vec::with_capacity(payloads.len());
+        let mut batches = Vec::new();
+        let mut index = 0;
+        while index < payloads.len() {
+            let header = match payloads[index] {
+                None => Err("message has no payload".to_string()),
+                Some(payload) => confluent_header(payload),
+            };
+            let (id, indexes, _) = match header {
+                Ok(header) => header,
+                Err(reason) => {
+                    outcomes.push(Err(reason));
+                    index += 1;
+                    continue;
+                }
+            };
+            // The run of messages of this writer schema and message type.
+            let mut bodies: Vec<Option<&[u8]>> = Vec::new();
+            while let Some(Some(payload)) = payloads.get(index) {
+                match confluent_header(payload) {
+                    Ok((i, m, at)) if i == id && m == indexes => bodies.push(Some(&payload[at..])),
+                    _ => break,
+                }
+                index += 1;
+            }
+            match self.decoder(id, &indexes) {
+                Ok(decoder) => {
+                    let decoded = decoder.decode(&bodies)?;
+                    outcomes.extend(decoded.outcomes);
+                    batches.extend(decoded.rows);
+                }
+                Err(reason) => outcomes.extend(bodies.iter().map(|_| Err(reason.clone()))),
+            }
+        }
+        let rows = if batches.is_empty() {
+            None
+        } else {
+            Some(concat_batches(&self.schema, &batches)?)
+        };
+        Ok(Decoded { rows, outcomes })
+    }
+
+    fn decoder(
+        &mut self,
+        id: u32,
+        indexes: &[i32],
+    ) -> std::result::Result<&mut ProtobufDecoder, String> {
+        let key = (id, indexes.to_vec());
+        if !self.decoders.contains_key(&key) {
+            let made = match self.writers.get(&id) {
+                None => Err(format!("schema id {id} is not in the schema registry")),
+                Some(Err(reason)) => Err(reason.clone()),
+                Some(Ok(file)) => match message_at(file, indexes) {
+                    None => Err(format!(
+                        "schema id {id} has no message type at indexes {indexes:?}"
+                    )),
+                    Some(message) if message.full_name() != self.message => Err(format!(
+                        "a {} message, not {}",
+                        message.full_name(),
+                        self.message
+                    )),
+                    Some(message) => ProtobufDecoder::new(self.schema.clone(), message)
+                        .map_err(|e| e.to_string()),
+                },
+            };
+            self.decoders.insert(key.clone(), made);
+        }
+        match self.decoders.get_mut(&key) {
+            Some(Ok(decoder)) => Ok(decoder),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err("no decoder".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::array::{Array, AsArray};
@@ -458,7 +743,13 @@ mod tests {
             format!("file://{}", path.display()),
         );
         let spec = ProtobufSpec::parse(&mut options)?;
-        let derived = derived_schema(&spec.descriptor()?)?;
+        let Descriptors::File(path_text) = &spec.descriptors else {
+            panic!("a file");
+        };
+        let message = file_pool(path_text)?
+            .get_message_by_name("shop.Bid")
+            .expect("shop.Bid");
+        let derived = derived_schema(&message)?;
         let names: Vec<&str> = derived.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["auction", "bidder", "channel", "price"]);
 
@@ -467,7 +758,7 @@ mod tests {
             Field::new("channel", DataType::Utf8, true),
             Field::new("missing", DataType::Int32, true),
         ]));
-        let mut decoder = ProtobufDecoder::new(declared, &spec)?;
+        let mut decoder = ProtobufDecoder::new(declared, message)?;
         let (a, b) = (bid(7, "x", 1), bid(-3, "yy", 0));
         let payloads: Vec<Option<&[u8]>> = vec![Some(&a), Some(b"\xff\xff\xff"), None, Some(&b)];
         let decoded = decoder.decode(&payloads)?;

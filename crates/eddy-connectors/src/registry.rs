@@ -1,9 +1,11 @@
-//! A client of a Confluent-compatible schema registry: the three REST
-//! calls Eddy makes, over plain HTTP/1.1.
+//! A client of a Confluent-compatible schema registry: the REST calls Eddy
+//! makes, over plain HTTP/1.1.
 //!
 //! * `GET /schemas/ids/{id}`: a writer schema, by the id a message carries.
 //! * `GET /subjects/{subject}/versions/latest`: the schema a source's
 //!   columns are derived from when it declares none.
+//! * `GET /subjects/{subject}/versions/{n}`: a schema another references
+//!   (a protobuf import).
 //! * `POST /subjects/{subject}/versions`: registers a sink's schema (the
 //!   registry answers with the id of an identical schema if it has one).
 //!
@@ -37,8 +39,21 @@ pub(crate) struct Registry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RegisteredSchema {
     pub(crate) id: u32,
-    /// The schema's text (Avro JSON).
+    /// The schema's text (Avro JSON, or a `.proto` file).
     pub(crate) schema: String,
+    /// `AVRO` (the registry's default), `PROTOBUF` or `JSON`.
+    pub(crate) kind: String,
+    /// Other schemas this one imports.
+    pub(crate) references: Vec<Reference>,
+}
+
+/// A schema's reference to another: the name it imports it by, and where
+/// the registry has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reference {
+    pub(crate) name: String,
+    pub(crate) subject: String,
+    pub(crate) version: i64,
 }
 
 impl Registry {
@@ -77,7 +92,7 @@ impl Registry {
     }
 
     /// The schema with id `id`; `None` if the registry has none.
-    pub(crate) async fn schema_by_id(&self, id: u32) -> Result<Option<String>> {
+    pub(crate) async fn schema_by_id(&self, id: u32) -> Result<Option<RegisteredSchema>> {
         let (status, body) = self
             .request("GET", &format!("/schemas/ids/{id}"), None)
             .await?;
@@ -85,7 +100,16 @@ impl Registry {
             return Ok(None);
         }
         let body = expect_ok(status, body, &format!("schema id {id}"))?;
-        Ok(Some(string_field(&body, "schema")?))
+        Ok(Some(registered(id, &body)?))
+    }
+
+    /// Version `version` of `subject`.
+    pub(crate) async fn version(&self, subject: &str, version: i64) -> Result<RegisteredSchema> {
+        let path = format!("/subjects/{}/versions/{version}", encode_path(subject));
+        let (status, body) = self.request("GET", &path, None).await?;
+        let what = format!("subject \"{subject}\" version {version}");
+        let body = expect_ok(status, body, &what)?;
+        registered(id_field(&body)?, &body)
     }
 
     /// The latest schema of `subject`.
@@ -98,10 +122,7 @@ impl Registry {
             )));
         }
         let body = expect_ok(status, body, &format!("subject \"{subject}\""))?;
-        Ok(RegisteredSchema {
-            id: id_field(&body)?,
-            schema: string_field(&body, "schema")?,
-        })
+        registered(id_field(&body)?, &body)
     }
 
     /// Register `schema` (Avro JSON) under `subject`; its id.
@@ -227,6 +248,37 @@ fn expect_ok(status: u16, body: Value, what: &str) -> Result<Value> {
     )))
 }
 
+fn registered(id: u32, body: &Value) -> Result<RegisteredSchema> {
+    let mut references = Vec::new();
+    for reference in body
+        .get("references")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        references.push(Reference {
+            name: string_field(reference, "name")?,
+            subject: string_field(reference, "subject")?,
+            version: reference
+                .get("version")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| {
+                    Error::Source("schema registry: a reference has no version".into())
+                })?,
+        });
+    }
+    Ok(RegisteredSchema {
+        id,
+        schema: string_field(body, "schema")?,
+        kind: body
+            .get("schemaType")
+            .and_then(Value::as_str)
+            .unwrap_or("AVRO")
+            .to_ascii_uppercase(),
+        references,
+    })
+}
+
 fn string_field(body: &Value, name: &str) -> Result<String> {
     body.get(name)
         .and_then(Value::as_str)
@@ -300,7 +352,11 @@ mod tests {
             }
         });
         let registry = Registry::new(&format!("http://{address}"))?;
-        assert_eq!(registry.schema_by_id(1).await?, Some("\"string\"".into()));
+        let found = registry.schema_by_id(1).await?.expect("schema 1");
+        assert_eq!(
+            (found.schema.as_str(), found.kind.as_str()),
+            ("\"string\"", "AVRO")
+        );
         assert_eq!(registry.register("t-value", "\"string\"").await?, 7);
         assert_eq!(registry.schema_by_id(2).await?, None);
         Ok(())

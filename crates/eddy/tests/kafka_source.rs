@@ -13,6 +13,7 @@ mod support;
 use std::time::Duration;
 
 use support::broker::{Record, TestBroker};
+use support::registry::TestRegistry;
 use support::server::{rows, start};
 
 fn source_sql(name: &str, topic: &str, broker: &TestBroker, extra: &str) -> String {
@@ -497,7 +498,7 @@ async fn protobuf_source_from_a_descriptor_set() {
             "0A000",
         ),
         (
-            format!("CREATE SOURCE p (id BIGINT) WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Order', schema.registry = 'http://127.0.0.1:1')"),
+            format!("CREATE SOURCE p (id BIGINT) WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{bootstrap}') FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Order', schema.location = 'https://example.com/shop.pb')"),
             "0A000",
         ),
     ] {
@@ -566,4 +567,89 @@ async fn partitions_added_later_are_read_from_their_start() {
         .await,
         ["0 14 15 0", "1 4 5 0"]
     );
+}
+
+const SHOP_PROTO: &str = r#"
+syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+message Order {
+  int64 id = 1;
+  string item = 2;
+  google.protobuf.Timestamp at = 3;
+  message Line { string sku = 1; }
+}
+message Refund { int64 id = 1; }
+"#;
+
+/// A `shop.Order` (`id`, `item`, `at` seconds) in the Confluent protobuf
+/// wire format: zero byte, schema id, message indexes, message.
+fn framed_order(schema_id: u32, indexes: &[u8], id: u8, item: &str, at: u8) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(indexes);
+    out.extend_from_slice(&[0x08, id, 0x12, item.len() as u8]);
+    out.extend_from_slice(item.as_bytes());
+    // Field 3, a google.protobuf.Timestamp { seconds = at }.
+    out.extend_from_slice(&[0x1a, 2, 0x08, at]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_source_from_the_schema_registry() {
+    let registry = TestRegistry::start().await;
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 1).await;
+    let id = registry.register_typed("orders-value", SHOP_PROTO, "PROTOBUF");
+    for payload in [
+        // Message indexes [0] (shop.Order), in the short form and in full.
+        framed_order(id, &[0], 1, "apple", 10),
+        framed_order(id, &[2, 0], 2, "pear", 20),
+        // shop.Refund ([1]) and shop.Order.Line ([0, 0]): other types.
+        framed_order(id, &[2, 2], 3, "x", 30),
+        framed_order(id, &[4, 0, 0], 4, "y", 40),
+        // An id the registry does not have, and no framing.
+        framed_order(id + 7, &[0], 5, "z", 50),
+        b"\x08\x06".to_vec(),
+        framed_order(id, &[0], 7, "fig", 70),
+    ] {
+        broker.produce("orders", 0, None, Some(&payload)).await;
+    }
+    let (_server, client) = start().await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE orders
+               WITH (connector = 'kafka', topic = 'orders', properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Order', schema.registry = '{}');
+             CREATE MATERIALIZED VIEW all_orders AS
+               SELECT id, item, to_unixtime(at) AS at FROM orders;
+             FLUSH;",
+            broker.bootstrap(),
+            registry.url()
+        ))
+        .await
+        .expect("a protobuf source with columns from the registry");
+    assert_eq!(
+        rows(&client, "SELECT * FROM all_orders ORDER BY id").await,
+        ["1 apple 10", "2 pear 20", "7 fig 70"]
+    );
+    let mut reasons = rows(
+        &client,
+        "SELECT \"offset\" || ' ' || reason FROM eddy_catalog.source_errors ORDER BY \"offset\"",
+    )
+    .await;
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("2 a shop.Refund message"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("3 a shop.Order.Line message"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("not in the schema registry"),
+        "{reasons:?}"
+    );
+    assert!(reasons.remove(3).contains("Confluent wire format"));
 }

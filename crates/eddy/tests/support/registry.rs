@@ -1,13 +1,16 @@
 //! A test fixture standing in for a Confluent schema registry: no real
 //! registry (a JVM service) can be installed on the test machines, so this
-//! implements the three REST endpoints Eddy calls, over HTTP/1.1 on
+//! implements the REST endpoints Eddy calls, over HTTP/1.1 on
 //! loopback, with the registry's semantics for them:
 //!
 //! * `GET /schemas/ids/{id}` → `{"schema": "..."}`, 404 for an unknown id;
-//! * `GET /subjects/{subject}/versions/latest` → `{"subject", "version",
-//!   "id", "schema"}`, 404 for an unknown subject;
+//! * `GET /subjects/{subject}/versions/{latest | n}` → `{"subject",
+//!   "version", "id", "schema"}`, 404 for an unknown subject or version;
 //! * `POST /subjects/{subject}/versions` with `{"schema": "..."}` → `{"id"}`;
 //!   a schema already registered (under any subject) keeps its id.
+//!
+//! Schemas have a type, as in the registry: `schemaType` is left out for
+//! Avro and is `PROTOBUF` for `.proto` schemas.
 //!
 //! `set_available(false)` makes every request fail with 503, as a registry
 //! that is down would.
@@ -25,18 +28,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Default)]
 struct State {
-    /// Schema text by id (ids from 1).
-    schemas: Vec<String>,
+    /// Schema text and type (`AVRO`, `PROTOBUF`) by id (ids from 1).
+    schemas: Vec<(String, String)>,
     /// Per subject, the ids of its versions in order.
     subjects: BTreeMap<String, Vec<u32>>,
 }
 
 impl State {
-    fn register(&mut self, subject: &str, schema: &str) -> u32 {
-        let id = match self.schemas.iter().position(|s| s == schema) {
+    fn register(&mut self, subject: &str, schema: &str, kind: &str) -> u32 {
+        let entry = (schema.to_string(), kind.to_string());
+        let id = match self.schemas.iter().position(|s| *s == entry) {
             Some(index) => index as u32 + 1,
             None => {
-                self.schemas.push(schema.to_string());
+                self.schemas.push(entry);
                 self.schemas.len() as u32
             }
         };
@@ -81,15 +85,23 @@ impl TestRegistry {
         &self.url
     }
 
-    /// Register `schema` under `subject`, as a producer would; its id.
+    /// Register Avro `schema` under `subject`, as a producer would; its id.
     pub fn register(&self, subject: &str, schema: &str) -> u32 {
-        self.state.lock().expect("state").register(subject, schema)
+        self.register_typed(subject, schema, "AVRO")
+    }
+
+    /// Register `schema` of type `kind` (`AVRO`, `PROTOBUF`) under `subject`.
+    pub fn register_typed(&self, subject: &str, schema: &str, kind: &str) -> u32 {
+        self.state
+            .lock()
+            .expect("state")
+            .register(subject, schema, kind)
     }
 
     /// The schema with id `id`.
     pub fn schema(&self, id: u32) -> Option<String> {
         let state = self.state.lock().expect("state");
-        state.schemas.get(id as usize - 1).cloned()
+        state.schemas.get(id as usize - 1).map(|(s, _)| s.clone())
     }
 
     /// The ids registered under `subject`, oldest first.
@@ -176,34 +188,50 @@ fn route(state: &mut State, method: &str, path: &str, body: &[u8]) -> (u16, Valu
     match (method, parts.as_slice()) {
         ("GET", ["schemas", "ids", id]) => match id.parse::<usize>() {
             Ok(id) if id >= 1 && id <= state.schemas.len() => {
-                (200, json!({"schema": state.schemas[id - 1]}))
+                let (schema, kind) = &state.schemas[id - 1];
+                let mut answer = json!({"schema": schema});
+                // The registry leaves schemaType out for Avro.
+                if kind != "AVRO" {
+                    answer["schemaType"] = json!(kind);
+                }
+                (200, answer)
             }
             _ => not_found("Schema not found"),
         },
-        ("GET", ["subjects", subject, "versions", "latest"]) => {
-            match state.subjects.get(*subject) {
-                Some(versions) if !versions.is_empty() => {
-                    let id = versions[versions.len() - 1];
-                    (
-                        200,
-                        json!({
-                            "subject": subject,
-                            "version": versions.len(),
-                            "id": id,
-                            "schema": state.schemas[id as usize - 1],
-                        }),
-                    )
+        ("GET", ["subjects", subject, "versions", version]) => {
+            let versions = state.subjects.get(*subject).cloned().unwrap_or_default();
+            let number = match *version {
+                "latest" => Some(versions.len()),
+                other => other.parse::<usize>().ok(),
+            };
+            match number {
+                Some(n) if n >= 1 && n <= versions.len() => {
+                    let id = versions[n - 1];
+                    let (schema, kind) = &state.schemas[id as usize - 1];
+                    let mut answer = json!({
+                        "subject": subject,
+                        "version": n,
+                        "id": id,
+                        "schema": schema,
+                    });
+                    if kind != "AVRO" {
+                        answer["schemaType"] = json!(kind);
+                    }
+                    (200, answer)
                 }
-                _ => not_found("Subject not found"),
+                _ => not_found("Subject or version not found"),
             }
         }
         ("POST", ["subjects", subject, "versions"]) => {
-            let schema = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("schema").and_then(Value::as_str).map(str::to_string));
+            let request = serde_json::from_slice::<Value>(body).unwrap_or_default();
+            let schema = request.get("schema").and_then(Value::as_str);
+            let kind = request
+                .get("schemaType")
+                .and_then(Value::as_str)
+                .unwrap_or("AVRO");
             match schema {
-                Some(schema) if serde_json::from_str::<Value>(&schema).is_ok() => {
-                    (200, json!({"id": state.register(subject, &schema)}))
+                Some(schema) if kind != "AVRO" || serde_json::from_str::<Value>(schema).is_ok() => {
+                    (200, json!({"id": state.register(subject, schema, kind)}))
                 }
                 _ => (
                     422,
