@@ -409,6 +409,10 @@ pub(crate) fn open_kafka(
 ) -> Result<Box<dyn SourceReader>> {
     let options = KafkaOptions::parse(spec)?;
     let (envelope, encoding) = check_format(spec)?;
+    let not_null: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !schema.field(*i).is_nullable())
+        .collect();
+    let schema = &crate::source::nullable(schema);
     let metadata = metadata_columns(spec);
     let value_fields = schema.fields().len() - metadata.len();
     let value_schema = Arc::new(Schema::new(schema.fields()[..value_fields].to_vec()));
@@ -499,6 +503,7 @@ pub(crate) fn open_kafka(
         value_schema,
         metadata: metadata.into_iter().map(|(_, column)| column).collect(),
         schema: schema.clone(),
+        not_null,
         assigned: BTreeMap::new(),
         next_lookup: Instant::now(),
         progress,
@@ -567,7 +572,10 @@ struct KafkaReader {
     /// The declared columns, which the payload holds.
     value_schema: SchemaRef,
     metadata: Vec<MetadataColumn>,
+    /// The columns, all nullable.
     schema: SchemaRef,
+    /// The columns declared `NOT NULL` (primary key columns included).
+    not_null: Vec<usize>,
     /// Partitions assigned, with the last offset read (-1: none yet).
     assigned: BTreeMap<i32, i64>,
     next_lookup: Instant,
@@ -926,6 +934,20 @@ impl KafkaReader {
         }
     }
 
+    /// An error naming the first `NOT NULL` column that row `row` of
+    /// `rows` (in the table's schema) leaves NULL.
+    fn check_not_null(&self, rows: &RecordBatch, row: usize) -> std::result::Result<(), String> {
+        for index in &self.not_null {
+            if rows.column(*index).is_null(row) {
+                return Err(format!(
+                    "null value in column \"{}\" violates NOT NULL",
+                    self.schema.field(*index).name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// What decoded row `row` of `message` does to a keyed table (pushed
     /// to `actions`), or why it is bad. Append-only sources take every row.
     fn action(
@@ -938,7 +960,7 @@ impl KafkaReader {
         actions: &mut Vec<Action>,
     ) -> std::result::Result<(), String> {
         if self.keyed.is_none() {
-            return Ok(());
+            return self.check_not_null(new_rows, row);
         }
         let null_key = "the primary key is null".to_string();
         match (self.envelope, ops, old_rows) {
@@ -949,6 +971,7 @@ impl KafkaReader {
                         if key_is_null(new_rows, &self.key, row) {
                             return Err(format!("{null_key} in \"after\""));
                         }
+                        self.check_not_null(new_rows, row)?;
                         if before {
                             actions.push(Action::DeleteRow { row });
                         }
@@ -976,6 +999,7 @@ impl KafkaReader {
                 if key_is_null(new_rows, &self.key, row) {
                     return Err(null_key);
                 }
+                self.check_not_null(new_rows, row)?;
                 actions.push(Action::Set {
                     row,
                     message_key: Some(key.clone()),
@@ -986,6 +1010,7 @@ impl KafkaReader {
                 if key_is_null(new_rows, &self.key, row) {
                     return Err(null_key);
                 }
+                self.check_not_null(new_rows, row)?;
                 actions.push(Action::Set {
                     row,
                     message_key: None,

@@ -56,20 +56,33 @@ pub async fn source_schema(spec: &SourceSpec, declared: &SchemaRef) -> Result<Sc
 }
 
 /// Start reading a source whose schema is `schema` (as [`source_schema`]
-/// returned it). Bad messages go to `errors`, shared by all readers of the
-/// source.
+/// returned it, `NOT NULL` flags of a connector table's columns included).
+/// Readers emit batches of the schema with every column nullable, and a
+/// message that would leave a `NOT NULL` column NULL is bad. Bad messages
+/// go to `errors`, shared by all readers of the source.
 pub fn open(
     spec: &SourceSpec,
     schema: &SchemaRef,
     progress: Arc<SourceProgress>,
     errors: Arc<ErrorLog>,
 ) -> Result<Box<dyn SourceReader>> {
+    let nullable = nullable(schema);
     match spec.connector().as_str() {
-        "nexmark" => crate::generator::open_nexmark(spec, schema, progress),
-        "datagen" => crate::generator::open_datagen(spec, schema, progress),
+        "nexmark" => crate::generator::open_nexmark(spec, &nullable, progress),
+        "datagen" => crate::generator::open_datagen(spec, &nullable, progress),
         "kafka" => crate::kafka::open_kafka(spec, schema, progress, errors),
         other => Err(unknown_connector(other)),
     }
+}
+
+/// `schema` with every column nullable.
+pub(crate) fn nullable(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new(fields))
 }
 
 fn unknown_connector(name: &str) -> Error {

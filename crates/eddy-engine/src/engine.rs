@@ -639,8 +639,7 @@ impl Writer {
             .entry(entry.name.clone())
             .or_default()
             .clone();
-        let schema = eddy_dataflow::schema::nullable(&entry.schema);
-        let reader = eddy_connectors::source::open(spec, &schema, progress.clone(), errors)
+        let reader = eddy_connectors::source::open(spec, &entry.schema, progress.clone(), errors)
             .map_err(crate::connector_error)?;
         self.working.progress.push(progress.clone());
         self.readers.push(Reader::spawn(

@@ -266,3 +266,60 @@ async fn plain_table_with_key_keeps_the_latest_row_and_sources_stay_append_only(
         assert_eq!(error.code().map(|c| c.code()), Some(code), "{sql}: {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_null_columns_of_connector_tables_refuse_null_values() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("people", 1).await;
+    let (_server, client) = start().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE people (id BIGINT PRIMARY KEY, name VARCHAR NOT NULL, note VARCHAR)
+               WITH (connector = 'kafka', topic = 'people', properties.bootstrap.server = '{}')
+               FORMAT UPSERT ENCODE JSON;",
+            broker.bootstrap()
+        ))
+        .await
+        .expect("create table");
+    send(
+        &broker,
+        "people",
+        Some("1"),
+        Some(r#"{"id": 1, "name": "ann"}"#),
+    )
+    .await;
+    send(
+        &broker,
+        "people",
+        Some("2"),
+        Some(r#"{"id": 2, "note": "no name"}"#),
+    )
+    .await;
+    send(
+        &broker,
+        "people",
+        Some("3"),
+        Some(r#"{"id": 3, "name": null}"#),
+    )
+    .await;
+    send(
+        &broker,
+        "people",
+        Some("4"),
+        Some(r#"{"id": 4, "name": "bo"}"#),
+    )
+    .await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT id, name, note FROM people ORDER BY id").await,
+        ["1 ann NULL", "4 bo NULL"]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT \"offset\" FROM eddy_catalog.source_errors ORDER BY 1"
+        )
+        .await,
+        ["1", "2"]
+    );
+}
