@@ -169,12 +169,7 @@ impl AvroDecoder {
             };
             outcomes.push(outcome);
         }
-        let rows = if batches.is_empty() {
-            None
-        } else {
-            Some(concat_batches(&self.schema, &batches)?)
-        };
-        Ok(Decoded { rows, outcomes })
+        Decoded::new(&self.schema, &batches, outcomes)
     }
 
     fn usable(&self, payload: &[u8]) -> bool {

@@ -66,6 +66,22 @@ pub(crate) struct Decoded {
     pub(crate) outcomes: Vec<Result<(), String>>,
 }
 
+impl Decoded {
+    /// The rows of `batches` (of `schema`) joined, and `outcomes`.
+    pub(crate) fn new(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        outcomes: Vec<Result<(), String>>,
+    ) -> Result<Self> {
+        let rows = if batches.is_empty() {
+            None
+        } else {
+            Some(concat_batches(schema, batches)?)
+        };
+        Ok(Self { rows, outcomes })
+    }
+}
+
 /// Decodes payloads into batches of one schema.
 pub(crate) struct JsonDecoder {
     schema: SchemaRef,
@@ -169,12 +185,7 @@ impl JsonDecoder {
             };
             outcomes.push(outcome);
         }
-        let rows = if batches.is_empty() {
-            None
-        } else {
-            Some(concat_batches(&self.schema, &batches)?)
-        };
-        Ok(Decoded { rows, outcomes })
+        Decoded::new(&self.schema, &batches, outcomes)
     }
 
     fn decode_all(

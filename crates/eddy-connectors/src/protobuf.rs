@@ -23,7 +23,6 @@ use arrow::array::{
     Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder,
     UInt32Builder, UInt64Builder,
 };
-use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::collections::HashMap;
 
@@ -437,12 +436,7 @@ impl ProtobufDecoder {
                     .map(|rows| batches.push(rows)),
             });
         }
-        let rows = if batches.is_empty() {
-            None
-        } else {
-            Some(concat_batches(&self.schema, &batches)?)
-        };
-        Ok(Decoded { rows, outcomes })
+        Decoded::new(&self.schema, &batches, outcomes)
     }
 
     fn decode_all(&self, payloads: &[Option<&[u8]>]) -> std::result::Result<RecordBatch, String> {
@@ -615,12 +609,7 @@ impl RegistryProtobufDecoder {
                 Err(reason) => outcomes.extend(bodies.iter().map(|_| Err(reason.clone()))),
             }
         }
-        let rows = if batches.is_empty() {
-            None
-        } else {
-            Some(concat_batches(&self.schema, &batches)?)
-        };
-        Ok(Decoded { rows, outcomes })
+        Decoded::new(&self.schema, &batches, outcomes)
     }
 
     fn decoder(

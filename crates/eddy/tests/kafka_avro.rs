@@ -82,6 +82,21 @@ async fn produce(broker: &TestBroker, topic: &str, partition: i32, payload: &[u8
     broker.produce(topic, partition, None, Some(payload)).await;
 }
 
+/// Bids `ids` of writer schema `version` (registered as `id`) to topic
+/// `bids`, alternating between partitions 0 and 1.
+async fn produce_bids(
+    broker: &TestBroker,
+    id: u32,
+    schema: &str,
+    version: &str,
+    ids: std::ops::Range<i64>,
+) {
+    for i in ids {
+        let payload = framed(id, schema, bid(version, i));
+        produce(broker, "bids", (i % 2) as i32, &payload).await;
+    }
+}
+
 /// `auction n total top` per auction over the bids `ids` (`top` is the
 /// greatest bidder, `NULL` if none), as the view computes them.
 fn expected(ids: impl Iterator<Item = (i64, bool)>) -> Vec<String> {
@@ -127,15 +142,7 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     let broker = TestBroker::start().await;
     broker.create_topic("bids", 2).await;
     let v1 = registry.register("bids-value", BID_V1);
-    for i in 0..40 {
-        produce(
-            &broker,
-            "bids",
-            (i % 2) as i32,
-            &framed(v1, BID_V1, bid("v1", i)),
-        )
-        .await;
-    }
+    produce_bids(&broker, v1, BID_V1, "v1", 0..40).await;
     let (_server, client) = start().await;
     client
         .batch_execute(&format!(
@@ -161,15 +168,7 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     // the registry does not have, a datum cut short.
     let v2 = registry.register("bids-value", BID_V2);
     assert_ne!(v1, v2);
-    for i in 40..60 {
-        produce(
-            &broker,
-            "bids",
-            (i % 2) as i32,
-            &framed(v2, BID_V2, bid("v2", i)),
-        )
-        .await;
-    }
+    produce_bids(&broker, v2, BID_V2, "v2", 40..60).await;
     produce(&broker, "bids", 0, br#"{"auction": 1, "price": 2}"#).await;
     produce(&broker, "bids", 0, &framed(99, BID_V1, bid("v1", 1))).await;
     let whole = framed(v1, BID_V1, bid("v1", 1));
@@ -194,15 +193,7 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     // source stalls, says so, and catches up once the registry is back.
     registry.set_available(false);
     let v3 = registry.register("bids-value", BID_V3);
-    for i in 60..70 {
-        produce(
-            &broker,
-            "bids",
-            (i % 2) as i32,
-            &framed(v3, BID_V3, bid("v3", i)),
-        )
-        .await;
-    }
+    produce_bids(&broker, v3, BID_V3, "v3", 60..70).await;
     wait_for_status(&client, "bids", "stalled").await;
     assert_eq!(
         rows(&client, "SELECT * FROM totals ORDER BY auction").await,
