@@ -7,7 +7,7 @@
 //! Covered: columns derived from the registered schema; writer schemas
 //! that evolve; bad messages (not framed, unknown schema id, truncated);
 //! a registry that is down (the source stalls, then catches up exactly);
-//! an UPSERT table with Avro keys; UPSERT and DEBEZIUM sinks read back and
+//! a PLAIN sink; an UPSERT table with Avro keys; UPSERT and DEBEZIUM sinks read back and
 //! checked against their view; and a Debezium Avro topic written by a sink
 //! read back into a table equal to the view it came from.
 
@@ -141,22 +141,25 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     let registry = TestRegistry::start().await;
     let broker = TestBroker::start().await;
     broker.create_topic("bids", 2).await;
+    broker.create_topic("cheap", 1).await;
     let v1 = registry.register("bids-value", BID_V1);
     produce_bids(&broker, v1, BID_V1, "v1", 0..40).await;
     let (_server, client) = start().await;
+    let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
     client
         .batch_execute(&format!(
             "CREATE SOURCE bids
-               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{}')
-               FORMAT PLAIN ENCODE AVRO (schema.registry = '{}');
+               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
              CREATE MATERIALIZED VIEW totals AS
                SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
-               FROM bids GROUP BY auction;",
-            broker.bootstrap(),
-            registry.url()
+               FROM bids GROUP BY auction;
+             CREATE SINK cheap AS SELECT auction, price, bidder FROM bids WHERE price < 50
+               WITH (connector = 'kafka', topic = 'cheap', properties.bootstrap.server = '{bootstrap}', {ONE})
+               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');"
         ))
         .await
-        .expect("create a source without columns, and a view");
+        .expect("create a source without columns, a view and a sink");
     client.batch_execute("FLUSH").await.expect("flush");
     let all = |to: i64| (0..to).map(|i| (i, true));
     assert_eq!(
@@ -212,6 +215,26 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
         rows(&client, "SELECT count(*) FROM eddy_catalog.source_errors").await,
         ["3"]
     );
+    // The PLAIN sink wrote each cheap bid once, as an Avro record.
+    let mut want: Vec<String> = (0..70i64)
+        .filter(|i| (i * 37) % 100 < 50)
+        .map(|i| {
+            let bidder = if i >= 60 || i % 4 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("b{}", i % 3)
+            };
+            format!("{} {} {bidder}", i % 5, (i * 37) % 100)
+        })
+        .collect();
+    want.sort();
+    let messages = broker.read_all("cheap", want.len(), READ_TIMEOUT).await;
+    let mut got: Vec<String> = messages
+        .iter()
+        .map(|m| text(&decode(&registry, m.payload.as_deref().expect("a value"))))
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
 }
 
 /// A record's fields as `name=value` text, in the order of the schema.
