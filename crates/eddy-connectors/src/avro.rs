@@ -135,7 +135,7 @@ impl AvroDecoder {
 
     /// Decode `payloads` (at most 65536), after [`Self::resolve`].
     pub(crate) fn decode(&mut self, payloads: &[Option<&[u8]>]) -> Result<Decoded> {
-        if payloads.iter().all(|p| p.is_some_and(|p| self.usable(p))) {
+        if payloads.iter().all(|p| p.is_some_and(|p| self.check(p).is_ok())) {
             if let Ok(rows) = self.decode_all(payloads) {
                 if rows.num_rows() == payloads.len() {
                     return Ok(Decoded {
@@ -170,10 +170,6 @@ impl AvroDecoder {
             outcomes.push(outcome);
         }
         Decoded::new(&self.schema, &batches, outcomes)
-    }
-
-    fn usable(&self, payload: &[u8]) -> bool {
-        self.check(payload).is_ok()
     }
 
     /// Why `payload` cannot be decoded before trying, if it cannot.
