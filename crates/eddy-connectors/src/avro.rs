@@ -135,7 +135,10 @@ impl AvroDecoder {
 
     /// Decode `payloads` (at most 65536), after [`Self::resolve`].
     pub(crate) fn decode(&mut self, payloads: &[Option<&[u8]>]) -> Result<Decoded> {
-        if payloads.iter().all(|p| p.is_some_and(|p| self.check(p).is_ok())) {
+        if payloads
+            .iter()
+            .all(|p| p.is_some_and(|p| self.check(p).is_ok()))
+        {
             if let Ok(rows) = self.decode_all(payloads) {
                 if rows.num_rows() == payloads.len() {
                     return Ok(Decoded {
