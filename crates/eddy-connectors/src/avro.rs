@@ -35,12 +35,9 @@ use arrow_avro::schema::{
 use arrow_avro::writer::format::AvroBinaryFormat;
 use arrow_avro::writer::WriterBuilder;
 
-use crate::json::Decoded;
+use crate::json::{Decoded, MAX_ROWS};
 use crate::registry::Registry;
 use crate::{Error, Result};
-
-/// Rows decoded into one batch at most.
-const MAX_ROWS: usize = 1 << 16;
 
 /// The Confluent wire format's header: magic byte and schema id.
 const HEADER: usize = 5;

@@ -90,7 +90,7 @@ pub(crate) struct JsonDecoder {
 }
 
 /// Payloads decoded into one batch at most (the decoder's batch size).
-const MAX_ROWS: usize = 1 << 16;
+pub(crate) const MAX_ROWS: usize = 1 << 16;
 
 impl JsonDecoder {
     pub(crate) fn with_encoding(schema: SchemaRef, encoding: Encoding) -> Result<Self> {

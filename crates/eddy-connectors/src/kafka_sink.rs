@@ -86,14 +86,7 @@ impl SinkOptions {
         let mut encode_options = format.options.clone();
         let registry = match format.encode.as_str() {
             "json" => None,
-            "avro" => {
-                let Some(url) = encode_options.remove("schema.registry") else {
-                    return Err(Error::InvalidConfig(
-                        "ENCODE AVRO needs (schema.registry = 'http://...')".into(),
-                    ));
-                };
-                Some(Registry::new(&url)?)
-            }
+            "avro" => Some(Registry::for_avro(&mut encode_options)?),
             other => {
                 return Err(Error::UnsupportedFormat(format!(
                     "ENCODE {} on a sink",

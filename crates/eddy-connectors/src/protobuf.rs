@@ -19,9 +19,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder,
-    Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder,
-    UInt32Builder, UInt64Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::collections::HashMap;
@@ -352,21 +352,6 @@ impl Builder {
             Builder::Timestamp(b) => Arc::new(b.finish()),
         }
     }
-
-    fn len(&self) -> usize {
-        match self {
-            Builder::Bool(b) => b.len(),
-            Builder::I32(b) => b.len(),
-            Builder::I64(b) => b.len(),
-            Builder::U32(b) => b.len(),
-            Builder::U64(b) => b.len(),
-            Builder::F32(b) => b.len(),
-            Builder::F64(b) => b.len(),
-            Builder::Text(b) => b.len(),
-            Builder::Bytes(b) => b.len(),
-            Builder::Timestamp(b) => b.len(),
-        }
-    }
 }
 
 /// Decodes protobuf payloads into batches of one schema.
@@ -457,7 +442,6 @@ impl ProtobufDecoder {
         }
         let rows = payloads.len();
         let columns: Vec<ArrayRef> = builders.iter_mut().map(|(_, b)| b.finish()).collect();
-        debug_assert!(builders.iter().all(|(_, b)| b.len() == 0));
         let decoded = RecordBatch::try_new_with_options(
             self.decoded.clone(),
             columns,

@@ -91,6 +91,17 @@ impl Registry {
         })
     }
 
+    /// The registry `ENCODE AVRO (schema.registry = '...')` names (the
+    /// option is taken out of `options`).
+    pub(crate) fn for_avro(
+        options: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let url = options.remove("schema.registry").ok_or_else(|| {
+            Error::InvalidConfig("ENCODE AVRO needs (schema.registry = 'http://...')".into())
+        })?;
+        Self::new(&url)
+    }
+
     /// The schema with id `id`; `None` if the registry has none.
     pub(crate) async fn schema_by_id(&self, id: u32) -> Result<Option<RegisteredSchema>> {
         let (status, body) = self

@@ -236,14 +236,7 @@ pub(super) fn check_format(spec: &SourceSpec) -> Result<(Envelope, ValueEncoding
     let encoding =
         match format.encode.as_str() {
             "json" => ValueEncoding::Text(Encoding::Json),
-            "avro" => {
-                let Some(url) = options.remove("schema.registry") else {
-                    return Err(Error::InvalidConfig(
-                        "ENCODE AVRO needs (schema.registry = 'http://...')".into(),
-                    ));
-                };
-                ValueEncoding::Avro(Registry::new(&url)?)
-            }
+            "avro" => ValueEncoding::Avro(Registry::for_avro(&mut options)?),
             "protobuf" => ValueEncoding::Protobuf(ProtobufSpec::parse(&mut options)?),
             "csv" => {
                 let delimiter = match options.remove("delimiter") {
