@@ -35,13 +35,16 @@ apt_install() {
 
 # librdkafka (built from the rdkafka crate's sources by mklove's ./configure and
 # make) needs bash, make, a C and a C++ compiler; zlib comes from the system
-# through pkg-config, so librdkafka and libz-sys agree on one zlib.
+# through pkg-config, so librdkafka and libz-sys agree on one zlib. RocksDB's
+# C++ (librocksdb-sys) needs the same compilers and libclang for bindgen.
 missing=""
 command -v make >/dev/null 2>&1 || missing="$missing make"
 command -v cc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 pkg-config --exists zlib 2>/dev/null || missing="$missing zlib1g-dev"
+# librocksdb-sys generates its bindings with bindgen, which loads libclang.
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || missing="$missing libclang-dev"
 if [ -n "$missing" ]; then
     echo "setup: installing$missing"
     # shellcheck disable=SC2086 # a list of package names

@@ -1,0 +1,511 @@
+//! Eddy's durable store: one RocksDB database in the data directory.
+//!
+//! What is kept, by column family:
+//!
+//! * `catalog`: every object's definition (the statement that created it),
+//!   keyed by the object's creation number, so replaying them in key order
+//!   rebuilds the catalog in dependency order.
+//! * `rows`: the rows of stored relations, keyed by the relation's creation
+//!   number and the row's encoding, valued by the row's multiplicity. Writes
+//!   are deltas merged by addition, so a commit writes only what changed.
+//! * `state`: other keyed state of an object, keyed by the object's
+//!   creation number and a key of its own (a connector table's source
+//!   offsets and the primary key each Kafka message key last set).
+//! * `meta`: the format version and the record of the last checkpoint.
+//!
+//! Everything a commit changes goes into one [`Checkpoint`], written as one
+//! synced RocksDB write batch: after [`Store::commit`] returns, all of it
+//! survives a crash or power cut, and a crash before leaves none of it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use rocksdb::{
+    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions, DB,
+};
+
+const CATALOG: &str = "catalog";
+const ROWS: &str = "rows";
+const STATE: &str = "state";
+const META: &str = "meta";
+
+const FORMAT_KEY: &[u8] = b"format";
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// Bumped whenever what is stored changes meaning; a data directory of
+/// another version is refused rather than misread.
+const FORMAT_VERSION: u64 = 1;
+
+/// Why the store could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// RocksDB failed.
+    #[error("{0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The data directory holds something this version cannot read.
+    #[error("data directory {path}: {reason}")]
+    Incompatible {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A stored record does not decode.
+    #[error("corrupt {what} record in the data directory")]
+    Corrupt {
+        /// Which kind of record.
+        what: &'static str,
+    },
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One object's stored definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// The object's creation number (unique, increasing).
+    pub id: u64,
+    /// The object's name.
+    pub name: String,
+    /// The statement that created it.
+    pub definition: String,
+}
+
+/// What the last checkpoint wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// The epoch it made durable.
+    pub epoch: u64,
+    /// When it was written.
+    pub at: SystemTime,
+    /// Bytes of the write batch.
+    pub bytes: u64,
+    /// How long the synced write took (not known for a checkpoint written
+    /// before this process started).
+    pub duration: Option<Duration>,
+}
+
+/// The durable store of one Eddy instance.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Bytes of RocksDB's block cache, the memory reads are served from
+    /// beyond what is being written.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Store {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self> {
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        // Atomic flushes keep column families consistent with each other
+        // even if the write-ahead log is lost past the last sync.
+        db_options.set_atomic_flush(true);
+        let cache = rocksdb::Cache::new_lru_cache(options.cache_bytes);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        db_options.set_block_based_table_factory(&table);
+        let mut rows = db_options.clone();
+        rows.set_merge_operator_associative("eddy_add_i64", add_counts);
+        let families = vec![
+            ColumnFamilyDescriptor::new(CATALOG, db_options.clone()),
+            ColumnFamilyDescriptor::new(ROWS, rows),
+            ColumnFamilyDescriptor::new(STATE, db_options.clone()),
+            ColumnFamilyDescriptor::new(META, db_options.clone()),
+        ];
+        let db = DB::open_cf_descriptors(&db_options, dir, families)?;
+        let store = Self {
+            db,
+            path: dir.to_path_buf(),
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let meta = self.family(META)?;
+        match self.db.get_cf(meta, FORMAT_KEY)? {
+            None => {
+                let mut options = WriteOptions::default();
+                options.set_sync(true);
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, FORMAT_KEY, FORMAT_VERSION.to_be_bytes());
+                self.db.write_opt(batch, &options)?;
+                Ok(())
+            }
+            Some(value) => {
+                let version = <[u8; 8]>::try_from(value.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corrupt { what: "format" })?;
+                if version == FORMAT_VERSION {
+                    Ok(())
+                } else {
+                    Err(Error::Incompatible {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "stored in format {version}, this Eddy reads format {FORMAT_VERSION}"
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    fn family(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| Error::Incompatible {
+            path: self.path.clone(),
+            reason: format!("column family {name} is missing"),
+        })
+    }
+
+    /// Every stored object, in creation order.
+    pub fn objects(&self) -> Result<Vec<ObjectRecord>> {
+        let mut records = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.family(CATALOG)?, IteratorMode::Start)
+        {
+            let (key, value) = item?;
+            records.push(decode_object(&key, &value)?);
+        }
+        Ok(records)
+    }
+
+    /// Every row of relation `id` with a non-zero multiplicity, in row
+    /// order, handed to `each` as (row encoding, multiplicity).
+    pub fn rows(&self, id: u64, mut each: impl FnMut(&[u8], i64)) -> Result<()> {
+        let prefix = id.to_be_bytes();
+        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.family(ROWS)?, mode) {
+            let (key, value) = item?;
+            let Some(row) = key.strip_prefix(&prefix[..]) else {
+                break;
+            };
+            let count = decode_count(&value).ok_or(Error::Corrupt { what: "row" })?;
+            if count != 0 {
+                each(row, count);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every state entry of object `id`, in key order, handed to `each` as
+    /// (key, value).
+    pub fn state(&self, id: u64, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let prefix = id.to_be_bytes();
+        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.family(STATE)?, mode) {
+            let (key, value) = item?;
+            let Some(key) = key.strip_prefix(&prefix[..]) else {
+                break;
+            };
+            each(key, &value);
+        }
+        Ok(())
+    }
+
+    /// The last checkpoint written, if any.
+    pub fn last_checkpoint(&self) -> Result<Option<CheckpointInfo>> {
+        let Some(value) = self.db.get_cf(self.family(META)?, CHECKPOINT_KEY)? else {
+            return Ok(None);
+        };
+        let field = |i: usize| {
+            value
+                .get(i * 8..(i + 1) * 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(Error::Corrupt { what: "checkpoint" })
+        };
+        Ok(Some(CheckpointInfo {
+            epoch: field(0)?,
+            at: SystemTime::UNIX_EPOCH + Duration::from_micros(field(1)?),
+            bytes: field(2)?,
+            duration: None,
+        }))
+    }
+
+    /// Write `checkpoint` as the durable state of `epoch`: one synced,
+    /// atomic write.
+    pub fn commit(&self, checkpoint: Checkpoint, epoch: u64) -> Result<CheckpointInfo> {
+        let started = Instant::now();
+        let at = SystemTime::now();
+        let mut batch = WriteBatch::default();
+        let catalog = self.family(CATALOG)?;
+        let rows = self.family(ROWS)?;
+        let state = self.family(STATE)?;
+        for change in &checkpoint.changes {
+            match change {
+                Change::Object(record) => {
+                    batch.put_cf(catalog, record.id.to_be_bytes(), encode_object(record));
+                }
+                Change::Drop(id) => {
+                    batch.delete_cf(catalog, id.to_be_bytes());
+                    let next = id
+                        .checked_add(1)
+                        .map_or([0xff; 9].to_vec(), |n| n.to_be_bytes().to_vec());
+                    let first = id.to_be_bytes().to_vec();
+                    batch.delete_range_cf(rows, &first, &next);
+                    batch.delete_range_cf(state, &first, &next);
+                }
+                Change::Row { key, delta } => batch.merge_cf(rows, key, delta.to_le_bytes()),
+                Change::Put { key, value } => batch.put_cf(state, key, value),
+                Change::Delete { key } => batch.delete_cf(state, key),
+            }
+        }
+        let bytes = u64::try_from(batch.size_in_bytes()).unwrap_or(u64::MAX);
+        let micros = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let mut record = Vec::with_capacity(24);
+        record.extend_from_slice(&epoch.to_be_bytes());
+        record.extend_from_slice(&micros.to_be_bytes());
+        record.extend_from_slice(&bytes.to_be_bytes());
+        batch.put_cf(self.family(META)?, CHECKPOINT_KEY, record);
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(CheckpointInfo {
+            epoch,
+            at,
+            bytes,
+            duration: Some(started.elapsed()),
+        })
+    }
+}
+
+/// Changes to make durable together.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    changes: Vec<Change>,
+}
+
+#[derive(Debug)]
+enum Change {
+    Object(ObjectRecord),
+    Drop(u64),
+    Row { key: Vec<u8>, delta: i64 },
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+impl Checkpoint {
+    /// True if nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Store an object's definition.
+    pub fn add_object(&mut self, record: ObjectRecord) {
+        self.changes.push(Change::Object(record));
+    }
+
+    /// Forget object `id`: its definition and its rows.
+    pub fn drop_object(&mut self, id: u64) {
+        self.changes.push(Change::Drop(id));
+    }
+
+    /// Add `delta` copies of `row` to relation `id` (negative: remove).
+    pub fn add_row(&mut self, id: u64, row: &[u8], delta: i64) {
+        self.changes.push(Change::Row {
+            key: object_key(id, row),
+            delta,
+        });
+    }
+
+    /// Set state entry `key` of object `id`.
+    pub fn put(&mut self, id: u64, key: &[u8], value: &[u8]) {
+        self.changes.push(Change::Put {
+            key: object_key(id, key),
+            value: value.to_vec(),
+        });
+    }
+
+    /// Remove state entry `key` of object `id`.
+    pub fn delete(&mut self, id: u64, key: &[u8]) {
+        self.changes.push(Change::Delete {
+            key: object_key(id, key),
+        });
+    }
+}
+
+fn object_key(id: u64, key: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(8 + key.len());
+    full.extend_from_slice(&id.to_be_bytes());
+    full.extend_from_slice(key);
+    full
+}
+
+fn encode_object(record: &ObjectRecord) -> Vec<u8> {
+    let name = record.name.as_bytes();
+    let mut value = Vec::with_capacity(4 + name.len() + record.definition.len());
+    value.extend_from_slice(&u32::try_from(name.len()).unwrap_or(u32::MAX).to_be_bytes());
+    value.extend_from_slice(name);
+    value.extend_from_slice(record.definition.as_bytes());
+    value
+}
+
+fn decode_object(key: &[u8], value: &[u8]) -> Result<ObjectRecord> {
+    let corrupt = || Error::Corrupt { what: "catalog" };
+    let id = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt())?;
+    let length = value
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(corrupt)?;
+    let name = value.get(4..4 + length).ok_or_else(corrupt)?;
+    let definition = value.get(4 + length..).ok_or_else(corrupt)?;
+    Ok(ObjectRecord {
+        id,
+        name: String::from_utf8(name.to_vec()).map_err(|_| corrupt())?,
+        definition: String::from_utf8(definition.to_vec()).map_err(|_| corrupt())?,
+    })
+}
+
+fn decode_count(value: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(value).ok().map(i64::from_le_bytes)
+}
+
+/// Merge operator of `rows`: multiplicities add up.
+fn add_counts(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut total = existing.and_then(decode_count).unwrap_or(0);
+    for operand in operands {
+        total = total.wrapping_add(decode_count(operand)?);
+    }
+    Some(total.to_le_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("eddy-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn rows_of(store: &Store, id: u64) -> Vec<(Vec<u8>, i64)> {
+        let mut rows = Vec::new();
+        store
+            .rows(id, |row, count| rows.push((row.to_vec(), count)))
+            .expect("rows");
+        rows
+    }
+
+    #[test]
+    fn commits_survive_reopening() {
+        let dir = temp_dir("reopen");
+        {
+            let store = Store::open(&dir, &StoreOptions::default()).expect("open");
+            assert_eq!(store.last_checkpoint().expect("read"), None);
+            let mut checkpoint = Checkpoint::default();
+            checkpoint.add_object(ObjectRecord {
+                id: 3,
+                name: "t".into(),
+                definition: "CREATE TABLE t (a INT)".into(),
+            });
+            checkpoint.add_row(3, b"x", 2);
+            checkpoint.add_row(3, b"y", 1);
+            store.commit(checkpoint, 7).expect("commit");
+            let mut checkpoint = Checkpoint::default();
+            checkpoint.add_row(3, b"x", -1);
+            checkpoint.add_row(3, b"y", -1);
+            checkpoint.add_row(4, b"z", 5);
+            store.commit(checkpoint, 8).expect("commit");
+        }
+        let store = Store::open(&dir, &StoreOptions::default()).expect("reopen");
+        assert_eq!(
+            store.objects().expect("objects"),
+            vec![ObjectRecord {
+                id: 3,
+                name: "t".into(),
+                definition: "CREATE TABLE t (a INT)".into()
+            }]
+        );
+        assert_eq!(rows_of(&store, 3), vec![(b"x".to_vec(), 1)]);
+        assert_eq!(rows_of(&store, 4), vec![(b"z".to_vec(), 5)]);
+        let last = store
+            .last_checkpoint()
+            .expect("read")
+            .expect("a checkpoint");
+        assert_eq!(last.epoch, 8);
+        assert!(last.bytes > 0);
+
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.put(3, b"o0", b"41");
+        checkpoint.put(3, b"o1", b"7");
+        checkpoint.put(4, b"o0", b"1");
+        store.commit(checkpoint, 9).expect("commit");
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.delete(3, b"o1");
+        store.commit(checkpoint, 9).expect("commit");
+        let mut state = Vec::new();
+        store
+            .state(3, |k, v| state.push((k.to_vec(), v.to_vec())))
+            .expect("state");
+        assert_eq!(state, vec![(b"o0".to_vec(), b"41".to_vec())]);
+
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.drop_object(3);
+        store.commit(checkpoint, 9).expect("commit");
+        assert!(store.objects().expect("objects").is_empty());
+        assert!(rows_of(&store, 3).is_empty());
+        assert_eq!(rows_of(&store, 4), vec![(b"z".to_vec(), 5)]);
+        let mut state = Vec::new();
+        store
+            .state(3, |k, _| state.push(k.to_vec()))
+            .expect("state");
+        assert!(state.is_empty(), "dropping an object drops its state");
+        store
+            .state(4, |k, _| state.push(k.to_vec()))
+            .expect("state");
+        assert_eq!(state, vec![b"o0".to_vec()]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn another_format_is_refused() {
+        let dir = temp_dir("format");
+        {
+            let store = Store::open(&dir, &StoreOptions::default()).expect("open");
+            let meta = store.family(META).expect("meta");
+            store
+                .db
+                .put_cf(meta, FORMAT_KEY, 99u64.to_be_bytes())
+                .expect("put");
+        }
+        let error = Store::open(&dir, &StoreOptions::default()).expect_err("refused");
+        assert!(error.to_string().contains("format 99"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
