@@ -87,6 +87,9 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The durable store (the data directory) failed: SQLSTATE 58030.
+    #[error("durable storage failed: {0}")]
+    Storage(String),
     /// A bug or an unexpected state inside Eddy.
     #[error("internal error: {0}")]
     Internal(String),
@@ -109,6 +112,7 @@ impl Error {
             Error::Data { code, .. } | Error::Plan { code, .. } | Error::Connector { code, .. } => {
                 code
             }
+            Error::Storage(_) => "58030",
             Error::Internal(_) => "XX000",
         }
     }

@@ -63,6 +63,8 @@ pub(crate) struct KeyedState {
     keys_converter: RowConverter,
     rows: HashMap<OwnedRow, OwnedRow>,
     by_message_key: HashMap<Vec<u8>, OwnedRow>,
+    /// Changes to `by_message_key` not taken yet, in order.
+    message_key_changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl KeyedState {
@@ -82,7 +84,38 @@ impl KeyedState {
             keys_converter,
             rows: HashMap::new(),
             by_message_key: HashMap::new(),
+            message_key_changes: Vec::new(),
         })
+    }
+
+    /// Take up the state a checkpoint stored: the table's rows and, for
+    /// UPSERT, the primary key (encoded as [`KeyedState::take_message_keys`]
+    /// gives it) each message key last set.
+    pub(crate) fn restore(
+        &mut self,
+        rows: &[RecordBatch],
+        message_keys: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        for batch in rows {
+            let keys = self.keys_of(batch)?;
+            let encoded = self.rows_converter.convert_columns(batch.columns())?;
+            for row in 0..batch.num_rows() {
+                self.rows
+                    .insert(keys.row(row).owned(), encoded.row(row).owned());
+            }
+        }
+        let parser = self.keys_converter.parser();
+        for (message_key, key) in message_keys {
+            self.by_message_key
+                .insert(message_key, parser.parse(&key).owned());
+        }
+        Ok(())
+    }
+
+    /// The changes to which primary key each message key points at since
+    /// the last call, in order (`None`: the message key points nowhere).
+    pub(crate) fn take_message_keys(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        std::mem::take(&mut self.message_key_changes)
     }
 
     /// Apply `actions` in order. `new_rows` are the rows `Set` refers to,
@@ -106,6 +139,8 @@ impl KeyedState {
                 Action::Set { row, message_key } => {
                     let key = new_keys.row(*row).owned();
                     if let Some(message_key) = message_key {
+                        self.message_key_changes
+                            .push((message_key.clone(), Some(key.row().as_ref().to_vec())));
                         let previous = self.by_message_key.insert(message_key.clone(), key.clone());
                         if let Some(previous) = previous.filter(|p| *p != key) {
                             retracted.extend(self.rows.remove(&previous));
@@ -122,6 +157,7 @@ impl KeyedState {
                     }
                 }
                 Action::DeleteMessageKey { message_key } => {
+                    self.message_key_changes.push((message_key.clone(), None));
                     if let Some(key) = self.by_message_key.remove(message_key) {
                         retracted.extend(self.rows.remove(&key));
                     }

@@ -285,6 +285,7 @@ impl SourceReader for NexmarkReader {
                 .record("0", last as i64, rows.num_rows() as u64);
             return Ok(Some(SourceBatch {
                 weights: None,
+                message_keys: Vec::new(),
                 rows: conform(rows, Some(&self.columns), &self.schema)?,
                 positions: vec![("0".to_string(), last as i64)],
             }));
@@ -313,6 +314,7 @@ impl SourceReader for DatagenReader {
             .record("0", last as i64, batch.num_rows() as u64);
         Ok(Some(SourceBatch {
             weights: None,
+            message_keys: Vec::new(),
             rows: conform(&batch, None, &self.schema)?,
             positions: vec![("0".to_string(), last as i64)],
         }))

@@ -58,7 +58,7 @@ use crate::avro::AvroDecoder;
 use crate::envelope::{debezium_parts, debezium_schema, key_is_null, Action, KeyedState};
 use crate::json::{Decoded, JsonDecoder};
 use crate::protobuf::{Descriptors, ProtobufDecoder, RegistryProtobufDecoder};
-use crate::source::{BadMessage, ErrorLog, SourceBatch, SourceProgress, SourceReader};
+use crate::source::{BadMessage, ErrorLog, Resume, SourceBatch, SourceProgress, SourceReader};
 use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
 
@@ -87,6 +87,7 @@ pub(crate) fn open_kafka(
     schema: &SchemaRef,
     progress: Arc<SourceProgress>,
     errors: Arc<ErrorLog>,
+    resume: Option<Resume>,
 ) -> Result<Box<dyn SourceReader>> {
     let options = KafkaOptions::parse(spec)?;
     let (envelope, encoding) = check_format(spec)?;
@@ -98,11 +99,21 @@ pub(crate) fn open_kafka(
     let value_fields = schema.fields().len() - metadata.len();
     let value_schema = Arc::new(Schema::new(schema.fields()[..value_fields].to_vec()));
     let key = key_columns(spec, schema)?;
+    let resume = resume.unwrap_or_default();
     let keyed = if key.is_empty() {
         None
     } else {
-        Some(KeyedState::new(schema.clone(), key.clone())?)
+        let mut state = KeyedState::new(schema.clone(), key.clone())?;
+        state.restore(&resume.rows, resume.message_keys)?;
+        Some(state)
     };
+    let mut resume_at = BTreeMap::new();
+    for (partition, offset) in &resume.positions {
+        let partition = partition.parse::<i32>().map_err(|_| {
+            Error::Source(format!("stored position of unknown partition {partition}"))
+        })?;
+        resume_at.insert(partition, *offset);
+    }
     let decoded_schema = match envelope {
         Envelope::Debezium => debezium_schema(&value_schema),
         Envelope::Plain | Envelope::Upsert => value_schema.clone(),
@@ -194,6 +205,7 @@ pub(crate) fn open_kafka(
         retry_at: None,
         announce: false,
         started: Vec::new(),
+        resume_at,
     }))
 }
 
@@ -274,6 +286,10 @@ struct KafkaReader {
     /// With a startup timestamp: partitions where a message at or after it
     /// has been seen.
     started: Vec<i32>,
+    /// After a restart: the last offset taken of each partition, where the
+    /// first partition lookup starts them (just after it). Partitions
+    /// not in it were added since and are read from their beginning.
+    resume_at: BTreeMap<i32, i64>,
 }
 
 /// A message's fields, copied out of librdkafka's buffer.
@@ -315,7 +331,8 @@ impl KafkaReader {
         let consumer = self.consumer.clone();
         let topic = self.options.topic.clone();
         let known: Vec<i32> = self.assigned.keys().copied().collect();
-        let startup = if self.assigned.is_empty() {
+        let resume_at = self.resume_at.clone();
+        let startup = if self.assigned.is_empty() && resume_at.is_empty() {
             self.options.startup
         } else {
             // Partitions added later hold only new messages.
@@ -344,6 +361,10 @@ impl KafkaReader {
             let mut by_time = TopicPartitionList::new();
             for (partition, low, high) in &watermarks {
                 if known.contains(partition) {
+                    continue;
+                }
+                if let Some(last) = resume_at.get(partition) {
+                    added.push((*partition, last + 1));
                     continue;
                 }
                 match startup {
@@ -384,6 +405,7 @@ impl KafkaReader {
         let (added, watermarks) = lookup
             .await
             .map_err(|e| Error::Source(format!("partition lookup did not finish: {e}")))??;
+        self.resume_at.clear();
         for (partition, start) in added {
             debug!(topic = %self.options.topic, partition, start, "partition assigned");
             self.assigned.insert(partition, start - 1);
@@ -837,9 +859,15 @@ impl SourceReader for KafkaReader {
                 .record(&partition.to_string(), offset, messages);
         }
         let positions = self.assigned.clone();
+        let message_keys = self
+            .keyed
+            .as_mut()
+            .map(KeyedState::take_message_keys)
+            .unwrap_or_default();
         Ok(Some(SourceBatch {
             rows,
             weights,
+            message_keys,
             positions: positions
                 .into_iter()
                 .map(|(p, o)| (p.to_string(), o))

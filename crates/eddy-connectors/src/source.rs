@@ -27,6 +27,30 @@ pub struct SourceBatch {
     /// The weight of each row (-1: retracted) for connector tables with a
     /// keyed format; `None`: every row is inserted.
     pub weights: Option<Vec<i64>>,
+    /// UPSERT connector tables: Kafka message keys whose primary key
+    /// changed with these rows, in order (`None`: the key was deleted).
+    /// Opaque to the engine, which stores them for [`Resume`].
+    pub message_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Where a connector table's reader goes on from after a restart: what the
+/// last checkpoint stored of it.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// The last offset taken of each partition (as in
+    /// [`SourceBatch::positions`]).
+    pub positions: BTreeMap<String, i64>,
+    /// The table's rows (each key's current row).
+    pub rows: Vec<RecordBatch>,
+    /// The primary key each Kafka message key last set (as in
+    /// [`SourceBatch::message_keys`]).
+    pub message_keys: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// True if readers of `spec` can go on from a [`Resume`]; others start
+/// from their startup position again after a restart.
+pub fn resumable(spec: &SourceSpec) -> bool {
+    spec.connector() == "kafka"
 }
 
 /// Looks up where each partition of a source ends now (the next offset to
@@ -65,12 +89,13 @@ pub fn open(
     schema: &SchemaRef,
     progress: Arc<SourceProgress>,
     errors: Arc<ErrorLog>,
+    resume: Option<Resume>,
 ) -> Result<Box<dyn SourceReader>> {
     let nullable = nullable(schema);
     match spec.connector().as_str() {
         "nexmark" => crate::generator::open_nexmark(spec, &nullable, progress),
         "datagen" => crate::generator::open_datagen(spec, &nullable, progress),
-        "kafka" => crate::kafka::open_kafka(spec, schema, progress, errors),
+        "kafka" => crate::kafka::open_kafka(spec, schema, progress, errors, resume),
         other => Err(unknown_connector(other)),
     }
 }

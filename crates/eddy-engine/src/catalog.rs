@@ -70,6 +70,9 @@ pub struct CatalogEntry {
     /// Why a materialized view stopped being maintained, if it did; reads
     /// of it fail with this error.
     pub failure: Option<Failure>,
+    /// The statement that created the object, as a durable engine stores
+    /// it (objects created through the engine's API directly have none).
+    pub definition: Option<String>,
 }
 
 /// Why a materialized view failed: the SQLSTATE and message of the error
@@ -98,6 +101,8 @@ pub struct Snapshot {
     pub source_errors: BTreeMap<String, Arc<ErrorLog>>,
     /// Progress of every sink.
     pub sink_progress: Vec<Arc<SinkProgress>>,
+    /// The last checkpoint of a durable engine.
+    pub checkpoint: Option<eddy_state::CheckpointInfo>,
 }
 
 impl Snapshot {

@@ -22,13 +22,28 @@ use crate::Relation;
 use eddy_connectors::sink::SinkProgress;
 use eddy_connectors::source::SourceProgress;
 use eddy_connectors::spec::SourceSpec;
+use eddy_state::{Checkpoint, Store};
+
+mod durable;
 
 /// A streaming database engine: tables, views and their maintained contents.
 pub struct Engine {
     writer: Mutex<Writer>,
     committed: RwLock<Arc<Snapshot>>,
     ingest: Ingest,
+    /// How often streamed input is checkpointed (DDL and DML are made
+    /// durable before they are acknowledged).
+    pub(crate) checkpoint_interval: std::time::Duration,
 }
+
+/// Default of [`Engine::checkpoint_interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Prefix of the state entries that hold which primary key each Kafka
+/// message key of an UPSERT connector table last set.
+pub(crate) const MESSAGE_KEY: u8 = b'k';
+/// Prefix of the state entries that hold a connector table's positions.
+pub(crate) const POSITION: u8 = b'o';
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +75,21 @@ pub(crate) struct Writer {
     /// Running sinks.
     pub(crate) sinks: Vec<SinkRunner>,
     next_created: u64,
+    /// The durable store, if the engine has a data directory.
+    store: Option<Arc<Store>>,
+    /// Changes to make durable at the next checkpoint.
+    pub(crate) pending: Checkpoint,
+    /// Readers took input since the last checkpoint.
+    pub(crate) unsynced: bool,
+    /// When the last checkpoint was written.
+    last_checkpoint: std::time::Instant,
+    /// True while the catalog is being rebuilt from the store (what is
+    /// replayed is stored already).
+    replaying: bool,
+    /// Why the store failed, if it did; from then on no write commits.
+    storage_failed: Option<String>,
+    /// The definition of the object the current statement creates.
+    definition: Option<String>,
 }
 
 /// Exclusive access to the engine for one write (DDL or DML). Reads made
@@ -76,8 +106,12 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// An engine with an empty catalog.
+    /// An engine with an empty catalog, in memory only.
     pub fn new() -> Self {
+        Self::with_store(None, DEFAULT_CHECKPOINT_INTERVAL)
+    }
+
+    fn with_store(store: Option<Arc<Store>>, checkpoint_interval: std::time::Duration) -> Self {
         let ingest = Ingest::default();
         Self {
             writer: Mutex::new(Writer {
@@ -90,9 +124,17 @@ impl Engine {
                 keys: BTreeMap::new(),
                 sinks: Vec::new(),
                 next_created: 0,
+                store,
+                pending: Checkpoint::default(),
+                unsynced: false,
+                last_checkpoint: std::time::Instant::now(),
+                replaying: false,
+                storage_failed: None,
+                definition: None,
             }),
             committed: RwLock::new(Arc::new(Snapshot::default())),
             ingest,
+            checkpoint_interval,
         }
     }
 
@@ -110,9 +152,11 @@ impl Engine {
 
     /// Wait for exclusive write access.
     pub async fn write(&self) -> WriteGuard<'_> {
+        let mut writer = self.writer.lock().await;
+        writer.definition = None;
         WriteGuard {
             engine: self,
-            writer: self.writer.lock().await,
+            writer,
         }
     }
 
@@ -131,8 +175,53 @@ impl WriteGuard<'_> {
         Arc::new(self.writer.working.clone())
     }
 
+    /// Say which statement this write executes: an object it creates is
+    /// stored with `definition`, from which a restart creates it again.
+    pub fn define(&mut self, definition: String) {
+        self.writer.definition = Some(definition);
+    }
+
+    /// True if the engine stores what it commits (it has a data directory).
+    pub fn is_durable(&self) -> bool {
+        self.writer.store.is_some()
+    }
+
+    /// Create a table holding `rows` (`CREATE TABLE AS`), committed as one
+    /// epoch. Returns the number of rows.
+    pub fn create_table_as(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        primary_key: Vec<usize>,
+        rows: RecordBatch,
+    ) -> Result<u64> {
+        self.add_table(name, schema, primary_key, vec![])?;
+        if rows.num_rows() == 0 {
+            self.commit()?;
+            return Ok(0);
+        }
+        let written = self.write_table(name, ChangeBatch::inserts(rows));
+        if written.is_err() {
+            self.writer.uninstall(name);
+            self.writer.working.objects.remove(name);
+        }
+        written
+    }
+
     /// Create a table (empty) and commit.
     pub fn create_table(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        primary_key: Vec<usize>,
+        column_defaults: Vec<(String, datafusion::logical_expr::Expr)>,
+    ) -> Result<()> {
+        self.add_table(name, schema, primary_key, column_defaults)?;
+        self.commit()
+    }
+
+    /// Add an empty table to the working catalog, not committed yet.
+    fn add_table(
         &mut self,
         name: &str,
         schema: SchemaRef,
@@ -155,7 +244,6 @@ impl WriteGuard<'_> {
             .working
             .objects
             .insert(name.to_string(), Arc::new(entry));
-        self.commit();
         Ok(())
     }
 
@@ -200,8 +288,7 @@ impl WriteGuard<'_> {
             .working
             .objects
             .insert(name.to_string(), Arc::new(entry));
-        self.commit();
-        Ok(())
+        self.commit()
     }
 
     /// Create a source read through a connector (nothing is read until a
@@ -217,8 +304,7 @@ impl WriteGuard<'_> {
             .working
             .objects
             .insert(name.to_string(), Arc::new(entry));
-        self.commit();
-        Ok(())
+        self.commit()
     }
 
     /// Create a materialized view maintained from the optimized `plan`, fill
@@ -300,8 +386,7 @@ impl WriteGuard<'_> {
             .working
             .objects
             .insert(entry.name.clone(), Arc::new(entry));
-        self.commit();
-        Ok(())
+        self.commit()
     }
 
     /// Drop every object in `names` (and, with `cascade`, everything that
@@ -382,7 +467,7 @@ impl WriteGuard<'_> {
             self.writer.uninstall(dropped);
             self.writer.working.objects.remove(dropped);
         }
-        self.commit();
+        self.commit()?;
         Ok(order)
     }
 
@@ -432,7 +517,7 @@ impl WriteGuard<'_> {
             .get(table)
             .ok_or_else(|| Error::internal(format!("table {table} has no dataflow node")))?;
         let changed: u64 = changes.weights().iter().map(|w| w.unsigned_abs()).sum();
-        writer.dataflow.push(node, changes)?;
+        writer.dataflow.push(node, changes.clone())?;
         let result = writer
             .dataflow
             .step()
@@ -442,11 +527,17 @@ impl WriteGuard<'_> {
             return Err(error);
         }
         let writer = &mut *self.writer;
+        if writer.store.is_some() {
+            let rows = relation.encode(&changes)?;
+            for (row, weight) in rows.iter().zip(changes.weights()) {
+                writer.pending.add_row(entry.created, row.data(), *weight);
+            }
+        }
         writer.working.relations.insert(table.to_string(), relation);
         if let (Some(deltas), Some(index)) = (key_deltas, writer.keys.get_mut(table)) {
             index.apply(deltas);
         }
-        self.commit();
+        self.commit()?;
         Ok(changed)
     }
 
@@ -457,7 +548,62 @@ impl WriteGuard<'_> {
         Ok(())
     }
 
-    pub(crate) fn commit(&mut self) {
+    /// Make the write durable (with a store), hand sinks their changes and
+    /// publish the new snapshot. If the store fails, nothing of the write
+    /// is published, and no later write commits (restart recovers from the
+    /// last durable state).
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        self.commit_with(true)
+    }
+
+    /// Commit an epoch of streamed input: like [`WriteGuard::commit`], but
+    /// made durable only once a checkpoint interval has passed since the
+    /// last checkpoint (a restart reads what came after it again).
+    pub(crate) fn commit_stream(&mut self) -> Result<()> {
+        let due = self.writer.last_checkpoint.elapsed() >= self.engine.checkpoint_interval;
+        self.commit_with(due)
+    }
+
+    /// Write a checkpoint of the committed epoch if streamed input was
+    /// taken since the last one and an interval has passed.
+    pub(crate) fn checkpoint_if_due(&mut self) -> Result<()> {
+        let writer = &mut *self.writer;
+        if writer.store.is_none()
+            || (!writer.unsynced && writer.pending.is_empty())
+            || writer.last_checkpoint.elapsed() < self.engine.checkpoint_interval
+        {
+            return Ok(());
+        }
+        // Between writes the working state is the committed one.
+        let committed = self.engine.snapshot();
+        if let Some(checkpoint) = writer.persist(&committed, committed.epoch)? {
+            writer.working.checkpoint = Some(checkpoint);
+            self.engine.publish(writer.working.clone());
+        }
+        Ok(())
+    }
+
+    fn commit_with(&mut self, durable: bool) -> Result<()> {
+        let committed = self.engine.snapshot();
+        let epoch = self.writer.working.epoch + 1;
+        let persisted = if durable {
+            self.writer.persist(&committed, epoch)
+        } else {
+            Ok(None)
+        };
+        match persisted {
+            Ok(Some(checkpoint)) => self.writer.working.checkpoint = Some(checkpoint),
+            Ok(None) => {}
+            Err(error) => {
+                let writer = &mut *self.writer;
+                writer.working = committed.as_ref().clone();
+                writer.dataflow.clear_pending();
+                for sink in &mut writer.sinks {
+                    sink.pending.clear();
+                }
+                return Err(error);
+            }
+        }
         for sink in &mut self.writer.sinks {
             if let Err(error) = sink.send_pending() {
                 warn!(sink = %sink.name, %error, "sink changes could not be sent");
@@ -466,9 +612,10 @@ impl WriteGuard<'_> {
                     .set_status(format!("failed: {error}"));
             }
         }
-        self.writer.working.epoch += 1;
-        debug!(epoch = self.writer.working.epoch, "epoch committed");
+        self.writer.working.epoch = epoch;
+        debug!(epoch, "epoch committed");
         self.engine.publish(self.writer.working.clone());
+        Ok(())
     }
 
     pub(crate) fn writer_mut(&mut self) -> &mut Writer {
@@ -533,6 +680,7 @@ impl Writer {
             created,
             connector: None,
             failure: None,
+            definition: self.definition.take(),
         }
     }
 
@@ -639,17 +787,35 @@ impl Writer {
             .entry(entry.name.clone())
             .or_default()
             .clone();
-        let reader = eddy_connectors::source::open(spec, &entry.schema, progress.clone(), errors)
-            .map_err(crate::connector_error)?;
+        // A durable engine keeps the table's rows and its reader's
+        // positions; after a restart the reader goes on from there.
+        let durable = self.store.is_some() && eddy_connectors::source::resumable(spec);
+        let resume = if durable && self.replaying {
+            Some(self.resume_connector_table(entry)?)
+        } else {
+            None
+        };
+        let positions = resume
+            .as_ref()
+            .map(|r| r.positions.clone())
+            .unwrap_or_default();
+        let reader =
+            eddy_connectors::source::open(spec, &entry.schema, progress.clone(), errors, resume)
+                .map_err(crate::connector_error)?;
         self.working.progress.push(progress.clone());
-        self.readers.push(Reader::spawn(
+        let mut reader = Reader::spawn(
             self.wake.clone(),
             &entry.name,
             &entry.name,
             vec![node],
             reader,
             progress,
-        )?);
+        )?;
+        if durable {
+            reader.durable = Some(entry.created);
+            reader.positions = positions;
+        }
+        self.readers.push(reader);
         Ok(())
     }
 
@@ -753,8 +919,9 @@ impl Writer {
                 .entry(source.clone())
                 .or_default()
                 .clone();
-            let reader = eddy_connectors::source::open(&spec, &schema, progress.clone(), errors)
-                .map_err(crate::connector_error)?;
+            let reader =
+                eddy_connectors::source::open(&spec, &schema, progress.clone(), errors, None)
+                    .map_err(crate::connector_error)?;
             self.working.progress.push(progress.clone());
             self.readers.push(Reader::spawn(
                 self.wake.clone(),
@@ -787,7 +954,21 @@ impl Writer {
                 .get_mut(view)
                 .ok_or_else(|| Error::internal(format!("view {view} has no contents")))?;
             let schema = relation.schema().clone();
-            relation.apply(&ChangeBatch::concat(&schema, &changes)?)?;
+            let changes = ChangeBatch::concat(&schema, &changes)?;
+            relation.apply(&changes)?;
+            if let Some(id) = self
+                .readers
+                .iter()
+                .find(|r| r.view == *view)
+                .and_then(|r| r.durable)
+            {
+                // A connector table's rows are stored with its positions.
+                let changes = changes.consolidate()?;
+                let rows = relation.encode(&changes)?;
+                for (row, weight) in rows.iter().zip(changes.weights()) {
+                    self.pending.add_row(id, row.data(), *weight);
+                }
+            }
         }
         Ok(())
     }

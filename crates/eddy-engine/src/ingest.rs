@@ -14,6 +14,7 @@
 //! only the view it belongs to and the views that read it: they stop being
 //! maintained and reading them reports the error. Everything else commits.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -50,6 +51,11 @@ pub(crate) struct Reader {
     pub(crate) nodes: Vec<NodeId>,
     /// Shared with the connector, shown in `eddy_catalog.source_progress`.
     pub(crate) progress: Arc<SourceProgress>,
+    /// With a durable engine, for a connector table's reader: the table's
+    /// creation number, under which its positions are stored.
+    pub(crate) durable: Option<u64>,
+    /// The last offset taken of each partition.
+    pub(crate) positions: BTreeMap<String, i64>,
     events: mpsc::Receiver<Event>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -112,6 +118,8 @@ impl Reader {
             view: view.to_string(),
             nodes,
             progress,
+            durable: None,
+            positions: BTreeMap::new(),
             events,
             task,
         })
@@ -141,7 +149,13 @@ impl Engine {
 
 async fn ingest_loop(engine: Weak<Engine>, wake: Arc<Notify>) {
     loop {
-        wake.notified().await;
+        // Woken by a reader, or after a checkpoint interval so that what
+        // was taken since the last checkpoint is made durable when idle.
+        let interval = match engine.upgrade() {
+            Some(engine) => engine.checkpoint_interval,
+            None => return,
+        };
+        let _ = tokio::time::timeout(interval, wake.notified()).await;
         loop {
             let Some(engine) = engine.upgrade() else {
                 return;
@@ -181,6 +195,18 @@ impl WriteGuard<'_> {
                             // Committed with this epoch: FLUSH, which waits
                             // for positions, needs the writer's turn too.
                             reader.progress.committed(&batch.positions);
+                            reader.positions.extend(batch.positions.iter().cloned());
+                            if let Some(id) = reader.durable {
+                                writer.unsynced = true;
+                                for (message_key, key) in &batch.message_keys {
+                                    let mut stored = vec![crate::engine::MESSAGE_KEY];
+                                    stored.extend_from_slice(message_key);
+                                    match key {
+                                        Some(key) => writer.pending.put(id, &stored, key),
+                                        None => writer.pending.delete(id, &stored),
+                                    }
+                                }
+                            }
                             let changes = match batch.weights {
                                 Some(weights) => ChangeBatch::new(batch.rows, weights.into())?,
                                 None => ChangeBatch::inserts(batch.rows),
@@ -203,6 +229,7 @@ impl WriteGuard<'_> {
             }
         }
         if rows == 0 {
+            self.checkpoint_if_due()?;
             return Ok(batches);
         }
         let report = self.writer_mut().dataflow.step_isolated();
@@ -211,7 +238,7 @@ impl WriteGuard<'_> {
             self.writer_mut().fail_view(&owner, &error);
         }
         self.writer_mut().integrate(report.output)?;
-        self.commit();
+        self.commit_stream()?;
         Ok(batches)
     }
 }

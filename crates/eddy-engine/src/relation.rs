@@ -122,6 +122,20 @@ impl Relation {
         Ok(())
     }
 
+    /// The row encodings of `changes`, as stored.
+    pub fn encode(&self, changes: &ChangeBatch) -> Result<datafusion::arrow::row::Rows> {
+        let columns = self.conform(changes.data().columns())?;
+        self.codec.encode(&columns)
+    }
+
+    /// Rows given as (encoding, multiplicity), as changes of this relation.
+    pub fn decode(&self, rows: &[(Box<[u8]>, i64)]) -> Result<ChangeBatch> {
+        let columns = self.codec.decode(rows.iter().map(|(k, _)| k.as_ref()))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let weights: Int64Array = rows.iter().map(|(_, w)| *w).collect();
+        ChangeBatch::new(batch, weights)
+    }
+
     /// `columns` cast to the relation's column types.
     fn conform(
         &self,

@@ -20,6 +20,8 @@ use datafusion::logical_expr::{col, DdlStatement, Expr, LogicalPlan, LogicalPlan
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, ObjectType, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use eddy_common::{ChangeBatch, Error, Result};
@@ -100,6 +102,9 @@ pub struct Session {
     schema: Arc<SnapshotSchema>,
     parser: PostgresCompatibilityParser,
     variables: Mutex<BTreeMap<String, String>>,
+    /// The text of the statement being executed: what a durable engine
+    /// stores as the definition of an object the statement creates.
+    text: Mutex<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -107,6 +112,9 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session").finish_non_exhaustive()
     }
 }
+
+/// The server's checkpoint interval, as `SHOW` names it.
+const CHECKPOINT_INTERVAL: &str = "checkpoint_interval";
 
 /// Defaults of the settings clients ask for on connect.
 const DEFAULT_SETTINGS: &[(&str, &str)] = &[
@@ -173,16 +181,22 @@ impl Session {
         context.register_udf(crate::functions::version());
         schema.set_state(context.state_weak_ref());
         engine.start_ingest();
-        let variables = DEFAULT_SETTINGS
+        let mut variables: BTreeMap<String, String> = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // Server settings, shown but not settable per session.
+        variables.insert(
+            CHECKPOINT_INTERVAL.into(),
+            format!("{}ms", engine.checkpoint_interval.as_millis()),
+        );
         Ok(Self {
             engine,
             context,
             schema,
             parser: PostgresCompatibilityParser::new(),
             variables: Mutex::new(variables),
+            text: Mutex::new(String::new()),
         })
     }
 
@@ -193,7 +207,7 @@ impl Session {
         let mut outputs = Vec::new();
         for text in split_statements(sql) {
             let result = match self.parse(text) {
-                Ok(Some(parsed)) => self.execute(parsed, None).await,
+                Ok(Some(parsed)) => self.execute(parsed, None, text).await,
                 Ok(None) => continue,
                 Err(error) => Err(error),
             };
@@ -281,9 +295,20 @@ impl Session {
         parameters: Option<ParamValues>,
     ) -> Result<Option<Output>> {
         match &prepared.statement {
-            Some(parsed) => Ok(Some(self.execute(parsed.clone(), parameters).await?)),
+            Some(parsed) => Ok(Some(
+                self.execute(parsed.clone(), parameters, &prepared.sql)
+                    .await?,
+            )),
             None => Ok(None),
         }
+    }
+
+    /// Exclusive write access for the statement being executed; an object
+    /// it creates is defined by the statement's text.
+    pub(crate) async fn writer(&self) -> crate::engine::WriteGuard<'_> {
+        let mut guard = self.engine.write().await;
+        guard.define(lock(&self.text).clone());
+        guard
     }
 
     fn parse(&self, text: &str) -> Result<Option<Parsed>> {
@@ -331,7 +356,13 @@ impl Session {
             .await?)
     }
 
-    async fn execute(&self, parsed: Parsed, parameters: Option<ParamValues>) -> Result<Output> {
+    async fn execute(
+        &self,
+        parsed: Parsed,
+        parameters: Option<ParamValues>,
+        text: &str,
+    ) -> Result<Output> {
+        text.trim().clone_into(&mut lock(&self.text));
         let statement = match parsed {
             Parsed::Flush => {
                 self.engine.flush().await?;
@@ -440,7 +471,7 @@ impl Session {
         statement: &Statement,
         parameters: Option<ParamValues>,
     ) -> Result<Output> {
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         self.schema.pin(guard.snapshot());
         let plan = bind(self.plan(statement).await?, parameters)?;
         let LogicalPlan::Dml(dml) = plan else {
@@ -493,7 +524,7 @@ impl Session {
     }
 
     async fn create_table(&self, statement: &Statement) -> Result<Output> {
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         self.schema.pin(guard.snapshot());
         let plan = self.plan(statement).await?;
         let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
@@ -535,19 +566,71 @@ impl Session {
         } else {
             None
         };
-        guard.create_table(&name, schema, primary_key, create.column_defaults.clone())?;
         if let Some(rows) = rows {
+            // Stored as a plain CREATE TABLE: replaying the query after a
+            // restart would read tables as they are then (or fail once they
+            // are dropped); the rows are stored with the table.
+            if guard.is_durable() {
+                guard.define(self.plain_definition(&name, &schema).await?);
+            }
             let count = rows.num_rows() as u64;
-            guard.write_table(&name, ChangeBatch::inserts(rows))?;
+            guard.create_table_as(&name, schema, primary_key, rows)?;
             return Ok(Output::Command(CommandTag::with_rows("SELECT", count)));
         }
+        guard.create_table(&name, schema, primary_key, create.column_defaults.clone())?;
         Ok(Output::Command(CommandTag::new("CREATE TABLE")))
+    }
+
+    /// `CREATE TABLE name (columns)` with `schema`'s columns, checked to
+    /// plan back to exactly those column types.
+    async fn plain_definition(&self, name: &str, schema: &SchemaRef) -> Result<String> {
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            let Some(sql) = sql_type(field.data_type()) else {
+                return Err(Error::not_supported(format!(
+                    "CREATE TABLE AS with a column of type {} in a durable database",
+                    field.data_type()
+                )));
+            };
+            let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
+            columns.push(format!(
+                "{} {sql}{not_null}",
+                ast::Ident::with_quote('"', field.name())
+            ));
+        }
+        let definition = format!(
+            "CREATE TABLE {} ({})",
+            ast::Ident::with_quote('"', name),
+            columns.join(", ")
+        );
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, &definition)
+            .map_err(|e| Error::internal(e.to_string()))?
+            .pop()
+            .ok_or_else(|| Error::internal("no statement"))?;
+        let planned = match self.plan(&statement).await? {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                create.input.schema().as_arrow().clone()
+            }
+            _ => return Err(Error::internal("a CREATE TABLE did not plan to one")),
+        };
+        let same = planned.fields().len() == schema.fields().len()
+            && planned
+                .fields()
+                .iter()
+                .zip(schema.fields())
+                .all(|(a, b)| a.data_type() == b.data_type());
+        if !same {
+            return Err(Error::not_supported(
+                "CREATE TABLE AS with these column types in a durable database",
+            ));
+        }
+        Ok(definition)
     }
 
     async fn create_view(&self, view: &ast::CreateView) -> Result<Output> {
         let name = object_name(&view.name);
         let query = view.query.to_string();
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         let snapshot = guard.snapshot();
         self.schema.pin(snapshot.clone());
         let tag = if view.materialized {
@@ -623,7 +706,7 @@ impl Session {
             }
             other => return Err(Error::not_supported(format!("DROP {other}"))),
         };
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         let snapshot = guard.snapshot();
         let names: Vec<String> = names
             .iter()
@@ -700,6 +783,12 @@ impl Session {
                 variable, values, ..
             } => {
                 let name = variable.to_string().to_ascii_lowercase();
+                if name == CHECKPOINT_INTERVAL {
+                    return Err(Error::plan(
+                        "55P02",
+                        "parameter \"checkpoint_interval\" cannot be changed now: it is set when Eddy starts (--checkpoint-interval-ms)",
+                    ));
+                }
                 let value = values
                     .iter()
                     .map(setting_value)
@@ -847,4 +936,33 @@ fn text_schema(columns: &[&str]) -> SchemaRef {
             .map(|c| Field::new(*c, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The SQL type that plans to `data_type`, where there is one.
+fn sql_type(data_type: &DataType) -> Option<String> {
+    Some(match data_type {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "REAL".into(),
+        DataType::Float64 => "DOUBLE PRECISION".into(),
+        DataType::Utf8 => "TEXT".into(),
+        DataType::Binary => "BYTEA".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Decimal128(p, s) => format!("NUMERIC({p}, {s})"),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        DataType::Time64(_) => "TIME".into(),
+        DataType::Interval(_) => "INTERVAL".into(),
+        _ => return None,
+    })
+}
+
+/// A mutex's contents, also after a panic while it was held (what it
+/// guards here stays valid whatever the panicking code did).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

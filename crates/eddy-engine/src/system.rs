@@ -14,6 +14,11 @@
 //!   the messages acknowledged, and its status (`running`, `stalled: ...`,
 //!   `failed: ...`).
 //!
+//! * `checkpoints`: the last checkpoint of a durable engine (none without
+//!   `--data-dir`): the epoch it made durable, when, the bytes written and
+//!   how long the synced write took (NULL for a checkpoint an earlier
+//!   process wrote).
+//!
 //! The tables are built when a statement reads them, from the snapshot the
 //! statement pinned (which readers exist) and the readers' live counters.
 
@@ -36,7 +41,8 @@ pub const SYSTEM_SCHEMA: &str = "eddy_catalog";
 const SOURCE_PROGRESS: &str = "source_progress";
 const SOURCE_ERRORS: &str = "source_errors";
 const SINK_PROGRESS: &str = "sink_progress";
-const TABLES: [&str; 3] = [SOURCE_PROGRESS, SOURCE_ERRORS, SINK_PROGRESS];
+const CHECKPOINTS: &str = "checkpoints";
+const TABLES: [&str; 4] = [SOURCE_PROGRESS, SOURCE_ERRORS, SINK_PROGRESS, CHECKPOINTS];
 
 /// The `eddy_catalog` schema of a session.
 #[derive(Debug)]
@@ -141,11 +147,7 @@ impl SystemSchema {
                 offset.append_value(message.offset);
                 reason.append_value(&message.reason);
                 payload.append_value(String::from_utf8_lossy(&message.payload_prefix));
-                let micros = message
-                    .at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-                found.append_value(micros);
+                found.append_value(micros_since_epoch(message.at));
             }
         }
         let columns: Vec<ArrayRef> = vec![
@@ -199,6 +201,45 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    fn checkpoints(&self) -> Result<MemTable> {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("epoch", DataType::Int64, false),
+            Field::new(
+                "written_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("duration_ms", DataType::Float64, true),
+        ]));
+        let mut epoch = Int64Builder::new();
+        let mut at = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
+        let mut bytes = Int64Builder::new();
+        let mut duration = Float64Builder::new();
+        if let Some(checkpoint) = &self.public.pinned().checkpoint {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            epoch.append_value(count(checkpoint.epoch));
+            at.append_value(micros_since_epoch(checkpoint.at));
+            bytes.append_value(count(checkpoint.bytes));
+            duration.append_option(checkpoint.duration.map(|d| d.as_secs_f64() * 1000.0));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(epoch.finish()),
+            Arc::new(at.finish()),
+            Arc::new(bytes.finish()),
+            Arc::new(duration.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
+fn micros_since_epoch(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -210,6 +251,7 @@ impl SchemaProvider for SystemSchema {
             SOURCE_PROGRESS => Ok(Some(Arc::new(self.source_progress()?))),
             SOURCE_ERRORS => Ok(Some(Arc::new(self.source_errors()?))),
             SINK_PROGRESS => Ok(Some(Arc::new(self.sink_progress()?))),
+            CHECKPOINTS => Ok(Some(Arc::new(self.checkpoints()?))),
             _ => Ok(None),
         }
     }

@@ -18,9 +18,17 @@ pub struct Config {
     /// Address to accept Postgres-wire connections on.
     #[arg(long, env = "EDDY_PG_ADDR", default_value = DEFAULT_PG_ADDR)]
     pub pg_addr: String,
-    /// Directory for durable state (not used yet: state is in memory).
+    /// Directory for durable state: the catalog and every table's rows
+    /// live there and survive restarts. Without it everything is in memory.
     #[arg(long, env = "EDDY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Memory for the store's block cache, in MiB (with `--data-dir`).
+    #[arg(long, env = "EDDY_CACHE_MB", default_value_t = 256)]
+    pub cache_mb: usize,
+    /// How often streamed input is checkpointed, in milliseconds (with
+    /// `--data-dir`; DDL and DML are durable before they are acknowledged).
+    #[arg(long, env = "EDDY_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+    pub checkpoint_interval_ms: u64,
     /// Start with the demo: Nexmark sources generated in-process and a few
     /// materialized views over them (see `crates/eddy/src/demo.sql`).
     #[arg(long, env = "EDDY_DEMO")]
@@ -44,18 +52,32 @@ pub struct Server {
 impl Server {
     /// Bind `config.pg_addr` and start serving in the background.
     pub async fn start(config: &Config) -> std::io::Result<Self> {
-        if let Some(dir) = &config.data_dir {
-            std::fs::create_dir_all(dir)?;
-        }
+        let engine = match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let options = eddy_state::StoreOptions {
+                    cache_bytes: config.cache_mb << 20,
+                };
+                let store =
+                    eddy_state::Store::open(dir, &options).map_err(std::io::Error::other)?;
+                info!(dir = %dir.display(), "opened the data directory");
+                let interval = std::time::Duration::from_millis(config.checkpoint_interval_ms);
+                Engine::open(store, interval)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+            }
+            None => Arc::new(Engine::new()),
+        };
         let listener = TcpListener::bind(&config.pg_addr).await?;
         let addr = listener.local_addr()?;
-        let engine = Arc::new(Engine::new());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(eddy_pgwire::serve(engine.clone(), listener, async move {
             let _ = stopped.await;
         }));
         info!(%addr, "listening for postgres connections");
-        if config.demo {
+        if config.demo && !engine.snapshot().objects.is_empty() {
+            info!("demo objects are stored in the data directory already; not creating them again");
+        } else if config.demo {
             let session = eddy_engine::Session::new(engine.clone())
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             let (outputs, error) = session.execute_sql(DEMO_SQL).await;

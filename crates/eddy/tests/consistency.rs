@@ -24,6 +24,8 @@ async fn readers_never_see_a_partial_epoch() {
     let config = eddy::Config {
         pg_addr: "127.0.0.1:0".into(),
         data_dir: None,
+        cache_mb: 256,
+        checkpoint_interval_ms: 1000,
         demo: false,
     };
     let server = eddy::Server::start(&config).await.expect("start server");

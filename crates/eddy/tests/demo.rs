@@ -35,6 +35,8 @@ async fn demo_views_fill_and_move() {
     let config = eddy::Config {
         pg_addr: "127.0.0.1:0".into(),
         data_dir: None,
+        cache_mb: 256,
+        checkpoint_interval_ms: 1000,
         demo: true,
     };
     let server = eddy::Server::start(&config).await.expect("start the demo");

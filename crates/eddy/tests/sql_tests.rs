@@ -34,6 +34,8 @@ fn run(path: PathBuf, protocol: Protocol) -> Result<(), Failed> {
         let config = eddy::Config {
             pg_addr: "127.0.0.1:0".into(),
             data_dir: None,
+            cache_mb: 256,
+            checkpoint_interval_ms: 1000,
             demo: false,
         };
         let server = eddy::Server::start(&config).await?;

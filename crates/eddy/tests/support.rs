@@ -4,6 +4,7 @@
 //! ([`registry`]).
 
 pub mod broker;
+pub mod process;
 pub mod registry;
 pub mod server;
 pub mod value;

@@ -42,7 +42,7 @@ impl Session {
                         )))
                     }
                 };
-                let mut guard = self.engine.write().await;
+                let mut guard = self.writer().await;
                 let snapshot = guard.snapshot();
                 let names: Vec<String> = names
                     .into_iter()
@@ -79,7 +79,7 @@ impl Session {
         let schema = eddy_connectors::source::source_schema(&spec, &declared)
             .await
             .map_err(connector_error)?;
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
             return Ok(tag);
         }
@@ -157,7 +157,7 @@ impl Session {
             })
             .collect();
         let schema = Arc::new(Schema::new(fields));
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
             return Ok(tag);
         }
@@ -192,7 +192,7 @@ impl Session {
                     eddy_connectors::sink::check(&spec, &schema, facts)
                         .await
                         .map_err(connector_error)?;
-                    let mut guard = self.engine.write().await;
+                    let mut guard = self.writer().await;
                     guard.create_sink(
                         &definition.name,
                         spec,
@@ -234,7 +234,7 @@ impl Session {
         eddy_connectors::sink::check(&spec, &schema, facts)
             .await
             .map_err(connector_error)?;
-        let mut guard = self.engine.write().await;
+        let mut guard = self.writer().await;
         for input in &depends_on {
             if !guard.snapshot().objects.contains_key(input) {
                 return Err(Error::UndefinedTable(input.clone()));

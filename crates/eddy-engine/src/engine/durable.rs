@@ -1,0 +1,264 @@
+//! A durable engine: what a checkpoint writes to the store, and how a
+//! restart rebuilds the engine from it.
+//!
+//! The catalog is stored as the statements that created its objects, keyed
+//! by creation number; a restart executes them again in that order, so
+//! every object is planned and started as it was. A table's rows are loaded
+//! right after its `CREATE TABLE` is replayed, before anything that reads
+//! it is created again, so a materialized view is filled from the table's
+//! last checkpointed rows just as at its original `CREATE`. A Kafka
+//! connector table also gets its reader's positions (and, for UPSERT, which
+//! primary key each message key last set) back, so its reader goes on
+//! right after the last message the checkpoint holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_common::{Error, Result};
+use eddy_connectors::source::Resume;
+use eddy_state::{CheckpointInfo, ObjectRecord, Store};
+use tracing::{info, warn};
+
+use super::{Engine, Writer, MESSAGE_KEY, POSITION};
+use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
+use crate::Session;
+
+/// Rows decoded per batch when a table is loaded.
+const LOAD_ROWS: usize = 8192;
+
+impl Engine {
+    /// An engine over `store`: every object stored there is created again
+    /// and every table gets its stored rows back. Objects whose definition
+    /// fails now (a connector that cannot be reached, say) are skipped with
+    /// a warning and stay stored, so a later restart tries them again.
+    /// Streamed input is checkpointed every `checkpoint_interval`.
+    pub async fn open(store: Store, checkpoint_interval: Duration) -> Result<Arc<Engine>> {
+        let started = Instant::now();
+        let store = Arc::new(store);
+        let records = store.objects().map_err(storage_error)?;
+        let last = store.last_checkpoint().map_err(storage_error)?;
+        let engine = Arc::new(Engine::with_store(Some(store), checkpoint_interval));
+        {
+            let mut guard = engine.write().await;
+            guard.writer.replaying = true;
+            if let Some(checkpoint) = &last {
+                // Epochs go on from the last durable one.
+                guard.writer.working.epoch = checkpoint.epoch;
+                guard.writer.working.checkpoint = Some(checkpoint.clone());
+            }
+        }
+        let session = Session::new(engine.clone())?;
+        let mut rows = 0u64;
+        let mut skipped = 0usize;
+        for record in &records {
+            engine.write().await.writer.next_created = record.id;
+            let (_, error) = session.execute_sql(&record.definition).await;
+            let mut guard = engine.write().await;
+            match error {
+                Some(error) => {
+                    skipped += 1;
+                    warn!(object = %record.name, %error, "a stored object could not be created again; it stays stored and is tried again at the next start");
+                }
+                None => {
+                    let entry = guard.writer.working.objects.get(&record.name).cloned();
+                    if let Some(entry) = entry.filter(|e| e.kind == ObjectKind::Table) {
+                        if entry.connector.is_none() {
+                            rows += guard.writer.load_rows(&entry)?;
+                        }
+                    }
+                }
+            }
+        }
+        let mut guard = engine.write().await;
+        let next = records.last().map_or(0, |r| r.id + 1);
+        guard.writer.replaying = false;
+        guard.writer.next_created = guard.writer.next_created.max(next);
+        let epoch = guard.writer.working.epoch;
+        guard.engine.publish(guard.writer.working.clone());
+        drop(guard);
+        info!(
+            objects = records.len() - skipped,
+            skipped,
+            rows,
+            epoch,
+            elapsed = ?started.elapsed(),
+            "recovered from the data directory"
+        );
+        Ok(engine)
+    }
+}
+
+impl Writer {
+    /// Load the stored rows of table `entry` (nothing reads it yet) into
+    /// its contents and key index. Returns the number of rows loaded.
+    fn load_rows(&mut self, entry: &CatalogEntry) -> Result<u64> {
+        let Some(store) = self.store.clone() else {
+            return Ok(0);
+        };
+        let mut relation = self
+            .working
+            .relations
+            .get(&entry.name)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("table {} has no contents", entry.name)))?;
+        let mut index = match entry.connector {
+            None => self.keys.remove(&entry.name),
+            Some(_) => None,
+        };
+        let mut loaded = 0u64;
+        let mut chunk: Vec<(Box<[u8]>, i64)> = Vec::with_capacity(LOAD_ROWS);
+        let mut failure: Option<Error> = None;
+        let mut flush = |chunk: &mut Vec<(Box<[u8]>, i64)>| -> Result<()> {
+            let changes = relation.decode(chunk)?;
+            chunk.clear();
+            relation.apply(&changes)?;
+            if let Some(index) = index.as_mut() {
+                let deltas = index.check(entry, &changes)?;
+                index.apply(deltas);
+            }
+            Ok(())
+        };
+        store
+            .rows(entry.created, |row, count| {
+                if failure.is_some() {
+                    return;
+                }
+                loaded += count.unsigned_abs();
+                chunk.push((row.into(), count));
+                if chunk.len() == LOAD_ROWS {
+                    if let Err(error) = flush(&mut chunk) {
+                        failure = Some(error);
+                    }
+                }
+            })
+            .map_err(storage_error)?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        if !chunk.is_empty() {
+            flush(&mut chunk)?;
+        }
+        if let Some(index) = index {
+            self.keys.insert(entry.name.clone(), index);
+        }
+        self.working.relations.insert(entry.name.clone(), relation);
+        Ok(loaded)
+    }
+
+    /// What the last checkpoint holds of connector table `entry`: its rows
+    /// (loaded into its contents), positions and message keys.
+    pub(super) fn resume_connector_table(&mut self, entry: &CatalogEntry) -> Result<Resume> {
+        let Some(store) = self.store.clone() else {
+            return Ok(Resume::default());
+        };
+        self.load_rows(entry)?;
+        let mut resume = Resume::default();
+        if let Some(relation) = self.working.relations.get(&entry.name) {
+            resume.rows = relation.batches()?;
+        }
+        let mut corrupt = false;
+        store
+            .state(entry.created, |key, value| match key.split_first() {
+                Some((&POSITION, partition)) => {
+                    match (std::str::from_utf8(partition), <[u8; 8]>::try_from(value)) {
+                        (Ok(partition), Ok(offset)) => {
+                            resume
+                                .positions
+                                .insert(partition.to_string(), i64::from_be_bytes(offset));
+                        }
+                        _ => corrupt = true,
+                    }
+                }
+                Some((&MESSAGE_KEY, message_key)) => {
+                    resume
+                        .message_keys
+                        .push((message_key.to_vec(), value.to_vec()));
+                }
+                _ => corrupt = true,
+            })
+            .map_err(storage_error)?;
+        if corrupt {
+            return Err(Error::Storage(format!(
+                "the stored state of \"{}\" does not decode",
+                entry.name
+            )));
+        }
+        info!(table = %entry.name, positions = ?resume.positions, "connector table resumes");
+        Ok(resume)
+    }
+
+    /// Write a checkpoint of what changed since the last one: objects
+    /// created and dropped (found by comparing the catalog with the last
+    /// committed one), tables' row changes, and connector tables' reader
+    /// positions, in one synced write. Returns the checkpoint, if one was
+    /// written. While the catalog is replayed nothing is written (what
+    /// streams in meanwhile waits for the first checkpoint after).
+    pub(super) fn persist(
+        &mut self,
+        committed: &Snapshot,
+        epoch: u64,
+    ) -> Result<Option<CheckpointInfo>> {
+        let Some(store) = self.store.clone() else {
+            return Ok(None);
+        };
+        if let Some(cause) = &self.storage_failed {
+            return Err(Error::Storage(format!(
+                "{cause} (no write commits until Eddy is restarted)"
+            )));
+        }
+        if self.replaying {
+            return Ok(None);
+        }
+        let mut checkpoint = std::mem::take(&mut self.pending);
+        let created =
+            |snapshot: &Snapshot, name: &str| snapshot.objects.get(name).map(|e| e.created);
+        for (name, entry) in &self.working.objects {
+            if created(committed, name) == Some(entry.created) {
+                continue;
+            }
+            if let Some(definition) = &entry.definition {
+                checkpoint.add_object(ObjectRecord {
+                    id: entry.created,
+                    name: name.clone(),
+                    definition: definition.clone(),
+                });
+            }
+        }
+        for (name, entry) in &committed.objects {
+            if created(&self.working, name) != Some(entry.created) {
+                checkpoint.drop_object(entry.created);
+            }
+        }
+        if self.unsynced {
+            let mut positions: BTreeMap<(u64, &str), i64> = BTreeMap::new();
+            for reader in &self.readers {
+                if let Some(id) = reader.durable {
+                    for (partition, offset) in &reader.positions {
+                        positions.insert((id, partition), *offset);
+                    }
+                }
+            }
+            for ((id, partition), offset) in positions {
+                let mut key = vec![POSITION];
+                key.extend_from_slice(partition.as_bytes());
+                checkpoint.put(id, &key, &offset.to_be_bytes());
+            }
+        }
+        if checkpoint.is_empty() {
+            return Ok(None);
+        }
+        let written = store.commit(checkpoint, epoch).map_err(|error| {
+            self.storage_failed = Some(error.to_string());
+            warn!(%error, "the durable store failed; no write commits until Eddy is restarted");
+            storage_error(error)
+        })?;
+        self.unsynced = false;
+        self.last_checkpoint = Instant::now();
+        Ok(Some(written))
+    }
+}
+
+fn storage_error(error: eddy_state::Error) -> Error {
+    Error::Storage(error.to_string())
+}

@@ -1,0 +1,149 @@
+//! Eddy as a child process with a data directory, for tests that kill it.
+
+#![allow(dead_code)]
+#![allow(clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+/// A running `eddy` binary.
+pub struct EddyProcess {
+    child: Child,
+    /// Its Postgres-wire port.
+    pub port: u16,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl EddyProcess {
+    /// Start `eddy --data-dir dir` on a free port; returns once it accepts
+    /// connections (with a client connected), or panics after `timeout`.
+    pub async fn start(dir: &Path, log: &Path, timeout: Duration) -> (Self, Client) {
+        let mut process = Self::spawn(dir, log);
+        let client = process.ready(timeout).await;
+        (process, client)
+    }
+
+    /// Start `eddy --data-dir dir` on a free port without waiting for it.
+    pub fn spawn(dir: &Path, log: &Path) -> Self {
+        Self::spawn_with(dir, log, &[])
+    }
+
+    /// [`EddyProcess::spawn`] with more command-line arguments.
+    pub fn spawn_with(dir: &Path, log: &Path, args: &[&str]) -> Self {
+        let port = free_port();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the eddy log");
+        let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .arg("--pg-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the eddy binary");
+        Self {
+            child,
+            port,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Wait until the process accepts connections and connect a client;
+    /// panics if it exits or `timeout` passes first.
+    pub async fn ready(&mut self, timeout: Duration) -> Client {
+        let log = self.log.clone();
+        let started = Instant::now();
+        loop {
+            if let Ok(client) = self.connect().await {
+                return client;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "eddy exited with {status} while starting; log {}:\n{}",
+                    log.display(),
+                    tail(&log)
+                );
+            }
+            if started.elapsed() > timeout {
+                panic!(
+                    "eddy did not accept connections within {timeout:?}; log:\n{}",
+                    tail(&log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A new client connection.
+    pub async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=eddy", self.port),
+            NoTls,
+        )
+        .await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// SIGKILL the process and wait for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EddyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The last lines of a log file.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A fresh directory under the target's temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eddy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// Copy `from` into `to` file by file while a process may be writing it,
+/// as a crash that kept only some of the writes would leave it. Files that
+/// vanish while copying are skipped.
+pub fn copy_live(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_file() {
+            let _ = std::fs::copy(&path, to.join(entry.file_name()));
+        }
+    }
+}
