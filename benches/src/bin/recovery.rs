@@ -1,0 +1,239 @@
+//! Recovery benchmark: time from process start to serving queries, with
+//! N keys of durable state, and the cost of making DML durable.
+//!
+//! For each size the benchmark runs itself as child processes on a fresh
+//! data directory: a `load` child creates `kv (k BIGINT PRIMARY KEY, v
+//! BIGINT)` and a materialized view `by_bucket` (a `GROUP BY k % 1000`
+//! over it), inserts N rows in statements of `--chunk` rows (each one
+//! synced checkpoint) and exits; then `recover` children open the data
+//! directory, rebuild the catalog, reload the rows, refill the view, and
+//! answer `SELECT count(*) FROM kv` and a read of the view. A recovery's
+//! time runs from the parent's spawn of the child to the child printing
+//! the answers, so process start-up counts. Figures are printed, never
+//! asserted.
+//!
+//! Run: `cargo run --release -p eddy-benches --bin recovery -- --keys 1000000,10000000`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use datafusion::arrow::array::{Array, Int64Array};
+use eddy_engine::{Engine, Output, Session};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "recovery",
+    about = "Recovery time of a durable Eddy with N keys of state"
+)]
+struct Args {
+    #[command(subcommand)]
+    phase: Option<Phase>,
+    /// State sizes to measure (keys in the table).
+    #[arg(long, value_delimiter = ',', default_value = "1000000")]
+    keys: Vec<u64>,
+    /// Rows per INSERT while loading.
+    #[arg(long, default_value_t = 500_000)]
+    chunk: u64,
+    /// Recoveries per size.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// Where data directories go (default: the system's temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Phase {
+    /// Load `keys` rows into a fresh data directory, then exit.
+    Load {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        keys: u64,
+        #[arg(long)]
+        chunk: u64,
+    },
+    /// Open the data directory and answer the queries.
+    Recover {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match args.phase {
+        Some(Phase::Load {
+            data_dir,
+            keys,
+            chunk,
+        }) => runtime.block_on(load(&data_dir, keys, chunk)),
+        Some(Phase::Recover { data_dir }) => runtime.block_on(recover(&data_dir)),
+        None => parent(&args),
+    }
+}
+
+async fn open(dir: &Path) -> Result<std::sync::Arc<Engine>> {
+    let store = eddy_state::Store::open(dir, &eddy_state::StoreOptions::default())?;
+    Ok(Engine::open(store, Duration::from_secs(1)).await?)
+}
+
+async fn run(session: &Session, sql: &str) -> Result<Vec<Output>> {
+    let (outputs, error) = session.execute_sql(sql).await;
+    match error {
+        Some(error) => Err(format!("{sql}: {error}").into()),
+        None => Ok(outputs),
+    }
+}
+
+fn single_i64(outputs: &[Output]) -> Option<i64> {
+    match outputs.last()? {
+        Output::Rows { batches, .. } => {
+            let column = batches.first()?.column(0);
+            let values = column.as_any().downcast_ref::<Int64Array>()?;
+            (!values.is_empty()).then(|| values.value(0))
+        }
+        _ => None,
+    }
+}
+
+async fn load(dir: &Path, keys: u64, chunk: u64) -> Result<()> {
+    let engine = open(dir).await?;
+    let session = Session::new(engine)?;
+    run(
+        &session,
+        "CREATE TABLE kv (k BIGINT PRIMARY KEY, v BIGINT);
+         CREATE MATERIALIZED VIEW by_bucket AS
+           SELECT k % 1000 AS bucket, count(*) AS n, sum(v) AS total FROM kv GROUP BY k % 1000",
+    )
+    .await?;
+    let started = Instant::now();
+    let mut next = 0u64;
+    while next < keys {
+        let end = (next + chunk).min(keys);
+        let statement = Instant::now();
+        run(
+            &session,
+            &format!(
+                "INSERT INTO kv SELECT value, value * 7 FROM generate_series({}, {})",
+                next,
+                end - 1
+            ),
+        )
+        .await?;
+        eprintln!(
+            "  loaded {end} keys (last INSERT of {} rows: {:.2} s, synced)",
+            end - next,
+            statement.elapsed().as_secs_f64()
+        );
+        next = end;
+    }
+    let checkpoint = run(&session, "SELECT bytes FROM eddy_catalog.checkpoints").await?;
+    println!(
+        "load {keys} {:.3} {}",
+        started.elapsed().as_secs_f64(),
+        single_i64(&checkpoint).unwrap_or(0)
+    );
+    Ok(())
+}
+
+async fn recover(dir: &Path) -> Result<()> {
+    let engine = open(dir).await?;
+    let session = Session::new(engine)?;
+    let count = single_i64(&run(&session, "SELECT count(*) FROM kv").await?).unwrap_or(-1);
+    let buckets = single_i64(&run(&session, "SELECT count(*) FROM by_bucket WHERE n > 0").await?)
+        .unwrap_or(-1);
+    println!("recovered {count} {buckets}");
+    Ok(())
+}
+
+fn parent(args: &Args) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    println!(
+        "recovery: time from spawning a process to it answering a query over the recovered state"
+    );
+    for &keys in &args.keys {
+        let dir = base.join(format!("eddy-recovery-{keys}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let loaded = Command::new(&exe)
+            .args(["load", "--data-dir"])
+            .arg(&dir)
+            .args([
+                "--keys",
+                &keys.to_string(),
+                "--chunk",
+                &args.chunk.to_string(),
+            ])
+            .output()?;
+        if !loaded.status.success() {
+            return Err(format!(
+                "loading failed: {}",
+                String::from_utf8_lossy(&loaded.stderr)
+            )
+            .into());
+        }
+        let line = String::from_utf8_lossy(&loaded.stdout).to_string();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let load_seconds: f64 = fields.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        let bytes = directory_bytes(&dir);
+        println!(
+            "{keys} keys: loaded in {load_seconds:.1} s ({:.0} keys/s through INSERT, each statement synced); data directory {:.1} MiB",
+            keys as f64 / load_seconds.max(1e-9),
+            bytes as f64 / (1 << 20) as f64
+        );
+        let mut times = Vec::new();
+        for run in 0..args.runs {
+            let started = Instant::now();
+            let out = Command::new(&exe)
+                .args(["recover", "--data-dir"])
+                .arg(&dir)
+                .output()?;
+            let elapsed = started.elapsed();
+            let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || answer != format!("recovered {keys} 1000") {
+                return Err(format!(
+                    "recovery answered {answer:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            println!(
+                "  recovery {}: {:.2} s to serve (count(*) = {keys}, view refilled)",
+                run + 1,
+                elapsed.as_secs_f64()
+            );
+            times.push(elapsed.as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{keys} keys: recovery median {:.2} s, min {:.2} s, max {:.2} s (target for 10M keys: <= 5 s)",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+fn directory_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
