@@ -35,6 +35,14 @@ pub struct Config {
     pub demo: bool,
 }
 
+impl Config {
+    /// Defaults (in memory, no demo) listening on `pg_addr`, as the command
+    /// line gives them without flags.
+    pub fn in_memory(pg_addr: &str) -> Self {
+        <Self as clap::Parser>::parse_from(["eddy", "--pg-addr", pg_addr])
+    }
+}
+
 /// The statements `--demo` runs at start-up.
 pub const DEMO_SQL: &str = include_str!("demo.sql");
 

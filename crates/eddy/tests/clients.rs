@@ -8,13 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 async fn server() -> eddy::Server {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        cache_mb: 256,
-        checkpoint_interval_ms: 1000,
-        demo: false,
-    };
+    let config = eddy::Config::in_memory("127.0.0.1:0");
     eddy::Server::start(&config).await.expect("start server")
 }
 

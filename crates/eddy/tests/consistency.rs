@@ -21,13 +21,7 @@ async fn connect(addr: std::net::SocketAddr) -> tokio_postgres::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_never_see_a_partial_epoch() {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        cache_mb: 256,
-        checkpoint_interval_ms: 1000,
-        demo: false,
-    };
+    let config = eddy::Config::in_memory("127.0.0.1:0");
     let server = eddy::Server::start(&config).await.expect("start server");
     let writer = connect(server.addr).await;
     writer

@@ -33,11 +33,8 @@ async fn total_bids(client: &tokio_postgres::Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_views_fill_and_move() {
     let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        cache_mb: 256,
-        checkpoint_interval_ms: 1000,
         demo: true,
+        ..eddy::Config::in_memory("127.0.0.1:0")
     };
     let server = eddy::Server::start(&config).await.expect("start the demo");
     let client = connect(server.addr).await;

@@ -31,13 +31,7 @@ fn run(path: PathBuf, protocol: Protocol) -> Result<(), Failed> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let config = eddy::Config {
-            pg_addr: "127.0.0.1:0".into(),
-            data_dir: None,
-            cache_mb: 256,
-            checkpoint_interval_ms: 1000,
-            demo: false,
-        };
+        let config = eddy::Config::in_memory("127.0.0.1:0");
         let server = eddy::Server::start(&config).await?;
         let addr = server.addr;
         let mut runner = sqllogictest::Runner::new(move || Postgres::connect(addr, protocol));

@@ -9,13 +9,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 /// Start an Eddy server on a free port (state in memory, no demo) and
 /// connect a client to it. The server runs until it is dropped.
 pub async fn start() -> (eddy::Server, Client) {
-    let config = eddy::Config {
-        pg_addr: "127.0.0.1:0".into(),
-        data_dir: None,
-        cache_mb: 256,
-        checkpoint_interval_ms: 1000,
-        demo: false,
-    };
+    let config = eddy::Config::in_memory("127.0.0.1:0");
     let server = eddy::Server::start(&config).await.expect("start eddy");
     let addr = server.addr;
     let (client, connection) = tokio_postgres::connect(
