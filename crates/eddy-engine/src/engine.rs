@@ -6,12 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::scalar::ScalarValue;
-use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_dataflow::operator::SourceOperator;
 use eddy_dataflow::{Dataflow, NodeId, StepOutput};
-use hashbrown::HashMap;
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::{debug, warn};
 
@@ -25,6 +22,9 @@ use eddy_connectors::spec::SourceSpec;
 use eddy_state::{Checkpoint, Store};
 
 mod durable;
+mod keys;
+
+use keys::KeyIndex;
 
 /// A streaming database engine: tables, views and their maintained contents.
 pub struct Engine {
@@ -49,13 +49,6 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").finish_non_exhaustive()
     }
-}
-
-/// Primary-key index of a table: how many rows hold each key (0 or 1).
-struct KeyIndex {
-    columns: Vec<usize>,
-    codec: RowCodec,
-    counts: HashMap<Box<[u8]>, i64>,
 }
 
 /// State only the writer touches.
@@ -693,19 +686,7 @@ impl Writer {
         )?;
         self.nodes.insert(entry.name.clone(), node);
         if !entry.primary_key.is_empty() {
-            let types = entry
-                .primary_key
-                .iter()
-                .map(|i| entry.schema.field(*i).data_type().clone())
-                .collect();
-            self.keys.insert(
-                entry.name.clone(),
-                KeyIndex {
-                    columns: entry.primary_key.clone(),
-                    codec: RowCodec::new(types)?,
-                    counts: HashMap::new(),
-                },
-            );
+            self.keys.insert(entry.name.clone(), KeyIndex::new(entry)?);
         }
         Ok(())
     }
@@ -971,72 +952,6 @@ impl Writer {
             }
         }
         Ok(())
-    }
-}
-
-impl KeyIndex {
-    /// The key deltas `changes` would apply; fails on a duplicate key.
-    fn check(
-        &self,
-        entry: &CatalogEntry,
-        changes: &ChangeBatch,
-    ) -> Result<HashMap<Box<[u8]>, i64>> {
-        let columns: Vec<_> = self
-            .columns
-            .iter()
-            .map(|i| changes.data().column(*i).clone())
-            .collect();
-        let keys = self.codec.encode(&columns)?;
-        let mut deltas: HashMap<Box<[u8]>, (i64, usize)> = HashMap::new();
-        for (row, (key, weight)) in keys.iter().zip(changes.weights()).enumerate() {
-            let slot = deltas.entry(key.data().into()).or_insert((0, row));
-            slot.0 += weight;
-            if *weight > 0 {
-                slot.1 = row;
-            }
-        }
-        for (key, (delta, row)) in &deltas {
-            let count = self.counts.get(key).copied().unwrap_or(0) + delta;
-            if count > 1 {
-                let names: Vec<&str> = self
-                    .columns
-                    .iter()
-                    .map(|i| entry.schema.field(*i).name().as_str())
-                    .collect();
-                let values = columns
-                    .iter()
-                    .map(|c| Ok(display_value(&ScalarValue::try_from_array(c, *row)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                return Err(Error::UniqueViolation {
-                    constraint: format!("{}_pkey", entry.name),
-                    detail: format!(
-                        "Key ({})=({}) already exists.",
-                        names.join(", "),
-                        values.join(", ")
-                    ),
-                });
-            }
-        }
-        Ok(deltas.into_iter().map(|(k, (d, _))| (k, d)).collect())
-    }
-
-    fn apply(&mut self, deltas: HashMap<Box<[u8]>, i64>) {
-        for (key, delta) in deltas {
-            let count = self.counts.get(key.as_ref()).copied().unwrap_or(0) + delta;
-            if count == 0 {
-                self.counts.remove(key.as_ref());
-            } else {
-                self.counts.insert(key, count);
-            }
-        }
-    }
-}
-
-fn display_value(value: &ScalarValue) -> String {
-    if value.is_null() {
-        "null".to_string()
-    } else {
-        value.to_string()
     }
 }
 

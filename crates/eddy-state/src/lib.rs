@@ -200,32 +200,40 @@ impl Store {
     /// Every row of relation `id` with a non-zero multiplicity, in row
     /// order, handed to `each` as (row encoding, multiplicity).
     pub fn rows(&self, id: u64, mut each: impl FnMut(&[u8], i64)) -> Result<()> {
-        let prefix = id.to_be_bytes();
-        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.family(ROWS)?, mode) {
-            let (key, value) = item?;
-            let Some(row) = key.strip_prefix(&prefix[..]) else {
-                break;
-            };
-            let count = decode_count(&value).ok_or(Error::Corrupt { what: "row" })?;
+        self.scan(ROWS, id, |row, value| {
+            let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
             if count != 0 {
                 each(row, count);
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Every state entry of object `id`, in key order, handed to `each` as
     /// (key, value).
     pub fn state(&self, id: u64, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        self.scan(STATE, id, |key, value| {
+            each(key, value);
+            Ok(())
+        })
+    }
+
+    /// Every entry of `family` under object `id`, in key order, as (key
+    /// without the object's prefix, value).
+    fn scan(
+        &self,
+        family: &'static str,
+        id: u64,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let prefix = id.to_be_bytes();
         let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.family(STATE)?, mode) {
+        for item in self.db.iterator_cf(self.family(family)?, mode) {
             let (key, value) = item?;
             let Some(key) = key.strip_prefix(&prefix[..]) else {
                 break;
             };
-            each(key, &value);
+            each(key, &value)?;
         }
         Ok(())
     }

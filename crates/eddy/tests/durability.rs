@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::process::{copy_live, tail, temp_dir, EddyProcess};
+use support::process::{copy_live, crash_kills, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
 use tokio_postgres::Client;
 
@@ -298,24 +298,10 @@ async fn check(client: &Client, model: &Model, context: &str) {
     assert_eq!(found, rich, "view rich {context}");
 }
 
-fn seed() -> u64 {
-    std::env::var("EDDY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_dml_survives_sigkill_loop() {
-    let seed = seed();
-    let kills: u32 = std::env::var("EDDY_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seed = crash_seed();
+    let kills = crash_kills();
     println!("crash loop: seed {seed}, {kills} kills (EDDY_CRASH_SEED={seed} repeats it)");
     let dir = temp_dir("crash-dml");
     let data = dir.join("data");
@@ -410,7 +396,7 @@ async fn acknowledged_dml_survives_sigkill_loop() {
 /// after some acknowledged statement no earlier than the copy's start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_copy_of_the_data_directory_recovers_a_committed_state() {
-    let seed = seed();
+    let seed = crash_seed();
     println!("torn copy: seed {seed}");
     let dir = temp_dir("torn");
     let data = dir.join("data");

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::broker::TestBroker;
-use support::process::{tail, temp_dir, EddyProcess};
+use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
 
 /// A message to produce: topic, partition, key, payload.
@@ -29,18 +29,8 @@ const SKUS: i64 = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connector_tables_are_exact_across_sigkill_loop() {
-    let seed = std::env::var("EDDY_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    let kills: u32 = std::env::var("EDDY_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seed = crash_seed();
+    let kills = crash_kills();
     println!("kafka crash loop: seed {seed}, {kills} kills (EDDY_CRASH_SEED={seed} repeats it)");
     let mut rng = StdRng::seed_from_u64(seed);
     let broker = TestBroker::start().await;

@@ -147,3 +147,23 @@ pub fn copy_live(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The seed of a crash test: `EDDY_CRASH_SEED`, or one from the clock.
+pub fn crash_seed() -> u64 {
+    std::env::var("EDDY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+/// How many times a crash test kills Eddy: `EDDY_CRASH_KILLS`, default 20.
+pub fn crash_kills() -> u32 {
+    std::env::var("EDDY_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
