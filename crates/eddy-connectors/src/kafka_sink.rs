@@ -19,22 +19,39 @@
 //! message librdkafka gives up on (after `message.timeout.ms`, five
 //! minutes by default) fails the sink; while acknowledgements take long
 //! the sink shows itself as stalled.
+//!
+//! An exactly-once sink (a durable engine; `exactly_once = 'false'` turns
+//! it off for brokers without transactions) is a transactional producer
+//! with the transactional id the engine gives it. Each checkpoint's
+//! changes are one transaction: the messages, each with header
+//! `eddy.epoch` (the checkpoint), and a progress record in the progress
+//! topic (`progress.topic`, default `eddy-progress`, created compacted
+//! with one partition if missing) keyed by the transactional id, valued
+//! `{"epoch": E, "messages": N}`. At start the sink fences its earlier
+//! incarnation (`init_transactions`, which aborts a transaction a crash
+//! left open), reads its last committed epoch back from the progress topic
+//! with `isolation.level = read_committed`, and writes again, in one
+//! transaction, the checkpoints the engine kept that come after it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::avro::{register_sink_schemas, SinkSchemas};
 use crate::kafka::client_settings;
 use crate::registry::Registry;
-use crate::sink::{SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
+use crate::sink::{ExactlyOnce, SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
 use crate::sink_format::{key_columns, Codec, Message, MessageEncoder};
 use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
@@ -49,6 +66,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 /// How long to wait before asking a schema registry that failed again.
 const REGISTRY_BACKOFF: Duration = Duration::from_secs(1);
+/// Timeout of one transactional call (`init_transactions`, commit, abort).
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait before retrying a transaction that was aborted.
+const TRANSACTION_BACKOFF: Duration = Duration::from_millis(200);
+/// How long reading the progress topic back may take.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// The header each message of an exactly-once sink carries: the
+/// checkpoint whose transaction wrote it.
+pub const EPOCH_HEADER: &str = "eddy.epoch";
+/// Where exactly-once sinks record their progress unless told otherwise.
+pub const DEFAULT_PROGRESS_TOPIC: &str = "eddy-progress";
 
 #[derive(Debug, Clone)]
 struct SinkOptions {
@@ -58,6 +86,8 @@ struct SinkOptions {
     force_append_only: bool,
     /// With `ENCODE AVRO`: where the sink's schemas are registered.
     registry: Option<Registry>,
+    /// Where an exactly-once sink records its progress.
+    progress_topic: String,
     client: BTreeMap<String, String>,
 }
 
@@ -116,13 +146,32 @@ impl SinkOptions {
                 "force_append_only applies to FORMAT PLAIN only".into(),
             ));
         }
-        let client = client_settings(options, bootstrap, &["primary_key", "force_append_only"])?;
+        let progress_topic = options
+            .get("progress.topic")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_PROGRESS_TOPIC.to_string());
+        let client = client_settings(
+            options,
+            bootstrap,
+            &[
+                "primary_key",
+                "force_append_only",
+                "exactly_once",
+                "progress.topic",
+            ],
+        )?;
+        if client.contains_key("transactional.id") {
+            return Err(Error::InvalidConfig(
+                "properties.transactional.id is set by Eddy for exactly-once sinks".into(),
+            ));
+        }
         Ok(Self {
             topic,
             envelope,
             key,
             force_append_only,
             registry,
+            progress_topic,
             client,
         })
     }
@@ -149,17 +198,28 @@ impl SinkOptions {
         Ok(Some(schemas))
     }
 
-    fn producer(&self) -> Result<FutureProducer> {
+    fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("linger.ms", "5");
         for (key, value) in &self.client {
             config.set(key, value);
+        }
+        config
+    }
+
+    /// The sink's producer; transactional with `transactional_id`.
+    fn producer(&self, transactional_id: Option<&str>) -> Result<FutureProducer> {
+        let mut config = self.config();
+        if !self.client.contains_key("linger.ms") {
+            config.set("linger.ms", "5");
+        }
+        if let Some(id) = transactional_id {
+            config.set("transactional.id", id);
         }
         config.create().map_err(kafka_error)
     }
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool> {
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -185,23 +245,16 @@ pub(crate) async fn check(
             "FORMAT PLAIN on a sink whose input can update or delete rows (FORMAT PLAIN is for append-only input): use FORMAT UPSERT or DEBEZIUM with primary_key, or force_append_only = 'true' to drop deletes".into(),
         ));
     }
-    let producer = options.producer()?;
-    let topic = options.topic.clone();
-    tokio::task::spawn_blocking(move || {
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-            .map_err(kafka_error)?;
-        let found = metadata.topics().iter().find(|t| t.name() == topic);
-        match found {
-            Some(found) if found.error().is_none() && !found.partitions().is_empty() => Ok(()),
-            _ => Err(Error::Sink(format!(
-                "kafka: topic \"{topic}\" does not exist (create it first)"
-            ))),
-        }
-    })
-    .await
-    .map_err(|e| Error::Sink(format!("topic lookup did not finish: {e}")))??;
+    let producer = options.producer(None)?;
+    if !topic_exists(&producer, &options.topic).await? {
+        return Err(Error::Sink(format!(
+            "kafka: topic \"{}\" does not exist (create it first)",
+            options.topic
+        )));
+    }
+    if facts.exactly_once && !topic_exists(&producer, &options.progress_topic).await? {
+        create_progress_topic(&options).await?;
+    }
     options
         .avro_schemas(schema)
         .await
@@ -209,14 +262,56 @@ pub(crate) async fn check(
     Ok(options.topic)
 }
 
-/// Start a Kafka sink.
+/// True if `topic` exists and has partitions.
+async fn topic_exists(producer: &FutureProducer, topic: &str) -> Result<bool> {
+    let producer = producer.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .map_err(kafka_error)?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        Ok(found.is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()))
+    })
+    .await
+    .map_err(|e| Error::Sink(format!("topic lookup did not finish: {e}")))?
+}
+
+/// Create the progress topic: one partition, compacted (only each sink's
+/// last record matters), the broker's default replication.
+async fn create_progress_topic(options: &SinkOptions) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        options.config().create().map_err(kafka_error)?;
+    let topic = NewTopic::new(&options.progress_topic, 1, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let admin_options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = admin
+        .create_topics([&topic], &admin_options)
+        .await
+        .map_err(kafka_error)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Sink(format!(
+                    "kafka: the progress topic \"{topic}\" of an exactly-once sink does not exist and could not be created ({code}); create it, name another with progress.topic = '...', or set exactly_once = 'false'"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Start a Kafka sink; exactly once with `exactly_once`.
 pub(crate) fn open(
     spec: &SourceSpec,
     schema: &SchemaRef,
     progress: Arc<SinkProgress>,
+    exactly_once: Option<ExactlyOnce>,
 ) -> Result<SinkHandle> {
     let options = SinkOptions::parse(spec, schema)?;
-    let producer = options.producer()?;
+    let producer = options.producer(exactly_once.as_ref().map(|e| e.id.as_str()))?;
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::Sink("sinks need a tokio runtime".into()))?;
     let (sender, receiver) = mpsc::unbounded_channel();
@@ -226,6 +321,7 @@ pub(crate) fn open(
         options,
         schema.clone(),
         progress.clone(),
+        exactly_once,
     ));
     Ok(SinkHandle::new(sender, progress, task))
 }
@@ -260,35 +356,273 @@ async fn encoder(
 }
 
 async fn run(
-    mut receiver: mpsc::UnboundedReceiver<SinkChanges>,
+    receiver: mpsc::UnboundedReceiver<SinkChanges>,
     producer: FutureProducer,
     options: SinkOptions,
     schema: SchemaRef,
     progress: Arc<SinkProgress>,
+    exactly_once: Option<ExactlyOnce>,
 ) {
     let encoder = encoder(&options, &schema, &progress).await;
-    let topic = options.topic;
-    while let Some(first) = receiver.recv().await {
-        let mut epochs = vec![first];
-        while epochs.len() < EPOCHS_PER_WRITE {
-            match receiver.try_recv() {
-                Ok(more) => epochs.push(more),
-                Err(_) => break,
+    let sink = Sink {
+        producer,
+        options,
+        encoder,
+        progress,
+    };
+    let outcome = match exactly_once {
+        None => sink.at_least_once(receiver).await,
+        Some(exactly_once) => sink.exactly_once(receiver, exactly_once).await,
+    };
+    if let Err(error) = outcome {
+        warn!(sink = %sink.progress.sink(), %error, "sink failed");
+        sink.progress.set_status(format!("failed: {error}"));
+    }
+}
+
+/// The epochs waiting, at least one; `None` once the engine dropped the
+/// sink.
+async fn next_epochs(
+    receiver: &mut mpsc::UnboundedReceiver<SinkChanges>,
+) -> Option<Vec<SinkChanges>> {
+    let mut epochs = vec![receiver.recv().await?];
+    while epochs.len() < EPOCHS_PER_WRITE {
+        match receiver.try_recv() {
+            Ok(more) => epochs.push(more),
+            Err(_) => break,
+        }
+    }
+    Some(epochs)
+}
+
+/// A running Kafka sink's task.
+struct Sink {
+    producer: FutureProducer,
+    options: SinkOptions,
+    encoder: MessageEncoder,
+    progress: Arc<SinkProgress>,
+}
+
+/// Why a transaction did not commit.
+enum Aborted {
+    /// Abort it and try the same again.
+    Retry(Error),
+    /// The sink cannot go on (fenced by a newer incarnation, say).
+    Fatal(Error),
+}
+
+impl Sink {
+    async fn at_least_once(
+        &self,
+        mut receiver: mpsc::UnboundedReceiver<SinkChanges>,
+    ) -> Result<()> {
+        while let Some(epochs) = next_epochs(&mut receiver).await {
+            let messages = self.encoder.encode(&epochs)?;
+            let delivered = write(
+                &self.producer,
+                &self.options.topic,
+                &messages,
+                None,
+                &self.progress,
+            )
+            .await?;
+            self.progress.add_delivered(epochs.len() as u64, delivered);
+        }
+        Ok(())
+    }
+
+    async fn exactly_once(
+        &self,
+        mut receiver: mpsc::UnboundedReceiver<SinkChanges>,
+        exactly_once: ExactlyOnce,
+    ) -> Result<()> {
+        self.transactional(|p| p.init_transactions(TRANSACTION_TIMEOUT))
+            .await
+            .map_err(|error| {
+                Error::Sink(format!(
+                    "kafka: transactions could not start ({error}); a broker without transactions needs exactly_once = 'false'"
+                ))
+            })?;
+        let ExactlyOnce { id, unconfirmed } = exactly_once;
+        let committed = read_progress(&self.options, &id).await?;
+        self.progress.set_committed_epoch(committed);
+        let again: Vec<SinkChanges> = unconfirmed
+            .into_iter()
+            .filter(|c| c.epoch > committed)
+            .collect();
+        info!(
+            sink = %self.progress.sink(),
+            committed,
+            again = again.len(),
+            "exactly-once sink started"
+        );
+        if !again.is_empty() {
+            self.commit(&id, again).await?;
+        }
+        while let Some(epochs) = next_epochs(&mut receiver).await {
+            self.commit(&id, epochs).await?;
+        }
+        Ok(())
+    }
+
+    /// Write `epochs` in one transaction with their progress record,
+    /// aborting and trying again until it commits.
+    async fn commit(&self, id: &str, epochs: Vec<SinkChanges>) -> Result<()> {
+        let epoch = epochs.iter().map(|c| c.epoch).max().unwrap_or(0);
+        let messages = self.encoder.encode(&epochs)?;
+        loop {
+            match self.transaction(id, epoch, &messages).await {
+                Ok(()) => break,
+                Err(Aborted::Fatal(error)) => return Err(error),
+                Err(Aborted::Retry(error)) => {
+                    warn!(sink = %self.progress.sink(), %error, epoch, "transaction aborted; trying again");
+                    self.progress.set_status(format!("stalled: {error}"));
+                    if let Err(error) = self
+                        .transactional(|p| p.abort_transaction(TRANSACTION_TIMEOUT))
+                        .await
+                    {
+                        return Err(kafka_error(error));
+                    }
+                    tokio::time::sleep(TRANSACTION_BACKOFF).await;
+                }
             }
         }
-        let written = match encoder.encode(&epochs) {
-            Ok(messages) => write(&producer, &topic, &messages, &progress).await,
-            Err(error) => Err(error),
+        if self.progress.status().starts_with("stalled") {
+            self.progress.set_status("running");
+        }
+        self.progress.set_committed_epoch(epoch);
+        self.progress
+            .add_delivered(epochs.len() as u64, messages.len() as u64);
+        Ok(())
+    }
+
+    async fn transaction(
+        &self,
+        id: &str,
+        epoch: u64,
+        messages: &[Message],
+    ) -> std::result::Result<(), Aborted> {
+        let classify = |error: KafkaError| match &error {
+            KafkaError::Transaction(inner) if inner.is_fatal() => {
+                Aborted::Fatal(kafka_error(error))
+            }
+            _ => Aborted::Retry(kafka_error(error)),
         };
-        match written {
-            Ok(messages) => progress.add_delivered(epochs.len() as u64, messages),
-            Err(error) => {
-                warn!(sink = %progress.sink(), %error, "sink failed");
-                progress.set_status(format!("failed: {error}"));
-                return;
+        self.producer.begin_transaction().map_err(classify)?;
+        write(
+            &self.producer,
+            &self.options.topic,
+            messages,
+            Some(epoch),
+            &self.progress,
+        )
+        .await
+        .map_err(Aborted::Retry)?;
+        let record = format!(r#"{{"epoch": {epoch}, "messages": {}}}"#, messages.len());
+        let progress = Message {
+            key: Some(id.as_bytes().to_vec()),
+            value: Some(record.into_bytes()),
+        };
+        write(
+            &self.producer,
+            &self.options.progress_topic,
+            &[progress],
+            None,
+            &self.progress,
+        )
+        .await
+        .map_err(Aborted::Retry)?;
+        loop {
+            match self
+                .transactional(|p| p.commit_transaction(TRANSACTION_TIMEOUT))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(inner)) if inner.is_retriable() => continue,
+                Err(error) => return Err(classify(error)),
             }
         }
     }
+
+    /// Run a blocking transactional call of the producer.
+    async fn transactional(
+        &self,
+        call: impl FnOnce(&FutureProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
+    ) -> rdkafka::error::KafkaResult<()> {
+        let producer = self.producer.clone();
+        match tokio::task::spawn_blocking(move || call(&producer)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+}
+
+/// The last epoch the sink `id` committed, as its progress records say
+/// (0: none). Reads the progress topic to its end with
+/// `isolation.level = read_committed`.
+async fn read_progress(options: &SinkOptions, id: &str) -> Result<u64> {
+    let mut config = options.config();
+    config
+        .set("group.id", "eddy-progress")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    let topic = options.progress_topic.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        let consumer: BaseConsumer = config.create().map_err(kafka_error)?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .map_err(kafka_error)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(Error::Sink(format!("kafka: the progress topic \"{topic}\" does not exist")));
+        }
+        let mut assignment = TopicPartitionList::new();
+        for partition in &partitions {
+            assignment
+                .add_partition_offset(&topic, *partition, Offset::Beginning)
+                .map_err(kafka_error)?;
+        }
+        consumer.assign(&assignment).map_err(kafka_error)?;
+        let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
+        let mut committed = 0u64;
+        let deadline = std::time::Instant::now() + PROGRESS_TIMEOUT;
+        while !open.is_empty() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Sink(format!(
+                    "kafka: the progress topic \"{topic}\" was not read to its end within {PROGRESS_TIMEOUT:?}"
+                )));
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    open.remove(&partition);
+                }
+                Some(Err(error)) => warn!(%error, "reading the progress topic"),
+                Some(Ok(message)) if message.key() == Some(id.as_bytes()) => {
+                    if let Some(epoch) = message.payload().and_then(progress_epoch) {
+                        committed = committed.max(epoch);
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        Ok(committed)
+    })
+    .await
+    .map_err(|e| Error::Sink(format!("reading the progress topic did not finish: {e}")))?
+}
+
+/// The epoch of a progress record `{"epoch": E, ...}`.
+fn progress_epoch(payload: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    value.get("epoch")?.as_u64()
 }
 
 /// Queue every message and wait for all acknowledgements.
@@ -296,12 +630,20 @@ async fn write(
     producer: &FutureProducer,
     topic: &str,
     messages: &[Message],
+    epoch: Option<u64>,
     progress: &SinkProgress,
 ) -> Result<u64> {
     let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
+    let epoch = epoch.map(|e| e.to_string());
     for message in messages {
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            if let Some(epoch) = &epoch {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: EPOCH_HEADER,
+                    value: Some(epoch.as_bytes()),
+                }));
+            }
             if let Some(key) = &message.key {
                 record = record.key(key.as_slice());
             }

@@ -5,10 +5,19 @@
 //!
 //! The engine sends a sink the changes of every epoch it commits, in epoch
 //! order, without waiting: a task of the sink's own encodes them
-//! ([`crate::sink_format`]) and writes them out. Delivery is at least once:
-//! nothing the engine sent is dropped while the sink runs (a delivery that
-//! fails for good fails the sink, visibly); after a restart of the sink,
-//! what was written before may be written again.
+//! ([`crate::sink_format`]) and writes them out. Without [`ExactlyOnce`]
+//! delivery is at least once: nothing the engine sent is dropped while the
+//! sink runs (a delivery that fails for good fails the sink, visibly);
+//! after a restart of the sink, what was written before may be written
+//! again.
+//!
+//! With [`ExactlyOnce`] (a durable engine) the engine sends only
+//! checkpointed changes, one [`SinkChanges`] per checkpoint, which it keeps
+//! in the checkpoint until the sink reports them committed
+//! ([`SinkProgress::committed_epoch`]). The sink writes each in one
+//! transaction together with a progress record naming the checkpoint, and
+//! after a restart first reads its progress back and writes again exactly
+//! the kept checkpoints after it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +37,29 @@ pub struct SinkChanges {
     pub rows: RecordBatch,
     /// One weight per row.
     pub weights: Vec<i64>,
+    /// The checkpoint that made these changes durable (0 for a sink that
+    /// is not exactly once).
+    pub epoch: u64,
+}
+
+/// What makes a sink exactly once.
+#[derive(Debug, Clone, Default)]
+pub struct ExactlyOnce {
+    /// Names the sink in the external system for good, across restarts
+    /// (a Kafka sink's transactional id and progress key).
+    pub id: String,
+    /// Checkpointed changes the sink may not have committed before a
+    /// restart, oldest first: those after its progress are written again.
+    pub unconfirmed: Vec<SinkChanges>,
+}
+
+/// True unless the sink's options say `exactly_once = 'false'` (for a
+/// broker without transactions).
+pub fn wants_exactly_once(spec: &SourceSpec) -> Result<bool> {
+    match spec.options.get("exactly_once").map(String::as_str) {
+        None => Ok(true),
+        Some(value) => crate::kafka_sink::parse_bool("exactly_once", value),
+    }
 }
 
 /// What a sink has done, as `eddy_catalog.sink_progress` shows it.
@@ -38,6 +70,7 @@ pub struct SinkProgress {
     queued: AtomicU64,
     delivered: AtomicU64,
     messages: AtomicU64,
+    committed_epoch: AtomicU64,
     status: Mutex<String>,
 }
 
@@ -50,6 +83,7 @@ impl SinkProgress {
             queued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             messages: AtomicU64::new(0),
+            committed_epoch: AtomicU64::new(0),
             status: Mutex::new("running".to_string()),
         }
     }
@@ -82,6 +116,16 @@ impl SinkProgress {
     pub(crate) fn add_delivered(&self, epochs: u64, messages: u64) {
         self.messages.fetch_add(messages, Ordering::AcqRel);
         self.delivered.fetch_add(epochs, Ordering::AcqRel);
+    }
+
+    /// The last checkpoint an exactly-once sink knows committed in the
+    /// external system (0 until it knows).
+    pub fn committed_epoch(&self) -> u64 {
+        self.committed_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_committed_epoch(&self, epoch: u64) {
+        self.committed_epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
     /// `running`, `stalled: ...` or `failed: ...`.
@@ -155,6 +199,8 @@ pub struct SinkInputFacts {
     /// The input never deletes rows (it reads only append-only sources
     /// through filters and projections).
     pub append_only: bool,
+    /// The sink will be exactly once (it needs its progress topic).
+    pub exactly_once: bool,
 }
 
 /// Check a sink's options against its input and reach the external
@@ -167,14 +213,16 @@ pub async fn check(spec: &SourceSpec, schema: &SchemaRef, facts: SinkInputFacts)
     }
 }
 
-/// Start a sink (on the current tokio runtime) whose input has `schema`.
+/// Start a sink (on the current tokio runtime) whose input has `schema`;
+/// exactly once with `exactly_once`.
 pub fn open(
     spec: &SourceSpec,
     schema: &SchemaRef,
     progress: Arc<SinkProgress>,
+    exactly_once: Option<ExactlyOnce>,
 ) -> Result<SinkHandle> {
     match spec.connector().as_str() {
-        "kafka" => crate::kafka_sink::open(spec, schema, progress),
+        "kafka" => crate::kafka_sink::open(spec, schema, progress, exactly_once),
         other => Err(unknown_connector(other)),
     }
 }

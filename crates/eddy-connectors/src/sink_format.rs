@@ -322,6 +322,7 @@ mod tests {
             rows: RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(names)])
                 .expect("batch"),
             weights: rows.iter().map(|r| r.2).collect(),
+            epoch: 0,
         }
     }
 

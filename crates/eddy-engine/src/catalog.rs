@@ -124,6 +124,33 @@ impl Snapshot {
         found
     }
 
+    /// True if everything `names` are and read, directly or through other
+    /// objects, comes back exactly as checkpointed after a restart: plain
+    /// tables, Kafka connector tables and materialized views over them (not
+    /// sources, whose readers start over, nor generator tables).
+    pub fn restorable(&self, names: &[String]) -> bool {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut frontier: Vec<&str> = names.iter().map(String::as_str).collect();
+        while let Some(next) = frontier.pop() {
+            if seen.contains(&next) {
+                continue;
+            }
+            seen.push(next);
+            let Some(entry) = self.objects.get(next) else {
+                return false;
+            };
+            match (entry.kind, &entry.connector) {
+                (ObjectKind::Source, _) => return false,
+                (ObjectKind::Table, Some(spec)) if !eddy_connectors::source::resumable(spec) => {
+                    return false
+                }
+                _ => {}
+            }
+            frontier.extend(entry.depends_on.iter().map(String::as_str));
+        }
+        true
+    }
+
     /// True if `name` reads a source, directly or through other objects.
     pub fn reads_source(&self, name: &str) -> bool {
         let mut seen: Vec<&str> = Vec::new();

@@ -14,9 +14,9 @@ use tracing::{debug, warn};
 
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::ingest::{failure_of, Ingest, Reader};
-use crate::sink::{SinkRunner, SinkSource};
+use crate::sink::{consolidated, Outbox, SinkRunner, SinkSource};
 use crate::Relation;
-use eddy_connectors::sink::SinkProgress;
+use eddy_connectors::sink::{ExactlyOnce, SinkProgress};
 use eddy_connectors::source::SourceProgress;
 use eddy_connectors::spec::SourceSpec;
 use eddy_state::{Checkpoint, Store};
@@ -31,6 +31,8 @@ pub struct Engine {
     writer: Mutex<Writer>,
     committed: RwLock<Arc<Snapshot>>,
     ingest: Ingest,
+    /// True with a data directory.
+    durable: bool,
     /// How often streamed input is checkpointed (DDL and DML are made
     /// durable before they are acknowledged).
     pub(crate) checkpoint_interval: std::time::Duration,
@@ -44,6 +46,9 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration
 pub(crate) const MESSAGE_KEY: u8 = b'k';
 /// Prefix of the state entries that hold a connector table's positions.
 pub(crate) const POSITION: u8 = b'o';
+/// Prefix of the state entries that hold an exactly-once sink's changes
+/// of one checkpoint, until the sink has committed them.
+pub(crate) const OUTBOX: u8 = b'x';
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +83,7 @@ pub(crate) struct Writer {
     last_checkpoint: std::time::Instant,
     /// True while the catalog is being rebuilt from the store (what is
     /// replayed is stored already).
-    replaying: bool,
+    pub(crate) replaying: bool,
     /// Why the store failed, if it did; from then on no write commits.
     storage_failed: Option<String>,
     /// The definition of the object the current statement creates.
@@ -107,6 +112,7 @@ impl Engine {
     fn with_store(store: Option<Arc<Store>>, checkpoint_interval: std::time::Duration) -> Self {
         let ingest = Ingest::default();
         Self {
+            durable: store.is_some(),
             writer: Mutex::new(Writer {
                 working: Snapshot::default(),
                 dataflow: Dataflow::new(),
@@ -133,6 +139,20 @@ impl Engine {
 
     pub(crate) fn ingest(&self) -> &Ingest {
         &self.ingest
+    }
+
+    /// True if a sink that writes `spec` from `depends_on` is exactly once:
+    /// the engine is durable, everything the sink reads comes back as
+    /// checkpointed after a restart, and the options do not turn it off.
+    pub(crate) fn sink_exactly_once(
+        &self,
+        snapshot: &Snapshot,
+        spec: &SourceSpec,
+        depends_on: &[String],
+    ) -> Result<bool> {
+        Ok(self.durable
+            && snapshot.restorable(depends_on)
+            && eddy_connectors::sink::wants_exactly_once(spec).map_err(crate::connector_error)?)
     }
 
     /// The last committed snapshot.
@@ -352,18 +372,47 @@ impl WriteGuard<'_> {
         };
         let target = spec.options.get("topic").cloned().unwrap_or_default();
         let progress = Arc::new(SinkProgress::new(name, &target));
-        let handle = eddy_connectors::sink::open(&spec, &schema, progress.clone())
+        let exactly_once =
+            self.engine
+                .sink_exactly_once(&writer.working, &spec, &entry.depends_on)?;
+        let (outbox, exactly_once) = match (&writer.store, exactly_once) {
+            (Some(store), true) => {
+                let (kept, unconfirmed) = writer.stored_outbox(entry.created)?;
+                let id = format!("eddy-{:016x}-sink-{}", store.instance(), entry.created);
+                let outbox = Outbox {
+                    id: entry.created,
+                    unflushed: Vec::new(),
+                    kept,
+                };
+                (Some(outbox), Some(ExactlyOnce { id, unconfirmed }))
+            }
+            _ => (None, None),
+        };
+        let handle = eddy_connectors::sink::open(&spec, &schema, progress.clone(), exactly_once)
             .map_err(crate::connector_error)?;
         let input = match entry.plan {
             Some(_) => name.to_string(),
             None => entry.depends_on.first().cloned().unwrap_or_default(),
         };
-        writer.sinks.push(SinkRunner::new(name, &input, handle));
+        let mut runner = SinkRunner::new(name, &input, handle);
+        runner.outbox = outbox;
+        writer.sinks.push(runner);
         writer.working.sink_progress.push(progress);
         let installed = match &entry.plan {
             Some(_) => writer.install_plan(&entry),
             None => writer.start_from_relation(name, &input),
         };
+        if writer.replaying {
+            // An exactly-once sink sent (or keeps) everything up to the
+            // checkpoint its inputs are back at: the refill is not news.
+            if let Some(runner) = writer
+                .sinks
+                .iter_mut()
+                .find(|s| s.name == name && s.outbox.is_some())
+            {
+                runner.pending.clear();
+            }
+        }
         self.register(entry, installed)
     }
 
@@ -561,8 +610,12 @@ impl WriteGuard<'_> {
     /// taken since the last one and an interval has passed.
     pub(crate) fn checkpoint_if_due(&mut self) -> Result<()> {
         let writer = &mut *self.writer;
+        let staged = writer
+            .sinks
+            .iter()
+            .any(|s| s.outbox.as_ref().is_some_and(|o| !o.unflushed.is_empty()));
         if writer.store.is_none()
-            || (!writer.unsynced && writer.pending.is_empty())
+            || (!writer.unsynced && writer.pending.is_empty() && !staged)
             || writer.last_checkpoint.elapsed() < self.engine.checkpoint_interval
         {
             return Ok(());
@@ -579,6 +632,9 @@ impl WriteGuard<'_> {
     fn commit_with(&mut self, durable: bool) -> Result<()> {
         let committed = self.engine.snapshot();
         let epoch = self.writer.working.epoch + 1;
+        for sink in &mut self.writer.sinks {
+            sink.stage();
+        }
         let persisted = if durable {
             self.writer.persist(&committed, epoch)
         } else {

@@ -183,6 +183,11 @@ impl WriteGuard<'_> {
     pub(crate) fn ingest(&mut self) -> Result<usize> {
         let mut rows = 0usize;
         let mut batches = 0usize;
+        if self.writer_mut().replaying {
+            // Input waits until the whole catalog is back (an exactly-once
+            // sink created again must not miss what comes before it).
+            return Ok(0);
+        }
         {
             let writer = self.writer_mut();
             let mut stopped: Vec<(usize, Error)> = Vec::new();

@@ -1,5 +1,8 @@
 //! Sinks as the writer runs them: what each sink reads, and the changes
-//! of the epoch being built that it sends once the epoch commits.
+//! of the epoch being built that it sends once the epoch commits (or, for
+//! an exactly-once sink, once a checkpoint holds them).
+
+use std::collections::BTreeSet;
 
 use datafusion::logical_expr::LogicalPlan;
 use eddy_common::{ChangeBatch, Result};
@@ -31,6 +34,23 @@ pub(crate) struct SinkRunner {
     pub(crate) handle: SinkHandle,
     /// Changes of the epoch being built, sent when it commits.
     pub(crate) pending: Vec<ChangeBatch>,
+    /// Set for an exactly-once sink.
+    pub(crate) outbox: Option<Outbox>,
+}
+
+/// What an exactly-once sink has not yet sent or not yet seen committed:
+/// changes of committed epochs wait here for the next checkpoint, which
+/// stores them (under the sink's creation number) and only then hands them
+/// to the sink; they stay stored until the sink reports their checkpoint
+/// committed, so a restart can send them again.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// The sink's creation number.
+    pub(crate) id: u64,
+    /// Changes of epochs committed since the last checkpoint.
+    pub(crate) unflushed: Vec<ChangeBatch>,
+    /// Checkpoints whose changes are stored.
+    pub(crate) kept: BTreeSet<u64>,
 }
 
 impl SinkRunner {
@@ -40,25 +60,45 @@ impl SinkRunner {
             input: input.to_string(),
             handle,
             pending: Vec::new(),
+            outbox: None,
+        }
+    }
+
+    /// An exactly-once sink's committed epoch: its changes wait for the
+    /// next checkpoint.
+    pub(crate) fn stage(&mut self) {
+        if let Some(outbox) = &mut self.outbox {
+            outbox.unflushed.append(&mut self.pending);
         }
     }
 
     /// Send the epoch's changes, consolidated (an epoch that changed
-    /// nothing in the end sends nothing).
+    /// nothing in the end sends nothing). Exactly-once sinks are sent
+    /// their changes by the checkpoint instead.
     pub(crate) fn send_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.outbox.is_some() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
-        let schema = pending[0].schema();
-        let changes = ChangeBatch::concat(&schema, &pending)?.consolidate()?;
-        if changes.is_empty() {
-            return Ok(());
+        if let Some(changes) = consolidated(std::mem::take(&mut self.pending), 0)? {
+            self.handle.send(changes);
         }
-        self.handle.send(SinkChanges {
-            rows: changes.data().clone(),
-            weights: changes.weights().to_vec(),
-        });
         Ok(())
     }
+}
+
+/// `batches` as one consolidated change set of checkpoint `epoch`, or
+/// `None` if they change nothing in the end.
+pub(crate) fn consolidated(batches: Vec<ChangeBatch>, epoch: u64) -> Result<Option<SinkChanges>> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let changes = ChangeBatch::concat(&first.schema(), &batches)?.consolidate()?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SinkChanges {
+        rows: changes.data().clone(),
+        weights: changes.weights().to_vec(),
+        epoch,
+    }))
 }

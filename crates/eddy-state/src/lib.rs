@@ -31,6 +31,7 @@ const META: &str = "meta";
 
 const FORMAT_KEY: &[u8] = b"format";
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+const INSTANCE_KEY: &[u8] = b"instance";
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
 const FORMAT_VERSION: u64 = 1;
@@ -89,6 +90,7 @@ pub struct CheckpointInfo {
 pub struct Store {
     db: DB,
     path: PathBuf,
+    instance: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -135,17 +137,49 @@ impl Store {
             ColumnFamilyDescriptor::new(META, db_options.clone()),
         ];
         let db = DB::open_cf_descriptors(&db_options, dir, families)?;
-        let store = Self {
+        let mut store = Self {
             db,
             path: dir.to_path_buf(),
+            instance: 0,
         };
         store.check_format()?;
+        store.instance = store.instance_id()?;
         Ok(store)
     }
 
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A random number chosen when the store was created: names this
+    /// instance in systems shared with others (Kafka transactional ids).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    fn instance_id(&self) -> Result<u64> {
+        use std::hash::{BuildHasher, Hasher};
+        let meta = self.family(META)?;
+        if let Some(value) = self.db.get_cf(meta, INSTANCE_KEY)? {
+            return <[u8; 8]>::try_from(value.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupt { what: "instance" });
+        }
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        let instance = hasher.finish();
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, INSTANCE_KEY, instance.to_be_bytes());
+        self.db.write_opt(batch, &options)?;
+        Ok(instance)
     }
 
     fn check_format(&self) -> Result<()> {

@@ -10,17 +10,28 @@
 //! connector table also gets its reader's positions (and, for UPSERT, which
 //! primary key each message key last set) back, so its reader goes on
 //! right after the last message the checkpoint holds.
+//!
+//! An exactly-once sink's changes are stored by the checkpoint that makes
+//! them durable, as an Arrow IPC stream (the rows plus a weight column),
+//! and handed to the sink only after it; they stay stored until the sink
+//! reports that checkpoint committed. A restart gives the sink the ones
+//! still stored, and the sink writes again those after its own progress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
 use eddy_common::{Error, Result};
+use eddy_connectors::sink::SinkChanges;
 use eddy_connectors::source::Resume;
 use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
 
-use super::{Engine, Writer, MESSAGE_KEY, POSITION};
+use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::Session;
 
@@ -76,6 +87,8 @@ impl Engine {
         guard.writer.next_created = guard.writer.next_created.max(next);
         let epoch = guard.writer.working.epoch;
         guard.engine.publish(guard.writer.working.clone());
+        // What readers queued while the catalog came back waited for this.
+        guard.writer.wake.notify_one();
         drop(guard);
         info!(
             objects = records.len() - skipped,
@@ -188,6 +201,39 @@ impl Writer {
         Ok(resume)
     }
 
+    /// The changes exactly-once sink `id` was handed by checkpoints but may
+    /// not have committed: the checkpoints' epochs, and the changes, oldest
+    /// first. Nothing unless the catalog is being replayed.
+    pub(super) fn stored_outbox(&self, id: u64) -> Result<(BTreeSet<u64>, Vec<SinkChanges>)> {
+        let mut kept = BTreeSet::new();
+        let mut changes = Vec::new();
+        let Some(store) = self.store.clone().filter(|_| self.replaying) else {
+            return Ok((kept, changes));
+        };
+        let mut failure: Option<Error> = None;
+        store
+            .state(id, |key, value| {
+                let Some((&OUTBOX, epoch)) = key.split_first() else {
+                    return;
+                };
+                let decoded = <[u8; 8]>::try_from(epoch)
+                    .map_err(|_| Error::Storage("a stored sink epoch does not decode".into()))
+                    .and_then(|epoch| decode_changes(value, u64::from_be_bytes(epoch)));
+                match decoded {
+                    Ok(decoded) => {
+                        kept.insert(decoded.epoch);
+                        changes.push(decoded);
+                    }
+                    Err(error) => failure = Some(error),
+                }
+            })
+            .map_err(storage_error)?;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok((kept, changes)),
+        }
+    }
+
     /// Write a checkpoint of what changed since the last one: objects
     /// created and dropped (found by comparing the catalog with the last
     /// committed one), tables' row changes, and connector tables' reader
@@ -245,8 +291,40 @@ impl Writer {
                 checkpoint.put(id, &key, &offset.to_be_bytes());
             }
         }
+        // Exactly-once sinks: this checkpoint's changes are stored with it
+        // and sent after it.
+        let mut outgoing: Vec<(usize, SinkChanges)> = Vec::new();
+        for (index, sink) in self.sinks.iter_mut().enumerate() {
+            let Some(outbox) = &mut sink.outbox else {
+                continue;
+            };
+            let after = outbox.kept.last().map_or(0, |e| e + 1);
+            let Some(changes) =
+                consolidated(std::mem::take(&mut outbox.unflushed), epoch.max(after))?
+            else {
+                continue;
+            };
+            checkpoint.put(
+                outbox.id,
+                &outbox_key(changes.epoch),
+                &encode_changes(&changes)?,
+            );
+            outbox.kept.insert(changes.epoch);
+            outgoing.push((index, changes));
+        }
         if checkpoint.is_empty() {
             return Ok(None);
+        }
+        // Changes the sinks have committed need not be kept any longer.
+        for sink in &mut self.sinks {
+            let committed = sink.handle.progress().committed_epoch();
+            let Some(outbox) = &mut sink.outbox else {
+                continue;
+            };
+            while let Some(first) = outbox.kept.first().copied().filter(|e| *e <= committed) {
+                checkpoint.delete(outbox.id, &outbox_key(first));
+                outbox.kept.remove(&first);
+            }
         }
         let written = store.commit(checkpoint, epoch).map_err(|error| {
             self.storage_failed = Some(error.to_string());
@@ -255,8 +333,71 @@ impl Writer {
         })?;
         self.unsynced = false;
         self.last_checkpoint = Instant::now();
+        for (index, changes) in outgoing {
+            self.sinks[index].handle.send(changes);
+        }
         Ok(Some(written))
     }
+}
+
+fn outbox_key(epoch: u64) -> Vec<u8> {
+    let mut key = vec![OUTBOX];
+    key.extend_from_slice(&epoch.to_be_bytes());
+    key
+}
+
+/// Name of the weight column in a stored change set.
+const WEIGHT: &str = "__eddy_weight";
+
+/// `changes` as an Arrow IPC stream of their rows plus a weight column.
+fn encode_changes(changes: &SinkChanges) -> Result<Vec<u8>> {
+    let rows = &changes.rows;
+    let mut fields: Vec<Field> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(WEIGHT, DataType::Int64, false));
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(changes.weights.clone())));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let mut bytes = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
+}
+
+/// The change set [`encode_changes`] wrote, as checkpoint `epoch`'s.
+fn decode_changes(bytes: &[u8], epoch: u64) -> Result<SinkChanges> {
+    let corrupt = || Error::Storage("a stored sink change set does not decode".into());
+    let reader = StreamReader::try_new(bytes, None).map_err(|_| corrupt())?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        batches.push(batch.map_err(|_| corrupt())?);
+    }
+    let batch = match batches.len() {
+        1 => batches.remove(0),
+        _ => return Err(corrupt()),
+    };
+    let last = batch.num_columns().checked_sub(1).ok_or_else(corrupt)?;
+    let weights = batch
+        .column(last)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(corrupt)?
+        .values()
+        .to_vec();
+    let mut rows = batch;
+    rows.remove_column(last);
+    Ok(SinkChanges {
+        rows,
+        weights,
+        epoch,
+    })
 }
 
 fn storage_error(error: eddy_state::Error) -> Error {

@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use eddy_common::{Error, Result};
 use eddy_connectors::sink::SinkInputFacts;
-use eddy_connectors::spec::SourceSpec;
+use eddy_connectors::spec::{Envelope, SourceSpec};
 
 use super::{CommandTag, Output, Session};
 use crate::catalog::ObjectKind;
@@ -188,6 +188,11 @@ impl Session {
                     let schema = entry.schema.clone();
                     let facts = SinkInputFacts {
                         append_only: append_only_relation(&snapshot, &name),
+                        exactly_once: self.engine.sink_exactly_once(
+                            &snapshot,
+                            &spec,
+                            std::slice::from_ref(&name),
+                        )?,
                     };
                     eddy_connectors::sink::check(&spec, &schema, facts)
                         .await
@@ -227,10 +232,13 @@ impl Session {
         let optimized = self.context.state().optimize(&plan)?;
         let schema = eddy_dataflow::schema::nullable(optimized.schema().as_arrow());
         let depends_on = super::relations_read(&statement, &snapshot);
+        let spec = sink_spec(definition.options, definition.format);
         let facts = SinkInputFacts {
             append_only: append_only_plan(&snapshot, &optimized),
+            exactly_once: self
+                .engine
+                .sink_exactly_once(&snapshot, &spec, &depends_on)?,
         };
-        let spec = sink_spec(definition.options, definition.format);
         eddy_connectors::sink::check(&spec, &schema, facts)
             .await
             .map_err(connector_error)?;
@@ -306,6 +314,13 @@ fn append_only_relation(snapshot: &Snapshot, name: &str) -> bool {
     };
     match entry.kind {
         ObjectKind::Source => true,
+        // Fed by FORMAT PLAIN without a key, and closed to DML.
+        ObjectKind::Table => {
+            entry.primary_key.is_empty()
+                && entry.connector.as_ref().is_some_and(|spec| {
+                    spec.format.as_ref().and_then(|f| f.envelope()) == Some(Envelope::Plain)
+                })
+        }
         ObjectKind::MaterializedView => entry
             .plan
             .as_ref()

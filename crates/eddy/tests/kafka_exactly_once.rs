@@ -1,0 +1,429 @@
+//! Exactly-once Kafka sinks across SIGKILLs. Eddy runs as a child process
+//! with a data directory, reading a topic into a connector table with a
+//! view over it, and writing both out through exactly-once sinks: the
+//! table as `FORMAT PLAIN` (every reading once), the view as `FORMAT
+//! DEBEZIUM` (every change of every group once, each `before` the `after`
+//! of the change before). It is killed at random moments, during
+//! checkpoints and sink transactions too, and started again while the test
+//! keeps producing.
+//!
+//! The broker is librdkafka's mock cluster, hosted on a thread of the test
+//! process so that it outlives every kill (tansu has no transactions at
+//! all: it refuses `EndTxn`). The mock cluster checks producer ids and
+//! epochs, so a fenced incarnation cannot write, but it writes no
+//! transaction markers: a `read_committed` consumer of it sees aborted
+//! transactions too. The test therefore reads the topics as
+//! `read_committed` would from what the sink writes alongside its data:
+//! every message carries header `eddy.epoch` (the checkpoint whose
+//! transaction wrote it) and every transaction ends with a progress record
+//! `{"epoch": E, "messages": N}`. A transaction of checkpoint E committed
+//! iff its progress record is visible, and it is then the last N messages
+//! with header E; any other message with header E belongs to an attempt
+//! cut short by a kill, which a real broker aborts (at the latest when the
+//! next incarnation calls `init_transactions`). Proven here: the sink
+//! writes each checkpoint's changes whole, once, in order, and writes
+//! again after a crash exactly the checkpoints that did not commit. Not
+//! proven here: that a broker hides aborted transactions.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
+use support::server::rows;
+
+const SENSORS: i64 = 5;
+const PROGRESS: &str = "eddy-progress";
+
+/// A mock cluster living on a thread of its own until dropped.
+struct MockBroker {
+    bootstrap: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MockBroker {
+    fn start(topics: &[(&str, i32)]) -> Self {
+        let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        let (ready, bootstrap) = mpsc::channel();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mock = MockCluster::new(1).expect("mock cluster");
+            for (topic, partitions) in &topics {
+                mock.create_topic(topic, *partitions, 1).expect("topic");
+            }
+            ready.send(mock.bootstrap_servers()).expect("send");
+            let _ = stopped.recv();
+        });
+        Self {
+            bootstrap: bootstrap.recv().expect("bootstrap"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MockBroker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One message as read back: key, payload, `eddy.epoch` header.
+#[derive(Debug, Clone)]
+struct Read {
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    epoch: Option<u64>,
+}
+
+/// Every message of `topic` (one partition), in offset order.
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "exactly-once-check")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => return read,
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
+            Some(Ok(message)) => {
+                let epoch = message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == "eddy.epoch")
+                        .and_then(|h| h.value)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                });
+                read.push(Read {
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    epoch,
+                });
+            }
+        }
+    }
+    panic!("{topic} was not read to its end within a minute");
+}
+
+/// What a `read_committed` consumer sees of one exactly-once sink's
+/// topic, reconstructed as the module comment says, and how many messages
+/// belonged to attempts cut short.
+struct Committed {
+    messages: Vec<Read>,
+    aborted: usize,
+    transactions: usize,
+}
+
+fn committed(bootstrap: &str, topic: &str, sink_suffix: &str) -> Committed {
+    // Progress records of this sink, in order: epoch → messages.
+    let mut progress: Vec<(u64, usize)> = Vec::new();
+    for record in read_topic(bootstrap, PROGRESS) {
+        let key = String::from_utf8(record.key.unwrap_or_default()).expect("utf-8 key");
+        if !key.ends_with(sink_suffix) {
+            continue;
+        }
+        let value: Value = serde_json::from_slice(&record.payload.expect("progress value"))
+            .expect("progress record is JSON");
+        let epoch = value["epoch"].as_u64().expect("epoch");
+        let messages = value["messages"].as_u64().expect("messages") as usize;
+        if let Some((last, _)) = progress.last() {
+            assert!(
+                epoch > *last,
+                "{topic}: progress epochs must increase (a committed checkpoint written again?): {last} then {epoch}"
+            );
+        }
+        progress.push((epoch, messages));
+    }
+    let data = read_topic(bootstrap, topic);
+    let mut by_epoch: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (index, message) in data.iter().enumerate() {
+        let epoch = message
+            .epoch
+            .unwrap_or_else(|| panic!("{topic}: message {index} has no eddy.epoch header"));
+        by_epoch.entry(epoch).or_default().push(index);
+    }
+    let mut keep: Vec<usize> = Vec::new();
+    for (epoch, messages) in &progress {
+        let indexes = by_epoch.get(epoch).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            indexes.len() >= *messages,
+            "{topic}: checkpoint {epoch} committed {messages} messages but the topic has {}",
+            indexes.len()
+        );
+        let run = &indexes[indexes.len() - messages..];
+        assert!(
+            run.windows(2).all(|w| w[1] == w[0] + 1),
+            "{topic}: the committed messages of checkpoint {epoch} are not contiguous"
+        );
+        keep.extend_from_slice(run);
+    }
+    keep.sort_unstable();
+    Committed {
+        aborted: data.len() - keep.len(),
+        transactions: progress.len(),
+        messages: keep.into_iter().map(|i| data[i].clone()).collect(),
+    }
+}
+
+async fn produce(producer: &FutureProducer, readings: &[(i64, i64, i64)]) {
+    let mut deliveries = Vec::new();
+    for (id, sensor, v) in readings {
+        let payload = format!(r#"{{"id": {id}, "sensor": {sensor}, "v": {v}}}"#);
+        let record: FutureRecord<'_, [u8], str> = FutureRecord::to("readings")
+            .partition((id % 2) as i32)
+            .payload(payload.as_str());
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("queue"),
+        );
+    }
+    for delivery in deliveries {
+        delivery
+            .await
+            .expect("delivered")
+            .expect("no delivery error");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_write_every_change_once_across_sigkill_loop() {
+    let seed = crash_seed();
+    let kills = crash_kills();
+    println!(
+        "exactly-once crash loop: seed {seed}, {kills} kills (EDDY_CRASH_SEED={seed} repeats it)"
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+    let broker = MockBroker::start(&[
+        ("readings", 2),
+        ("readings_out", 1),
+        ("per_sensor_out", 1),
+        (PROGRESS, 1),
+    ]);
+    let bootstrap = broker.bootstrap.clone();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    let dir = temp_dir("exactly-once");
+    let data = dir.join("data");
+    let log = dir.join("eddy.log");
+    // A short interval: kills land before, during and after checkpoints
+    // and the sink transactions that follow them.
+    let args = ["--checkpoint-interval-ms", "100"];
+
+    let mut running = EddyProcess::spawn_with(&data, &log, &args);
+    let client = running.ready(Duration::from_secs(60)).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE readings (id BIGINT, sensor BIGINT, v BIGINT)
+               WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW per_sensor AS
+               SELECT sensor, count(*) AS n, sum(v) AS total FROM readings GROUP BY sensor;
+             CREATE SINK readings_out FROM readings
+               WITH (connector = 'kafka', topic = 'readings_out', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE SINK per_sensor_out FROM per_sensor
+               WITH (connector = 'kafka', topic = 'per_sensor_out', properties.bootstrap.server = '{bootstrap}',
+                     primary_key = 'sensor')
+               FORMAT DEBEZIUM ENCODE JSON;"
+        ))
+        .await
+        .expect("create the table, view and sinks");
+    drop(client);
+
+    let mut readings: Vec<(i64, i64, i64)> = Vec::new();
+    let mut killed = 0;
+    let mut process = Some(running);
+    while killed < kills {
+        let round: Vec<(i64, i64, i64)> = (0..rng.random_range(10..60))
+            .map(|i| {
+                let id = readings.len() as i64 + i + 1;
+                (
+                    id,
+                    rng.random_range(0..SENSORS),
+                    rng.random_range(-100..1000),
+                )
+            })
+            .collect();
+        readings.extend_from_slice(&round);
+        let running = match process.take() {
+            Some(running) => running,
+            None => {
+                let mut running = EddyProcess::spawn_with(&data, &log, &args);
+                if rng.random_bool(0.15) {
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+                    running.kill();
+                    killed += 1;
+                    produce(&producer, &round).await;
+                    continue;
+                }
+                let _ = running.ready(Duration::from_secs(60)).await;
+                running
+            }
+        };
+        let kill_after = Duration::from_millis(rng.random_range(50..1200));
+        let started = Instant::now();
+        produce(&producer, &round).await;
+        if let Some(left) = kill_after.checked_sub(started.elapsed()) {
+            tokio::time::sleep(left).await;
+        }
+        running.kill();
+        killed += 1;
+    }
+
+    let mut running = EddyProcess::spawn_with(&data, &log, &args);
+    let client = running.ready(Duration::from_secs(60)).await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    let context = format!("after {killed} kills (seed {seed}); log:\n{}", tail(&log));
+    assert_eq!(
+        rows(&client, "SELECT count(*), count(DISTINCT id) FROM readings").await,
+        [format!("{} {}", readings.len(), readings.len())],
+        "readings {context}"
+    );
+    // Wait until both sinks have committed everything the last checkpoint
+    // holds (they write a checkpoint's changes only after it).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let plain = loop {
+        let plain = {
+            let bootstrap = bootstrap.clone();
+            tokio::task::spawn_blocking(move || committed(&bootstrap, "readings_out", "-sink-2"))
+                .await
+                .expect("read")
+        };
+        if plain.messages.len() >= readings.len() || Instant::now() > deadline {
+            break plain;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for message in &plain.messages {
+        let row: Value =
+            serde_json::from_slice(message.payload.as_deref().expect("a row")).expect("JSON row");
+        *seen.entry(row["id"].as_i64().expect("id")).or_default() += 1;
+    }
+    let missing: Vec<i64> = readings
+        .iter()
+        .map(|r| r.0)
+        .filter(|id| !seen.contains_key(id))
+        .take(10)
+        .collect();
+    let twice: Vec<(i64, usize)> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, n)| (*k, *n))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty() && twice.is_empty() && seen.len() == readings.len(),
+        "readings_out: {} readings, {} distinct in the sink; missing (first 10) {missing:?}, more than once {twice:?} {context}",
+        readings.len(),
+        seen.len()
+    );
+
+    // The view's sink: per key, each change starts where the one before
+    // ended, and the last one ends at the view's rows.
+    let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (_, sensor, v) in &readings {
+        let slot = expected.entry(*sensor).or_default();
+        slot.0 += 1;
+        slot.1 += v;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (changes, aborted, transactions, state) = loop {
+        let view = {
+            let bootstrap = bootstrap.clone();
+            tokio::task::spawn_blocking(move || committed(&bootstrap, "per_sensor_out", "-sink-3"))
+                .await
+                .expect("read")
+        };
+        let mut state: BTreeMap<i64, Value> = BTreeMap::new();
+        for (index, message) in view.messages.iter().enumerate() {
+            let Some(payload) = &message.payload else {
+                continue; // the tombstone after a delete
+            };
+            let event: Value = serde_json::from_slice(payload).expect("JSON change event");
+            let key: Value =
+                serde_json::from_slice(message.key.as_deref().expect("key")).expect("JSON key");
+            let sensor = key["sensor"].as_i64().expect("sensor");
+            let before = state.get(&sensor).cloned().unwrap_or(Value::Null);
+            assert_eq!(
+                event["before"], before,
+                "per_sensor_out: change {index} of sensor {sensor} does not start where the one before ended (lost or repeated change) {context}"
+            );
+            match &event["after"] {
+                Value::Null => state.remove(&sensor),
+                after => state.insert(sensor, after.clone()),
+            };
+        }
+        let done = expected.iter().all(|(sensor, (n, total))| {
+            state
+                .get(sensor)
+                .is_some_and(|row| row["n"] == *n && row["total"] == *total)
+        });
+        if done || Instant::now() > deadline {
+            break (view.messages.len(), view.aborted, view.transactions, state);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let got: BTreeMap<i64, (i64, i64)> = state
+        .iter()
+        .map(|(s, row)| {
+            (
+                *s,
+                (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "per_sensor_out ends at the view {context}");
+    let statuses = rows(
+        &client,
+        "SELECT sink, status FROM eddy_catalog.sink_progress ORDER BY sink",
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        ["per_sensor_out running", "readings_out running"],
+        "sink status {context}"
+    );
+    println!(
+        "exactly-once crash loop: {killed} kills, {} readings; readings_out {} transactions ({} messages of attempts cut short), per_sensor_out {transactions} transactions, {changes} changes ({aborted} cut short): exact",
+        readings.len(),
+        plain.transactions,
+        plain.aborted,
+    );
+    drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
