@@ -403,3 +403,38 @@ fn decode_changes(bytes: &[u8], epoch: u64) -> Result<SinkChanges> {
 fn storage_error(error: eddy_state::Error) -> Error {
     Error::Storage(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+
+    use super::*;
+
+    #[test]
+    fn a_stored_change_set_reads_back_as_written() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
+                Arc::new(StringArray::from(vec![Some("a"), Some("b"), None])),
+            ],
+        )
+        .expect("batch");
+        let changes = SinkChanges {
+            rows,
+            weights: vec![1, -2, 3],
+            epoch: 7,
+        };
+        let bytes = encode_changes(&changes).expect("encode");
+        let back = decode_changes(&bytes, 9).expect("decode");
+        assert_eq!(back.rows, changes.rows);
+        assert_eq!(back.weights, changes.weights);
+        assert_eq!(back.epoch, 9);
+        assert!(decode_changes(&bytes[..bytes.len() / 2], 9).is_err());
+        assert!(decode_changes(b"not arrow", 9).is_err());
+    }
+}
