@@ -538,7 +538,19 @@ impl Sink {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(inner)) if inner.is_retriable() => continue,
+                Err(KafkaError::Transaction(inner))
+                    if inner.code() == RDKafkaErrorCode::UnsupportedFeature =>
+                {
+                    return Err(Aborted::Fatal(Error::Sink(format!(
+                        "kafka: {inner}: the broker does not support transactions; set exactly_once = 'false' for an at-least-once sink"
+                    ))));
+                }
+                // librdkafka wants a retriable commit retried, not aborted.
+                Err(KafkaError::Transaction(inner)) if inner.is_retriable() => {
+                    warn!(sink = %self.progress.sink(), error = %inner, "commit failed; trying again");
+                    self.progress.set_status(format!("stalled: kafka: {inner}"));
+                    tokio::time::sleep(TRANSACTION_BACKOFF).await;
+                }
                 Err(error) => return Err(classify(error)),
             }
         }

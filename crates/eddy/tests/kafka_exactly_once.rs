@@ -43,6 +43,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
+use support::broker::TestBroker;
 use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
 
@@ -294,9 +295,14 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
                 running
             }
         };
+        // Produce in small bursts while it runs, so that checkpoints and
+        // sink transactions go on all the time and kills land inside them.
         let kill_after = Duration::from_millis(rng.random_range(50..1200));
         let started = Instant::now();
-        produce(&producer, &round).await;
+        for burst in round.chunks(6) {
+            produce(&producer, burst).await;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
+        }
         if let Some(left) = kill_after.checked_sub(started.elapsed()) {
             tokio::time::sleep(left).await;
         }
@@ -424,6 +430,60 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         plain.transactions,
         plain.aborted,
     );
+    drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// tansu grants producer ids but refuses `EndTxn`: an exactly-once sink
+/// on it fails, visibly and saying what to do, and `exactly_once =
+/// 'false'` gives an at-least-once sink that delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_transactions_fails_the_sink_with_a_hint() {
+    let broker = TestBroker::start().await;
+    broker.create_topic("out", 1).await;
+    let dir = temp_dir("no-transactions");
+    let (running, client) = EddyProcess::start(
+        &dir.join("data"),
+        &dir.join("eddy.log"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let bootstrap = broker.bootstrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (a BIGINT PRIMARY KEY, b BIGINT);
+             INSERT INTO t VALUES (1, 10), (2, 20);
+             CREATE SINK exact FROM t WITH (connector = 'kafka', topic = 'out',
+               properties.bootstrap.server = '{bootstrap}', primary_key = 'a')
+               FORMAT UPSERT ENCODE JSON;
+             CREATE SINK loose FROM t WITH (connector = 'kafka', topic = 'out',
+               properties.bootstrap.server = '{bootstrap}', primary_key = 'a', exactly_once = 'false')
+               FORMAT UPSERT ENCODE JSON;"
+        ))
+        .await
+        .expect("table and sinks");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let statuses = loop {
+        let statuses = rows(
+            &client,
+            "SELECT sink, messages, status FROM eddy_catalog.sink_progress ORDER BY sink",
+        )
+        .await;
+        if statuses[0].contains("failed") && statuses[1].starts_with("loose 2 ")
+            || Instant::now() > deadline
+        {
+            break statuses;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        statuses[0].starts_with("exact 0 failed: ")
+            && statuses[0].contains("does not support transactions; set exactly_once = 'false'"),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[1], "loose 2 running");
+    let read = broker.read_all("out", 2, Duration::from_secs(30)).await;
+    assert_eq!(read.len(), 2, "only the at-least-once sink wrote: {read:?}");
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }
