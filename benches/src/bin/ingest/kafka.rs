@@ -43,6 +43,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 /// last message to show.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 const THROUGHPUT_TOPIC: &str = "bids";
+const CHECKPOINT_TOPIC: &str = "durable_bids";
 const FRESHNESS_TOPIC: &str = "fresh_bids";
 
 const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
@@ -186,7 +187,7 @@ pub fn throughput(
     source_options: &[(String, String)],
 ) -> Result<Vec<Figure>> {
     broker.create_topic(runtime, THROUGHPUT_TOPIC)?;
-    produce_backlog(broker, messages)?;
+    produce_backlog(broker, THROUGHPUT_TOPIC, messages)?;
     let with_broker = |run: &dyn Fn() -> Result<Figure>| -> Result<Figure> {
         let before = broker.cpu_time();
         let mut figure = run()?;
@@ -208,7 +209,7 @@ pub fn throughput(
     Ok(figures)
 }
 
-fn produce_backlog(broker: &Broker, messages: u64) -> Result<()> {
+fn produce_backlog(broker: &Broker, topic: &str, messages: u64) -> Result<()> {
     let producer = producer(&mut broker.client_config(), 20, Deliveries::default())?;
     let started = Instant::now();
     let mut payload = String::with_capacity(192);
@@ -217,7 +218,7 @@ fn produce_backlog(broker: &Broker, messages: u64) -> Result<()> {
         payload.clear();
         write_event(&mut payload, seq);
         bytes += payload.len() as u64;
-        send(&producer, THROUGHPUT_TOPIC, &payload, seq)?;
+        send(&producer, topic, &payload, seq)?;
         if seq % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -403,6 +404,108 @@ async fn through_view(
         events: messages,
         usage,
         target: Some(JSON_TARGET),
+        check,
+        broker_cpu: None,
+        epochs: Some(epochs),
+    })
+}
+
+/// The cost of durability: a Kafka connector table (JSON) with a GROUP BY
+/// view over it, read from a backlog in memory and with a data directory
+/// checkpointing every `interval` (the table's rows, its offsets), in
+/// `runs` alternating pairs. Returns the figures, in memory first in each
+/// pair.
+pub fn checkpoint_overhead(
+    runtime: &tokio::runtime::Runtime,
+    broker: &Broker,
+    messages: u64,
+    interval: Duration,
+    runs: usize,
+    source_options: &[(String, String)],
+) -> Result<Vec<Figure>> {
+    broker.create_topic(runtime, CHECKPOINT_TOPIC)?;
+    produce_backlog(broker, CHECKPOINT_TOPIC, messages)?;
+    let mut figures = Vec::new();
+    for run in 0..runs.max(1) {
+        for durable in [None, Some(interval)] {
+            let label = durable.map_or("in memory".to_string(), |i| {
+                format!("--data-dir, checkpoints every {} ms", i.as_millis())
+            });
+            println!("checkpoint: run {} {label} ...", run + 1);
+            figures.push(runtime.block_on(through_table(
+                broker,
+                messages,
+                durable,
+                source_options,
+            ))?);
+        }
+    }
+    Ok(figures)
+}
+
+async fn through_table(
+    broker: &Broker,
+    messages: u64,
+    durable: Option<Duration>,
+    source_options: &[(String, String)],
+) -> Result<Figure> {
+    let dir = std::env::temp_dir().join(format!("eddy-bench-checkpoint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let eddy = match durable {
+        None => Eddy::new()?,
+        Some(interval) => Eddy::durable(&dir, interval).await?,
+    };
+    let table = source_sql(CHECKPOINT_TOPIC, &broker.bootstrap(), source_options)
+        .replace("CREATE SOURCE s", "CREATE TABLE t");
+    let meter = Meter::start();
+    eddy.execute(&table).await?;
+    eddy.execute(
+        "CREATE MATERIALIZED VIEW v AS \
+         SELECT auction, count(*) AS events, max(price) AS top_price FROM t GROUP BY auction",
+    )
+    .await?;
+    let progress = eddy.progress("t")?;
+    let end = BTreeMap::from([("0".to_string(), messages as i64)]);
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while !progress.has_committed(&end) {
+        let status = progress.status();
+        if status.starts_with("failed") || Instant::now() >= deadline {
+            return Err(format!("kafka connector table: {status}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(eddy.engine.write().await);
+    let usage = meter.stop();
+    let epochs = eddy.engine.snapshot().epoch;
+    let check = expect_equal(
+        "count(*) of the table",
+        eddy.query_i64("SELECT count(*) FROM t").await?,
+        messages,
+    )
+    .and(
+        expect_equal(
+            "sum(events) of the view",
+            eddy.query_i64("SELECT sum(events) FROM v").await?,
+            messages,
+        )
+        .map_err(|e| e.to_string()),
+    );
+    let checkpoints = eddy.engine.snapshot().checkpoint.clone();
+    drop(eddy);
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = match (durable, checkpoints) {
+        (None, _) => "connector table + group by, in memory".to_string(),
+        (Some(interval), last) => format!(
+            "same, --data-dir, {} ms checkpoints (last: {} bytes)",
+            interval.as_millis(),
+            last.map_or(0, |c| c.bytes)
+        ),
+    };
+    Ok(Figure {
+        name,
+        events: messages,
+        usage,
+        target: None,
         check,
         broker_cpu: None,
         epochs: Some(epochs),

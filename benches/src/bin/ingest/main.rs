@@ -86,6 +86,12 @@ struct Args {
     /// runs instead of the bench's (see `TUNED_FETCH`).
     #[arg(long)]
     librdkafka_defaults: bool,
+    /// Checkpoint interval of the checkpoint group's durable runs, ms.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
+    /// Pairs of runs (in memory, durable) of the checkpoint group.
+    #[arg(long, default_value_t = 3)]
+    checkpoint_runs: usize,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -109,6 +115,8 @@ enum Group {
     Kafka,
     /// Produce-to-visible latency at a steady rate.
     Freshness,
+    /// A Kafka connector table in memory and with a data directory.
+    Checkpoint,
 }
 
 /// The views the nexmark and kafka groups maintain.
@@ -334,6 +342,15 @@ impl Eddy {
         Ok(Self { engine, session })
     }
 
+    /// An engine with a data directory `dir`, checkpointing streamed
+    /// input every `interval`, as `eddy --data-dir` runs it.
+    pub async fn durable(dir: &std::path::Path, interval: Duration) -> Result<Self> {
+        let store = eddy_state::Store::open(dir, &eddy_state::StoreOptions::default())?;
+        let engine = Engine::open(store, interval).await?;
+        let session = Session::new(engine.clone())?;
+        Ok(Self { engine, session })
+    }
+
     /// Run `sql`; the first error fails.
     pub async fn execute(&self, sql: &str) -> Result<Vec<Output>> {
         let (outputs, error) = self.session.execute_sql(sql).await;
@@ -447,7 +464,9 @@ fn main() -> Result<()> {
             &figures,
         );
     }
-    let needs_broker = groups.contains(&Group::Kafka) || groups.contains(&Group::Freshness);
+    let needs_broker = groups.contains(&Group::Kafka)
+        || groups.contains(&Group::Freshness)
+        || groups.contains(&Group::Checkpoint);
     if needs_broker {
         let broker = broker::Broker::start()?;
         let source_options = kafka_options(&args);
@@ -479,6 +498,41 @@ fn main() -> Result<()> {
                 reference_consumer: args.reference_consumer,
             };
             kafka::freshness(&runtime, &broker, &settings)?;
+        }
+        if groups.contains(&Group::Checkpoint) {
+            let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));
+            let figures = kafka::checkpoint_overhead(
+                &runtime,
+                &broker,
+                args.kafka_messages,
+                interval,
+                args.checkpoint_runs,
+                &source_options,
+            )?;
+            print_figures(
+                &format!(
+                    "Kafka connector table -> group by, in memory vs --data-dir ({} messages produced beforehand)",
+                    args.kafka_messages
+                ),
+                &figures,
+            );
+            let median = |durable: bool| {
+                let mut rates: Vec<f64> = figures
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (i % 2 == 1) == durable)
+                    .map(|(_, f)| f.per_second())
+                    .collect();
+                rates.sort_by(f64::total_cmp);
+                rates[rates.len() / 2]
+            };
+            let (memory, durable) = (median(false), median(true));
+            println!(
+                "checkpoint overhead: median {} events/s in memory, {} with --data-dir: {:.1}% slower (target <= 10%)",
+                human(memory),
+                human(durable),
+                (1.0 - durable / memory) * 100.0
+            );
         }
     }
     Ok(())
