@@ -312,6 +312,9 @@ pub(crate) fn open(
 ) -> Result<SinkHandle> {
     let options = SinkOptions::parse(spec, schema)?;
     let producer = options.producer(exactly_once.as_ref().map(|e| e.id.as_str()))?;
+    if exactly_once.is_some() {
+        progress.set_exactly_once();
+    }
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::Sink("sinks need a tokio runtime".into()))?;
     let (sender, receiver) = mpsc::unbounded_channel();

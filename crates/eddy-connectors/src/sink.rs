@@ -19,7 +19,7 @@
 //! after a restart first reads its progress back and writes again exactly
 //! the kept checkpoints after it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -71,6 +71,7 @@ pub struct SinkProgress {
     delivered: AtomicU64,
     messages: AtomicU64,
     committed_epoch: AtomicU64,
+    exactly_once: AtomicBool,
     status: Mutex<String>,
 }
 
@@ -84,6 +85,7 @@ impl SinkProgress {
             delivered: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             committed_epoch: AtomicU64::new(0),
+            exactly_once: AtomicBool::new(false),
             status: Mutex::new("running".to_string()),
         }
     }
@@ -122,6 +124,15 @@ impl SinkProgress {
     /// external system (0 until it knows).
     pub fn committed_epoch(&self) -> u64 {
         self.committed_epoch.load(Ordering::Acquire)
+    }
+
+    /// True if the sink writes in transactions ([`ExactlyOnce`]).
+    pub fn is_exactly_once(&self) -> bool {
+        self.exactly_once.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_exactly_once(&self) {
+        self.exactly_once.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_committed_epoch(&self, epoch: u64) {

@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -172,6 +173,8 @@ impl SystemSchema {
             Field::new("epochs_delivered", DataType::Int64, false),
             Field::new("messages", DataType::Int64, false),
             Field::new("status", DataType::Utf8, false),
+            Field::new("exactly_once", DataType::Boolean, false),
+            Field::new("committed_epoch", DataType::Int64, true),
         ]));
         let mut sink = StringBuilder::new();
         let mut target = StringBuilder::new();
@@ -179,8 +182,15 @@ impl SystemSchema {
         let mut delivered = Int64Builder::new();
         let mut messages = Int64Builder::new();
         let mut status = StringBuilder::new();
+        let mut exactly_once = BooleanBuilder::new();
+        let mut committed = Int64Builder::new();
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for progress in &self.public.pinned().sink_progress {
+            exactly_once.append_value(progress.is_exactly_once());
+            match (progress.is_exactly_once(), progress.committed_epoch()) {
+                (true, epoch) if epoch > 0 => committed.append_value(count(epoch)),
+                _ => committed.append_null(),
+            }
             sink.append_value(progress.sink());
             target.append_value(progress.target());
             epochs.append_value(count(progress.queued()));
@@ -195,6 +205,8 @@ impl SystemSchema {
             Arc::new(delivered.finish()),
             Arc::new(messages.finish()),
             Arc::new(status.finish()),
+            Arc::new(exactly_once.finish()),
+            Arc::new(committed.finish()),
         ];
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         MemTable::try_new(schema, vec![vec![batch]])

@@ -416,7 +416,8 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
     assert_eq!(got, expected, "per_sensor_out ends at the view {context}");
     let statuses = rows(
         &client,
-        "SELECT sink, status FROM eddy_catalog.sink_progress ORDER BY sink",
+        "SELECT sink, status FROM eddy_catalog.sink_progress
+           WHERE exactly_once AND committed_epoch > 0 ORDER BY sink",
     )
     .await;
     assert_eq!(
@@ -482,6 +483,14 @@ async fn a_broker_without_transactions_fails_the_sink_with_a_hint() {
         "{statuses:?}"
     );
     assert_eq!(statuses[1], "loose 2 running");
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT sink FROM eddy_catalog.sink_progress WHERE exactly_once"
+        )
+        .await,
+        ["exact"]
+    );
     let read = broker.read_all("out", 2, Duration::from_secs(30)).await;
     assert_eq!(read.len(), 2, "only the at-least-once sink wrote: {read:?}");
     drop(running);
