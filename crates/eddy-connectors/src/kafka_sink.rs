@@ -312,8 +312,11 @@ pub(crate) fn open(
 ) -> Result<SinkHandle> {
     let options = SinkOptions::parse(spec, schema)?;
     let producer = options.producer(exactly_once.as_ref().map(|e| e.id.as_str()))?;
-    if exactly_once.is_some() {
+    if let Some(exactly_once) = &exactly_once {
         progress.set_exactly_once();
+        // Kept checkpoints count as handed over (FLUSH waits for them);
+        // those found committed count as delivered once that is known.
+        progress.add_queued(exactly_once.unconfirmed.len() as u64);
     }
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::Sink("sinks need a tokio runtime".into()))?;
@@ -449,10 +452,12 @@ impl Sink {
         let ExactlyOnce { id, unconfirmed } = exactly_once;
         let committed = read_progress(&self.options, &id).await?;
         self.progress.set_committed_epoch(committed);
+        let kept = unconfirmed.len();
         let again: Vec<SinkChanges> = unconfirmed
             .into_iter()
             .filter(|c| c.epoch > committed)
             .collect();
+        self.progress.add_delivered((kept - again.len()) as u64, 0);
         info!(
             sink = %self.progress.sink(),
             committed,

@@ -115,6 +115,10 @@ impl SinkProgress {
         self.messages.load(Ordering::Acquire)
     }
 
+    pub(crate) fn add_queued(&self, epochs: u64) {
+        self.queued.fetch_add(epochs, Ordering::AcqRel);
+    }
+
     pub(crate) fn add_delivered(&self, epochs: u64, messages: u64) {
         self.messages.fetch_add(messages, Ordering::AcqRel);
         self.delivered.fetch_add(epochs, Ordering::AcqRel);

@@ -609,14 +609,24 @@ impl WriteGuard<'_> {
     /// Write a checkpoint of the committed epoch if streamed input was
     /// taken since the last one and an interval has passed.
     pub(crate) fn checkpoint_if_due(&mut self) -> Result<()> {
+        let due = self.writer.last_checkpoint.elapsed() >= self.engine.checkpoint_interval;
+        self.checkpoint(due)
+    }
+
+    /// Write a checkpoint now if an exactly-once sink has changes waiting
+    /// for one (`FLUSH` waits for sinks).
+    pub(crate) fn checkpoint_for_sinks(&mut self) -> Result<()> {
+        let staged = self.writer.sinks_staged();
+        self.checkpoint(staged)
+    }
+
+    /// Write a checkpoint of the committed epoch, if `due` and anything
+    /// changed since the last one.
+    fn checkpoint(&mut self, due: bool) -> Result<()> {
         let writer = &mut *self.writer;
-        let staged = writer
-            .sinks
-            .iter()
-            .any(|s| s.outbox.as_ref().is_some_and(|o| !o.unflushed.is_empty()));
         if writer.store.is_none()
-            || (!writer.unsynced && writer.pending.is_empty() && !staged)
-            || writer.last_checkpoint.elapsed() < self.engine.checkpoint_interval
+            || (!writer.unsynced && writer.pending.is_empty() && !writer.sinks_staged())
+            || !due
         {
             return Ok(());
         }
@@ -713,6 +723,13 @@ impl WriteGuard<'_> {
 }
 
 impl Writer {
+    /// True if an exactly-once sink has changes waiting for a checkpoint.
+    fn sinks_staged(&self) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| s.outbox.as_ref().is_some_and(|o| !o.unflushed.is_empty()))
+    }
+
     /// A catalog entry of `kind` created now, with nothing else set.
     fn new_entry(&mut self, name: &str, kind: ObjectKind, schema: SchemaRef) -> CatalogEntry {
         let created = self.next_created;

@@ -270,7 +270,8 @@ impl Engine {
     /// Wait until every write acknowledged before this call is visible,
     /// every source whose connector can say where its input ends (Kafka:
     /// the high watermarks) has committed everything up to there, and every
-    /// sink has delivered what those epochs changed. Writes
+    /// sink has delivered what those epochs changed (exactly-once sinks get
+    /// a checkpoint for it). Writes
     /// are committed before they are acknowledged, so taking the writer's
     /// turn covers them.
     pub async fn flush(&self) -> Result<()> {
@@ -313,7 +314,9 @@ impl Engine {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        // Sinks: wait until what they were handed is acknowledged.
+        // Sinks: exactly-once ones are handed changes by checkpoints; then
+        // wait until what they were handed is acknowledged.
+        self.write().await.checkpoint_for_sinks()?;
         let sinks: Vec<_> = self
             .snapshot()
             .sink_progress
