@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions, DB,
+    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
 };
 
 const CATALOG: &str = "catalog";
@@ -32,6 +33,8 @@ const META: &str = "meta";
 const FORMAT_KEY: &[u8] = b"format";
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 const INSTANCE_KEY: &[u8] = b"instance";
+/// Bytes read ahead of a scan of an object's rows or state.
+const SCAN_READAHEAD: usize = 4 << 20;
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
 const FORMAT_VERSION: u64 = 1;
@@ -261,14 +264,26 @@ impl Store {
         mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
         let prefix = id.to_be_bytes();
-        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.family(family)?, mode) {
-            let (key, value) = item?;
+        let mut options = ReadOptions::default();
+        // A scan reads a whole object once, at start-up: its blocks would
+        // only push out of the cache what is read again.
+        options.fill_cache(false);
+        options.set_readahead_size(SCAN_READAHEAD);
+        if let Some(next) = id.checked_add(1) {
+            options.set_iterate_upper_bound(next.to_be_bytes());
+        }
+        // A raw iterator lends each entry instead of copying it into two
+        // new boxes.
+        let mut entries = self.db.raw_iterator_cf_opt(self.family(family)?, options);
+        entries.seek(prefix);
+        while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
             let Some(key) = key.strip_prefix(&prefix[..]) else {
                 break;
             };
-            each(key, &value)?;
+            each(key, value)?;
+            entries.next();
         }
+        entries.status()?;
         Ok(())
     }
 
