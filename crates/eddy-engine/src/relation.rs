@@ -128,12 +128,16 @@ impl Relation {
         self.codec.encode(&columns)
     }
 
-    /// Rows given as (encoding, multiplicity), as changes of this relation.
-    pub fn decode(&self, rows: &[(Box<[u8]>, i64)]) -> Result<ChangeBatch> {
-        let columns = self.codec.decode(rows.iter().map(|(k, _)| k.as_ref()))?;
+    /// Rows given as encodings and their multiplicities, as changes of
+    /// this relation.
+    pub fn decode<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a [u8]>,
+        weights: &[i64],
+    ) -> Result<ChangeBatch> {
+        let columns = self.codec.decode(rows)?;
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        let weights: Int64Array = rows.iter().map(|(_, w)| *w).collect();
-        ChangeBatch::new(batch, weights)
+        ChangeBatch::new(batch, Int64Array::from(weights.to_vec()))
     }
 
     /// `columns` cast to the relation's column types.

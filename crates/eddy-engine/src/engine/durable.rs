@@ -18,6 +18,7 @@
 //! still stored, and the sink writes again those after its own progress.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,18 +26,22 @@ use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use eddy_common::{Error, Result};
+use eddy_common::{ChangeBatch, Error, Result};
 use eddy_connectors::sink::SinkChanges;
 use eddy_connectors::source::Resume;
 use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
 
+use super::keys::KeyIndex;
 use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
+use crate::Relation;
 use crate::Session;
 
 /// Rows decoded per batch when a table is loaded.
 const LOAD_ROWS: usize = 8192;
+/// Decoded batches a table's load may be ahead of its key index.
+const LOAD_QUEUE: usize = 16;
 
 impl Engine {
     /// An engine over `store`: every object stored there is created again
@@ -105,6 +110,9 @@ impl Engine {
 impl Writer {
     /// Load the stored rows of table `entry` (nothing reads it yet) into
     /// its contents and key index. Returns the number of rows loaded.
+    ///
+    /// The key index is built on a thread of its own from the decoded
+    /// rows, while this one reads on.
     fn load_rows(&mut self, entry: &CatalogEntry) -> Result<u64> {
         let Some(store) = self.store.clone() else {
             return Ok(0);
@@ -115,43 +123,36 @@ impl Writer {
             .get(&entry.name)
             .cloned()
             .ok_or_else(|| Error::internal(format!("table {} has no contents", entry.name)))?;
-        let mut index = match entry.connector {
+        let index = match entry.connector {
             None => self.keys.remove(&entry.name),
             Some(_) => None,
         };
-        let mut loaded = 0u64;
-        let mut chunk: Vec<(Box<[u8]>, i64)> = Vec::with_capacity(LOAD_ROWS);
-        let mut failure: Option<Error> = None;
-        let mut flush = |chunk: &mut Vec<(Box<[u8]>, i64)>| -> Result<()> {
-            let changes = relation.decode(chunk)?;
-            chunk.clear();
-            relation.apply(&changes)?;
-            if let Some(index) = index.as_mut() {
-                let deltas = index.check(entry, &changes)?;
-                index.apply(deltas);
-            }
-            Ok(())
-        };
-        store
-            .rows(entry.created, |row, count| {
-                if failure.is_some() {
-                    return;
-                }
-                loaded += count.unsigned_abs();
-                chunk.push((row.into(), count));
-                if chunk.len() == LOAD_ROWS {
-                    if let Err(error) = flush(&mut chunk) {
-                        failure = Some(error);
+        let (loaded, index) = std::thread::scope(|scope| -> Result<_> {
+            let Some(mut index) = index else {
+                return Ok((read_rows(&store, entry, &mut relation, None)?, None));
+            };
+            let (keys, received) = std::sync::mpsc::sync_channel::<ChangeBatch>(LOAD_QUEUE);
+            let indexer = std::thread::Builder::new()
+                .name("eddy-load-keys".into())
+                .spawn_scoped(scope, move || -> Result<KeyIndex> {
+                    for changes in received {
+                        index.load(entry, &changes)?;
                     }
-                }
-            })
-            .map_err(storage_error)?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        if !chunk.is_empty() {
-            flush(&mut chunk)?;
-        }
+                    Ok(index)
+                })
+                .map_err(|error| {
+                    Error::internal(format!("no thread to build a key index on: {error}"))
+                })?;
+            let read = read_rows(&store, entry, &mut relation, Some(&keys));
+            // Once the sender is gone the index has every row.
+            drop(keys);
+            let index = indexer
+                .join()
+                .map_err(|_| Error::internal("the key index thread panicked"))?;
+            // A failed index explains a failed read: its rows went nowhere.
+            let index = index?;
+            Ok((read?, Some(index)))
+        })?;
         if let Some(index) = index {
             self.keys.insert(entry.name.clone(), index);
         }
@@ -337,6 +338,80 @@ impl Writer {
             self.sinks[index].handle.send(changes);
         }
         Ok(Some(written))
+    }
+}
+
+/// Read the stored rows of `entry` into `relation`, handing them to `keys`
+/// as well if given. Returns the number of rows read.
+fn read_rows(
+    store: &Store,
+    entry: &CatalogEntry,
+    relation: &mut Relation,
+    keys: Option<&SyncSender<ChangeBatch>>,
+) -> Result<u64> {
+    let mut loaded = 0u64;
+    let mut chunk = StoredRows::default();
+    let mut failure: Option<Error> = None;
+    let mut flush = |chunk: &mut StoredRows| -> Result<()> {
+        let changes = relation.decode(chunk.rows(), &chunk.weights)?;
+        chunk.clear();
+        relation.apply(&changes)?;
+        if let Some(keys) = keys {
+            keys.send(changes)
+                .map_err(|_| Error::internal("the key index stopped taking rows"))?;
+        }
+        Ok(())
+    };
+    store
+        .rows(entry.created, |row, count| {
+            if failure.is_some() {
+                return;
+            }
+            loaded += count.unsigned_abs();
+            chunk.push(row, count);
+            if chunk.weights.len() == LOAD_ROWS {
+                if let Err(error) = flush(&mut chunk) {
+                    failure = Some(error);
+                }
+            }
+        })
+        .map_err(storage_error)?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if !chunk.weights.is_empty() {
+        flush(&mut chunk)?;
+    }
+    Ok(loaded)
+}
+
+/// Stored rows read and not decoded yet: their encodings end to end, so
+/// that reading a row copies it without allocating.
+#[derive(Default)]
+struct StoredRows {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    weights: Vec<i64>,
+}
+
+impl StoredRows {
+    fn push(&mut self, row: &[u8], weight: i64) {
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+        self.weights.push(weight);
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, end)| self.bytes.get(start..*end).unwrap_or_default())
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.weights.clear();
     }
 }
 
