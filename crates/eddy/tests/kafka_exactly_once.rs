@@ -3,7 +3,8 @@
 //! view over it, and writing both out through exactly-once sinks: the
 //! table as `FORMAT PLAIN` (every reading once), the view as `FORMAT
 //! DEBEZIUM` (every change of every group once, each `before` the `after`
-//! of the change before). It is killed at random moments, during
+//! of the change before), and an UPSERT connector table with inserts,
+//! updates and tombstones as `FORMAT DEBEZIUM` too. It is killed at random moments, during
 //! checkpoints and sink transactions too, and started again while the test
 //! keeps producing.
 //!
@@ -48,6 +49,7 @@ use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
 
 const SENSORS: i64 = 5;
+const SKUS: i64 = 30;
 const PROGRESS: &str = "eddy-progress";
 
 /// A mock cluster living on a thread of its own until dropped.
@@ -196,13 +198,21 @@ fn committed(bootstrap: &str, topic: &str, sink_suffix: &str) -> Committed {
     }
 }
 
-async fn produce(producer: &FutureProducer, readings: &[(i64, i64, i64)]) {
+/// A message to produce: topic, partition, key, payload (`None`: a
+/// tombstone).
+type Outgoing = (&'static str, i32, Option<Vec<u8>>, Option<Vec<u8>>);
+
+async fn produce(producer: &FutureProducer, messages: &[Outgoing]) {
     let mut deliveries = Vec::new();
-    for (id, sensor, v) in readings {
-        let payload = format!(r#"{{"id": {id}, "sensor": {sensor}, "v": {v}}}"#);
-        let record: FutureRecord<'_, [u8], str> = FutureRecord::to("readings")
-            .partition((id % 2) as i32)
-            .payload(payload.as_str());
+    for (topic, partition, key, payload) in messages {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).partition(*partition);
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload.as_slice());
+        }
         deliveries.push(
             producer
                 .send_result(record)
@@ -218,6 +228,37 @@ async fn produce(producer: &FutureProducer, readings: &[(i64, i64, i64)]) {
     }
 }
 
+/// Replay a DEBEZIUM sink's committed change events key by key: each must
+/// start (`before`) where the one before it ended (`after`), or a change
+/// was lost or written twice. Returns the rows they end at, by key.
+fn replay_changes(
+    sink: &str,
+    changes: &Committed,
+    key: &str,
+    context: &str,
+) -> BTreeMap<i64, Value> {
+    let mut state: BTreeMap<i64, Value> = BTreeMap::new();
+    for (index, message) in changes.messages.iter().enumerate() {
+        let Some(payload) = &message.payload else {
+            continue; // the tombstone after a delete
+        };
+        let event: Value = serde_json::from_slice(payload).expect("JSON change event");
+        let message_key: Value =
+            serde_json::from_slice(message.key.as_deref().expect("key")).expect("JSON key");
+        let id = message_key[key].as_i64().expect("key column");
+        let before = state.get(&id).cloned().unwrap_or(Value::Null);
+        assert_eq!(
+            event["before"], before,
+            "{sink}: change {index} of {key} {id} does not start where the one before ended (lost or repeated change) {context}"
+        );
+        match &event["after"] {
+            Value::Null => state.remove(&id),
+            after => state.insert(id, after.clone()),
+        };
+    }
+    state
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_write_every_change_once_across_sigkill_loop() {
     let seed = crash_seed();
@@ -230,6 +271,8 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         ("readings", 2),
         ("readings_out", 1),
         ("per_sensor_out", 1),
+        ("stock", 2),
+        ("stock_out", 1),
         (PROGRESS, 1),
     ]);
     let bootstrap = broker.bootstrap.clone();
@@ -259,13 +302,21 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
              CREATE SINK per_sensor_out FROM per_sensor
                WITH (connector = 'kafka', topic = 'per_sensor_out', properties.bootstrap.server = '{bootstrap}',
                      primary_key = 'sensor')
+               FORMAT DEBEZIUM ENCODE JSON;
+             CREATE TABLE stock (sku BIGINT PRIMARY KEY, qty BIGINT)
+               WITH (connector = 'kafka', topic = 'stock', properties.bootstrap.server = '{bootstrap}')
+               FORMAT UPSERT ENCODE JSON;
+             CREATE SINK stock_out FROM stock
+               WITH (connector = 'kafka', topic = 'stock_out', properties.bootstrap.server = '{bootstrap}',
+                     primary_key = 'sku')
                FORMAT DEBEZIUM ENCODE JSON;"
         ))
         .await
-        .expect("create the table, view and sinks");
+        .expect("create the tables, view and sinks");
     drop(client);
 
     let mut readings: Vec<(i64, i64, i64)> = Vec::new();
+    let mut stock: BTreeMap<i64, i64> = BTreeMap::new();
     let mut killed = 0;
     let mut process = Some(running);
     while killed < kills {
@@ -280,6 +331,33 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
             })
             .collect();
         readings.extend_from_slice(&round);
+        // Readings, and between them stock levels by key: inserts, updates
+        // and deletes (tombstones), produced in the order generated.
+        let mut messages: Vec<Outgoing> = Vec::new();
+        for (id, sensor, v) in &round {
+            let payload = format!(r#"{{"id": {id}, "sensor": {sensor}, "v": {v}}}"#);
+            messages.push((
+                "readings",
+                (id % 2) as i32,
+                None,
+                Some(payload.into_bytes()),
+            ));
+            if !rng.random_bool(0.25) {
+                continue;
+            }
+            let sku = rng.random_range(0..SKUS);
+            let key = Some(sku.to_string().into_bytes());
+            if rng.random_bool(0.2) {
+                stock.remove(&sku);
+                messages.push(("stock", (sku % 2) as i32, key, None));
+            } else {
+                let qty = rng.random_range(0..500);
+                stock.insert(sku, qty);
+                let payload = format!(r#"{{"sku": {sku}, "qty": {qty}}}"#).into_bytes();
+                messages.push(("stock", (sku % 2) as i32, key, Some(payload)));
+            }
+        }
+        let round = messages;
         let running = match process.take() {
             Some(running) => running,
             None => {
@@ -318,6 +396,12 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         rows(&client, "SELECT count(*), count(DISTINCT id) FROM readings").await,
         [format!("{} {}", readings.len(), readings.len())],
         "readings {context}"
+    );
+    let expected_stock: Vec<String> = stock.iter().map(|(k, q)| format!("{k} {q}")).collect();
+    assert_eq!(
+        rows(&client, "SELECT sku, qty FROM stock ORDER BY sku").await,
+        expected_stock,
+        "stock {context}"
     );
     // FLUSH checkpoints what exactly-once sinks wait for and waits until
     // they committed it, so the sink topics are complete now.
@@ -367,27 +451,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
             .expect("read")
     };
     let (changes, aborted, transactions) = (view.messages.len(), view.aborted, view.transactions);
-    let mut state: BTreeMap<i64, Value> = BTreeMap::new();
-    {
-        for (index, message) in view.messages.iter().enumerate() {
-            let Some(payload) = &message.payload else {
-                continue; // the tombstone after a delete
-            };
-            let event: Value = serde_json::from_slice(payload).expect("JSON change event");
-            let key: Value =
-                serde_json::from_slice(message.key.as_deref().expect("key")).expect("JSON key");
-            let sensor = key["sensor"].as_i64().expect("sensor");
-            let before = state.get(&sensor).cloned().unwrap_or(Value::Null);
-            assert_eq!(
-                event["before"], before,
-                "per_sensor_out: change {index} of sensor {sensor} does not start where the one before ended (lost or repeated change) {context}"
-            );
-            match &event["after"] {
-                Value::Null => state.remove(&sensor),
-                after => state.insert(sensor, after.clone()),
-            };
-        }
-    }
+    let state = replay_changes("per_sensor_out", &view, "sensor", &context);
     let got: BTreeMap<i64, (i64, i64)> = state
         .iter()
         .map(|(s, row)| {
@@ -398,6 +462,20 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         })
         .collect();
     assert_eq!(got, expected, "per_sensor_out ends at the view {context}");
+    let stock_changes = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || committed(&bootstrap, "stock_out", "-sink-5"))
+            .await
+            .expect("read")
+    };
+    let got: BTreeMap<i64, i64> = replay_changes("stock_out", &stock_changes, "sku", &context)
+        .iter()
+        .map(|(sku, row)| (*sku, row["qty"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        got, stock,
+        "stock_out ends at the topic's last value per key {context}"
+    );
     let statuses = rows(
         &client,
         "SELECT sink, status FROM eddy_catalog.sink_progress
@@ -406,14 +484,22 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
     .await;
     assert_eq!(
         statuses,
-        ["per_sensor_out running", "readings_out running"],
+        [
+            "per_sensor_out running",
+            "readings_out running",
+            "stock_out running"
+        ],
         "sink status {context}"
     );
     println!(
-        "exactly-once crash loop: {killed} kills, {} readings; readings_out {} transactions ({} messages of attempts cut short), per_sensor_out {transactions} transactions, {changes} changes ({aborted} cut short): exact",
+        "exactly-once crash loop: {killed} kills, {} readings, {} skus; readings_out {} transactions ({} messages of attempts cut short), per_sensor_out {transactions} transactions, {changes} changes ({aborted} cut short), stock_out {} transactions, {} changes ({} cut short): exact",
         readings.len(),
+        stock.len(),
         plain.transactions,
         plain.aborted,
+        stock_changes.transactions,
+        stock_changes.messages.len(),
+        stock_changes.aborted,
     );
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
