@@ -42,11 +42,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use support::broker::TestBroker;
 use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
+use tokio_postgres::NoTls;
 
 const SENSORS: i64 = 5;
 const SKUS: i64 = 30;
@@ -564,5 +566,104 @@ async fn a_broker_without_transactions_fails_the_sink_with_a_hint() {
     let read = broker.read_all("out", 2, Duration::from_secs(30)).await;
     assert_eq!(read.len(), 2, "only the at-least-once sink wrote: {read:?}");
     drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Transactions refused on the way (messages the broker rejects, which
+/// leave the transaction abortable; a coordinator that is briefly away at
+/// commit) are aborted and written again: the sink's topic still holds
+/// every change once. In process, on the mock cluster, which is not `Send`
+/// and stays on the test's thread.
+#[test]
+fn refused_transactions_are_aborted_and_written_again() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("changes", 1, 1).expect("topic");
+    mock.create_topic(PROGRESS, 1, 1).expect("topic");
+    let bootstrap = mock.bootstrap_servers();
+    let dir = temp_dir("refused-transactions");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut config = eddy::Config::in_memory("127.0.0.1:0");
+        config.data_dir = Some(dir.join("data"));
+        config.checkpoint_interval_ms = 100;
+        let server = eddy::Server::start(&config).await.expect("start eddy");
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=eddy", server.addr.port()),
+            NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT);
+                 INSERT INTO t SELECT i, i * 10 FROM generate_series(1, 50) AS s(i);
+                 CREATE SINK changes FROM t
+                   WITH (connector = 'kafka', topic = 'changes', properties.bootstrap.server = '{bootstrap}',
+                         primary_key = 'id')
+                   FORMAT DEBEZIUM ENCODE JSON;
+                 FLUSH;"
+            ))
+            .await
+            .expect("table and sink");
+        // The next transaction's messages are written, its progress record
+        // is refused for good (so the transaction must be aborted, its
+        // messages stay in the mock's log as an aborted attempt), and the
+        // next commits find no coordinator.
+        let ok = RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR;
+        let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+        let no_coordinator = RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+        mock.request_errors(RDKafkaApiKey::Produce, &[ok, too_large]);
+        mock.request_errors(RDKafkaApiKey::EndTxn, &[no_coordinator; 2]);
+        client
+            .batch_execute(
+                "UPDATE t SET v = v + 1 WHERE id % 3 = 0;
+                 DELETE FROM t WHERE id % 5 = 0;
+                 INSERT INTO t SELECT i, i + 0 FROM generate_series(51, 60) AS s(i);
+                 FLUSH;",
+            )
+            .await
+            .expect("changes");
+        let expected: BTreeMap<i64, i64> = rows(&client, "SELECT id, v FROM t")
+            .await
+            .iter()
+            .map(|row| {
+                let (id, v) = row.split_once(' ').expect("two columns");
+                (id.parse().expect("id"), v.parse().expect("v"))
+            })
+            .collect();
+        assert_eq!(expected.len(), 50, "50 - 10 deleted + 10 inserted");
+        let written = {
+            let bootstrap = bootstrap.clone();
+            tokio::task::spawn_blocking(move || committed(&bootstrap, "changes", "-sink-1"))
+                .await
+                .expect("read")
+        };
+        let got: BTreeMap<i64, i64> = replay_changes("changes", &written, "id", "")
+            .iter()
+            .map(|(id, row)| (*id, row["v"].as_i64().expect("v")))
+            .collect();
+        assert_eq!(got, expected, "the sink's changes end at the table");
+        assert!(
+            written.aborted > 0,
+            "the refused produce requests must have aborted a transaction"
+        );
+        assert_eq!(
+            rows(&client, "SELECT status FROM eddy_catalog.sink_progress").await,
+            ["running"]
+        );
+        println!(
+            "refused transactions: {} committed, {} messages of aborted attempts, {} changes",
+            written.transactions,
+            written.aborted,
+            written.messages.len()
+        );
+        drop(server);
+    });
+    drop(mock);
     let _ = std::fs::remove_dir_all(&dir);
 }
