@@ -442,15 +442,39 @@ impl Sink {
         mut receiver: mpsc::UnboundedReceiver<SinkChanges>,
         exactly_once: ExactlyOnce,
     ) -> Result<()> {
-        self.transactional(|p| p.init_transactions(TRANSACTION_TIMEOUT))
-            .await
-            .map_err(|error| {
-                Error::Sink(format!(
-                    "kafka: transactions could not start ({error}); a broker without transactions needs exactly_once = 'false'"
-                ))
-            })?;
+        // A broker that is away at start is waited for, as a source waits.
+        loop {
+            match self
+                .transactional(|p| p.init_transactions(TRANSACTION_TIMEOUT))
+                .await
+            {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(inner)) if inner.is_retriable() => {
+                    warn!(sink = %self.progress.sink(), error = %inner, "transactions could not start; trying again");
+                    self.progress.set_status(format!("stalled: kafka: {inner}"));
+                    tokio::time::sleep(TRANSACTION_BACKOFF).await;
+                }
+                Err(error) => {
+                    return Err(Error::Sink(format!(
+                        "kafka: transactions could not start ({error}); a broker without transactions needs exactly_once = 'false'"
+                    )))
+                }
+            }
+        }
         let ExactlyOnce { id, unconfirmed } = exactly_once;
-        let committed = read_progress(&self.options, &id).await?;
+        let committed = loop {
+            match read_progress(&self.options, &id).await {
+                Ok(committed) => break committed,
+                Err(error) => {
+                    warn!(sink = %self.progress.sink(), %error, "progress not read; trying again");
+                    self.progress.set_status(format!("stalled: {error}"));
+                    tokio::time::sleep(TRANSACTION_BACKOFF).await;
+                }
+            }
+        };
+        if self.progress.status().starts_with("stalled") {
+            self.progress.set_status("running");
+        }
         self.progress.set_committed_epoch(committed);
         let kept = unconfirmed.len();
         let again: Vec<SinkChanges> = unconfirmed
