@@ -570,9 +570,17 @@ impl WriteGuard<'_> {
         }
         let writer = &mut *self.writer;
         if writer.store.is_some() {
+            // Under a primary key a row is there at most once, so a change
+            // sets its count (1 or 0), which a read need not add up.
+            let keyed = key_deltas.is_some();
             let rows = relation.encode(&changes)?;
             for (row, weight) in rows.iter().zip(changes.weights()) {
-                writer.pending.add_row(entry.created, row.data(), *weight);
+                if keyed {
+                    let count = i64::from(*weight > 0);
+                    writer.pending.set_row(entry.created, row.data(), count);
+                } else {
+                    writer.pending.add_row(entry.created, row.data(), *weight);
+                }
             }
         }
         writer.working.relations.insert(table.to_string(), relation);

@@ -7,7 +7,10 @@
 //!   rebuilds the catalog in dependency order.
 //! * `rows`: the rows of stored relations, keyed by the relation's creation
 //!   number and the row's encoding, valued by the row's multiplicity. Writes
-//!   are deltas merged by addition, so a commit writes only what changed.
+//!   are deltas merged by addition, so a commit writes only what changed,
+//!   or, where the writer knows a row's multiplicity (a table with a
+//!   primary key holds a row at most once), the multiplicity itself: a read
+//!   of such a row has no deltas to add up.
 //! * `state`: other keyed state of an object, keyed by the object's
 //!   creation number and a key of its own (a connector table's source
 //!   offsets and the primary key each Kafka message key last set).
@@ -331,6 +334,8 @@ impl Store {
                     batch.delete_range_cf(state, &first, &next);
                 }
                 Change::Row { key, delta } => batch.merge_cf(rows, key, delta.to_le_bytes()),
+                Change::SetRow { key, count: 0 } => batch.delete_cf(rows, key),
+                Change::SetRow { key, count } => batch.put_cf(rows, key, count.to_le_bytes()),
                 Change::Put { key, value } => batch.put_cf(state, key, value),
                 Change::Delete { key } => batch.delete_cf(state, key),
             }
@@ -367,6 +372,7 @@ enum Change {
     Object(ObjectRecord),
     Drop(u64),
     Row { key: Vec<u8>, delta: i64 },
+    SetRow { key: Vec<u8>, count: i64 },
     Put { key: Vec<u8>, value: Vec<u8> },
     Delete { key: Vec<u8> },
 }
@@ -392,6 +398,15 @@ impl Checkpoint {
         self.changes.push(Change::Row {
             key: object_key(id, row),
             delta,
+        });
+    }
+
+    /// Make `count` the multiplicity of `row` in relation `id` (0: remove
+    /// it), whatever it was.
+    pub fn set_row(&mut self, id: u64, row: &[u8], count: i64) {
+        self.changes.push(Change::SetRow {
+            key: object_key(id, row),
+            count,
         });
     }
 
@@ -510,6 +525,25 @@ mod tests {
         );
         assert_eq!(rows_of(&store, 3), vec![(b"x".to_vec(), 1)]);
         assert_eq!(rows_of(&store, 4), vec![(b"z".to_vec(), 5)]);
+        // Set counts and deltas mix: a delta adds to a set count and a set
+        // count replaces the deltas before it.
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.set_row(4, b"w", 1);
+        checkpoint.set_row(4, b"z", 2);
+        store.commit(checkpoint, 8).expect("commit");
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.add_row(4, b"w", 2);
+        checkpoint.add_row(4, b"z", -1);
+        checkpoint.set_row(3, b"x", 0);
+        store.commit(checkpoint, 8).expect("commit");
+        assert_eq!(
+            rows_of(&store, 4),
+            vec![(b"w".to_vec(), 3), (b"z".to_vec(), 1)]
+        );
+        assert!(rows_of(&store, 3).is_empty());
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.add_row(3, b"x", 1);
+        store.commit(checkpoint, 8).expect("commit");
         let last = store
             .last_checkpoint()
             .expect("read")
@@ -536,7 +570,7 @@ mod tests {
         store.commit(checkpoint, 9).expect("commit");
         assert!(store.objects().expect("objects").is_empty());
         assert!(rows_of(&store, 3).is_empty());
-        assert_eq!(rows_of(&store, 4), vec![(b"z".to_vec(), 5)]);
+        assert_eq!(rows_of(&store, 4).len(), 2, "other objects keep their rows");
         let mut state = Vec::new();
         store
             .state(3, |k, _| state.push(k.to_vec()))
