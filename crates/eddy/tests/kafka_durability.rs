@@ -18,7 +18,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::broker::TestBroker;
-use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
+use support::process::{crash_kills, crash_loop, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
 
 /// A message to produce: topic, partition, key, payload.
@@ -101,45 +101,22 @@ async fn connector_tables_are_exact_across_sigkill_loop() {
         messages
     };
 
-    let mut killed = 0;
-    let mut during_recovery = 0;
-    let mut process = Some(running);
-    while killed < kills {
-        let messages = produce_round(&mut rng);
-        let running = match process.take() {
-            Some(running) => running,
-            None => {
-                let mut running = EddyProcess::spawn_with(&data, &log, &args);
-                if rng.random_bool(0.15) {
-                    tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
-                    running.kill();
-                    killed += 1;
-                    during_recovery += 1;
-                    for (topic, partition, key, payload) in &messages {
-                        broker
-                            .produce(topic, *partition, key.as_deref(), payload.as_deref())
-                            .await;
-                    }
-                    continue;
-                }
-                let _ = running.ready(Duration::from_secs(60)).await;
-                running
+    let crashes = crash_loop(
+        &mut rng,
+        kills,
+        running,
+        || EddyProcess::spawn_with(&data, &log, &args),
+        &mut produce_round,
+        async |messages: &[Message], _: &mut StdRng| {
+            for (topic, partition, key, payload) in messages {
+                broker
+                    .produce(topic, *partition, key.as_deref(), payload.as_deref())
+                    .await;
             }
-        };
-        // Produce while Eddy reads, then kill it at a random moment.
-        let kill_after = Duration::from_millis(rng.random_range(50..1500));
-        let started = std::time::Instant::now();
-        for (topic, partition, key, payload) in &messages {
-            broker
-                .produce(topic, *partition, key.as_deref(), payload.as_deref())
-                .await;
-        }
-        if let Some(left) = kill_after.checked_sub(started.elapsed()) {
-            tokio::time::sleep(left).await;
-        }
-        running.kill();
-        killed += 1;
-    }
+        },
+    )
+    .await;
+    let (killed, during_recovery) = (crashes.killed, crashes.during_recovery);
 
     let mut running = EddyProcess::spawn_with(&data, &log, &args);
     let client = running.ready(Duration::from_secs(60)).await;

@@ -46,7 +46,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use support::broker::TestBroker;
-use support::process::{crash_kills, crash_seed, tail, temp_dir, EddyProcess};
+use support::process::{crash_kills, crash_loop, crash_seed, tail, temp_dir, EddyProcess};
 use support::server::rows;
 use tokio_postgres::NoTls;
 
@@ -319,9 +319,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
 
     let mut readings: Vec<(i64, i64, i64)> = Vec::new();
     let mut stock: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut killed = 0;
-    let mut process = Some(running);
-    while killed < kills {
+    let next = |rng: &mut StdRng| {
         let round: Vec<(i64, i64, i64)> = (0..rng.random_range(10..60))
             .map(|i| {
                 let id = readings.len() as i64 + i + 1;
@@ -359,36 +357,25 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
                 messages.push(("stock", (sku % 2) as i32, key, Some(payload)));
             }
         }
-        let round = messages;
-        let running = match process.take() {
-            Some(running) => running,
-            None => {
-                let mut running = EddyProcess::spawn_with(&data, &log, &args);
-                if rng.random_bool(0.15) {
-                    tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
-                    running.kill();
-                    killed += 1;
-                    produce(&producer, &round).await;
-                    continue;
-                }
-                let _ = running.ready(Duration::from_secs(60)).await;
-                running
+        messages
+    };
+    // Produce in small bursts while it runs, so that checkpoints and sink
+    // transactions go on all the time and kills land inside them.
+    let crashes = crash_loop(
+        &mut rng,
+        kills,
+        running,
+        || EddyProcess::spawn_with(&data, &log, &args),
+        next,
+        async |messages: &[Outgoing], rng: &mut StdRng| {
+            for burst in messages.chunks(6) {
+                produce(&producer, burst).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
             }
-        };
-        // Produce in small bursts while it runs, so that checkpoints and
-        // sink transactions go on all the time and kills land inside them.
-        let kill_after = Duration::from_millis(rng.random_range(50..1200));
-        let started = Instant::now();
-        for burst in round.chunks(6) {
-            produce(&producer, burst).await;
-            tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
-        }
-        if let Some(left) = kill_after.checked_sub(started.elapsed()) {
-            tokio::time::sleep(left).await;
-        }
-        running.kill();
-        killed += 1;
-    }
+        },
+    )
+    .await;
+    let (killed, during_recovery) = (crashes.killed, crashes.during_recovery);
 
     let mut running = EddyProcess::spawn_with(&data, &log, &args);
     let client = running.ready(Duration::from_secs(60)).await;
@@ -494,7 +481,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         "sink status {context}"
     );
     println!(
-        "exactly-once crash loop: {killed} kills, {} readings, {} skus; readings_out {} transactions ({} messages of attempts cut short), per_sensor_out {transactions} transactions, {changes} changes ({aborted} cut short), stock_out {} transactions, {} changes ({} cut short): exact",
+        "exactly-once crash loop: {killed} kills ({during_recovery} during recovery), {} readings, {} skus; readings_out {} transactions ({} messages of attempts cut short), per_sensor_out {transactions} transactions, {changes} changes ({aborted} cut short), stock_out {} transactions, {} changes ({} cut short): exact",
         readings.len(),
         stock.len(),
         plain.transactions,

@@ -167,3 +167,61 @@ pub fn crash_kills() -> u32 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20)
 }
+
+/// What a [`crash_loop`] did.
+pub struct Crashes {
+    /// Kills in all.
+    pub killed: u32,
+    /// Kills that hit a process still recovering.
+    pub during_recovery: u32,
+}
+
+/// Kill Eddy `kills` times while input keeps coming. `running` is the
+/// first process; each round `next` makes the round's input and
+/// `produce` sends it, while Eddy runs (it is killed 50–1500 ms after the
+/// round began, or once `produce` returns, whichever is later) or, one
+/// round in seven or so, right after a restart, 0–300 ms in, before it
+/// serves. Ends with no process running.
+pub async fn crash_loop<M>(
+    rng: &mut rand::rngs::StdRng,
+    kills: u32,
+    running: EddyProcess,
+    spawn: impl Fn() -> EddyProcess,
+    mut next: impl FnMut(&mut rand::rngs::StdRng) -> Vec<M>,
+    mut produce: impl AsyncFnMut(&[M], &mut rand::rngs::StdRng),
+) -> Crashes {
+    use rand::Rng;
+    let mut crashes = Crashes {
+        killed: 0,
+        during_recovery: 0,
+    };
+    let mut process = Some(running);
+    while crashes.killed < kills {
+        let input = next(rng);
+        let running = match process.take() {
+            Some(running) => running,
+            None => {
+                let mut running = spawn();
+                if rng.random_bool(0.15) {
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+                    running.kill();
+                    crashes.killed += 1;
+                    crashes.during_recovery += 1;
+                    produce(&input, rng).await;
+                    continue;
+                }
+                let _ = running.ready(Duration::from_secs(60)).await;
+                running
+            }
+        };
+        let kill_after = Duration::from_millis(rng.random_range(50..1500));
+        let started = Instant::now();
+        produce(&input, rng).await;
+        if let Some(left) = kill_after.checked_sub(started.elapsed()) {
+            tokio::time::sleep(left).await;
+        }
+        running.kill();
+        crashes.killed += 1;
+    }
+    crashes
+}
