@@ -196,9 +196,35 @@ impl SinkHandle {
         }
     }
 
+    /// Count one epoch as handed over now (`FLUSH` waits for it) and
+    /// return what sends it later, from any thread.
+    pub fn reserve(&self) -> SinkSender {
+        self.progress.queued.fetch_add(1, Ordering::AcqRel);
+        SinkSender {
+            sender: self.sender.clone(),
+            progress: self.progress.clone(),
+        }
+    }
+
     /// The sink's progress.
     pub fn progress(&self) -> &Arc<SinkProgress> {
         &self.progress
+    }
+}
+
+/// Sends one epoch's changes that [`SinkHandle::reserve`] counted.
+#[derive(Debug)]
+pub struct SinkSender {
+    sender: mpsc::UnboundedSender<SinkChanges>,
+    progress: Arc<SinkProgress>,
+}
+
+impl SinkSender {
+    /// Hand the sink the changes. Never waits.
+    pub fn send(self, changes: SinkChanges) {
+        if self.sender.send(changes).is_err() && !self.progress.is_failed() {
+            self.progress.set_status("failed: the sink stopped");
+        }
     }
 }
 

@@ -21,8 +21,11 @@ use eddy_connectors::source::SourceProgress;
 use eddy_connectors::spec::SourceSpec;
 use eddy_state::{Checkpoint, Store};
 
+mod checkpointer;
 mod durable;
 mod keys;
+
+use checkpointer::Checkpointer;
 
 use keys::KeyIndex;
 
@@ -75,6 +78,8 @@ pub(crate) struct Writer {
     next_created: u64,
     /// The durable store, if the engine has a data directory.
     store: Option<Arc<Store>>,
+    /// Writes the store's checkpoints.
+    checkpointer: Option<Checkpointer>,
     /// Changes to make durable at the next checkpoint.
     pub(crate) pending: Checkpoint,
     /// Readers took input since the last checkpoint.
@@ -109,7 +114,14 @@ impl Engine {
         Self::with_store(None, DEFAULT_CHECKPOINT_INTERVAL)
     }
 
-    fn with_store(store: Option<Arc<Store>>, checkpoint_interval: std::time::Duration) -> Self {
+    fn with_store(
+        store: Option<(Arc<Store>, Checkpointer)>,
+        checkpoint_interval: std::time::Duration,
+    ) -> Self {
+        let (store, checkpointer) = match store {
+            Some((store, checkpointer)) => (Some(store), Some(checkpointer)),
+            None => (None, None),
+        };
         let ingest = Ingest::default();
         Self {
             durable: store.is_some(),
@@ -124,6 +136,7 @@ impl Engine {
                 sinks: Vec::new(),
                 next_created: 0,
                 store,
+                checkpointer,
                 pending: Checkpoint::default(),
                 unsynced: false,
                 last_checkpoint: std::time::Instant::now(),
@@ -603,64 +616,67 @@ impl WriteGuard<'_> {
     /// is published, and no later write commits (restart recovers from the
     /// last durable state).
     pub(crate) fn commit(&mut self) -> Result<()> {
-        self.commit_with(true)
+        self.commit_with(Durable::Now)
     }
 
     /// Commit an epoch of streamed input: like [`WriteGuard::commit`], but
     /// made durable only once a checkpoint interval has passed since the
-    /// last checkpoint (a restart reads what came after it again).
+    /// last checkpoint (a restart reads what came after it again), and
+    /// then without waiting for the write.
     pub(crate) fn commit_stream(&mut self) -> Result<()> {
         let due = self.writer.last_checkpoint.elapsed() >= self.engine.checkpoint_interval;
-        self.commit_with(due)
+        self.commit_with(if due { Durable::Soon } else { Durable::Later })
     }
 
     /// Write a checkpoint of the committed epoch if streamed input was
     /// taken since the last one and an interval has passed.
     pub(crate) fn checkpoint_if_due(&mut self) -> Result<()> {
         let due = self.writer.last_checkpoint.elapsed() >= self.engine.checkpoint_interval;
-        self.checkpoint(due)
+        self.checkpoint(if due { Durable::Soon } else { Durable::Later })
     }
 
     /// Write a checkpoint now if an exactly-once sink has changes waiting
-    /// for one (`FLUSH` waits for sinks).
+    /// for one, and wait for it (`FLUSH` waits for sinks).
     pub(crate) fn checkpoint_for_sinks(&mut self) -> Result<()> {
         let staged = self.writer.sinks_staged();
-        self.checkpoint(staged)
+        self.checkpoint(if staged { Durable::Now } else { Durable::Later })
     }
 
-    /// Write a checkpoint of the committed epoch, if `due` and anything
-    /// changed since the last one.
-    fn checkpoint(&mut self, due: bool) -> Result<()> {
+    /// Write a checkpoint of the committed epoch, as `durable` says, if
+    /// anything changed since the last one.
+    fn checkpoint(&mut self, durable: Durable) -> Result<()> {
         let writer = &mut *self.writer;
         if writer.store.is_none()
             || (!writer.unsynced && writer.pending.is_empty() && !writer.sinks_staged())
-            || !due
+            || durable == Durable::Later
         {
             return Ok(());
         }
         // Between writes the working state is the committed one.
         let committed = self.engine.snapshot();
-        if let Some(checkpoint) = writer.persist(&committed, committed.epoch)? {
-            writer.working.checkpoint = Some(checkpoint);
+        writer.persist(&committed, committed.epoch, durable == Durable::Now)?;
+        if writer.refresh_checkpoint() {
             self.engine.publish(writer.working.clone());
         }
         Ok(())
     }
 
-    fn commit_with(&mut self, durable: bool) -> Result<()> {
+    fn commit_with(&mut self, durable: Durable) -> Result<()> {
         let committed = self.engine.snapshot();
         let epoch = self.writer.working.epoch + 1;
         for sink in &mut self.writer.sinks {
             sink.stage();
         }
-        let persisted = if durable {
-            self.writer.persist(&committed, epoch)
-        } else {
-            Ok(None)
+        let persisted = match durable {
+            Durable::Later => Ok(None),
+            Durable::Soon => self.writer.persist(&committed, epoch, false),
+            Durable::Now => self.writer.persist(&committed, epoch, true),
         };
         match persisted {
             Ok(Some(checkpoint)) => self.writer.working.checkpoint = Some(checkpoint),
-            Ok(None) => {}
+            Ok(None) => {
+                self.writer.refresh_checkpoint();
+            }
             Err(error) => {
                 let writer = &mut *self.writer;
                 writer.working = committed.as_ref().clone();
@@ -730,7 +746,31 @@ impl WriteGuard<'_> {
     }
 }
 
+/// When a commit's changes are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    /// Before the commit returns (DDL, DML, `FLUSH`).
+    Now,
+    /// By a checkpoint written while the writer goes on.
+    Soon,
+    /// By a later checkpoint.
+    Later,
+}
+
 impl Writer {
+    /// Show the last checkpoint written in the working snapshot. Returns
+    /// true if that changed it.
+    fn refresh_checkpoint(&mut self) -> bool {
+        let Some(last) = self.checkpointer.as_ref().and_then(Checkpointer::last) else {
+            return false;
+        };
+        if self.working.checkpoint.as_ref() == Some(&last) {
+            return false;
+        }
+        self.working.checkpoint = Some(last);
+        true
+    }
+
     /// True if an exactly-once sink has changes waiting for a checkpoint.
     fn sinks_staged(&self) -> bool {
         self.sinks

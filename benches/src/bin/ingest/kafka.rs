@@ -496,9 +496,10 @@ async fn through_table(
     let name = match (durable, checkpoints) {
         (None, _) => "connector table + group by, in memory".to_string(),
         (Some(interval), last) => format!(
-            "same, --data-dir, {} ms checkpoints (last: {} bytes)",
+            "same, --data-dir, {} ms checkpoints (last: {} MB in {} ms)",
             interval.as_millis(),
-            last.map_or(0, |c| c.bytes)
+            last.as_ref().map_or(0, |c| c.bytes >> 20),
+            last.and_then(|c| c.duration).map_or(0, |d| d.as_millis())
         ),
     };
     Ok(Figure {

@@ -27,7 +27,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use eddy_common::{ChangeBatch, Error, Result};
-use eddy_connectors::sink::SinkChanges;
+use eddy_connectors::sink::{SinkChanges, SinkSender};
 use eddy_connectors::source::Resume;
 use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
@@ -54,7 +54,11 @@ impl Engine {
         let store = Arc::new(store);
         let records = store.objects().map_err(storage_error)?;
         let last = store.last_checkpoint().map_err(storage_error)?;
-        let engine = Arc::new(Engine::with_store(Some(store), checkpoint_interval));
+        let checkpointer = super::Checkpointer::start(store.clone())?;
+        let engine = Arc::new(Engine::with_store(
+            Some((store, checkpointer)),
+            checkpoint_interval,
+        ));
         {
             let mut guard = engine.write().await;
             guard.writer.replaying = true;
@@ -238,18 +242,26 @@ impl Writer {
     /// Write a checkpoint of what changed since the last one: objects
     /// created and dropped (found by comparing the catalog with the last
     /// committed one), tables' row changes, and connector tables' reader
-    /// positions, in one synced write. Returns the checkpoint, if one was
-    /// written. While the catalog is replayed nothing is written (what
-    /// streams in meanwhile waits for the first checkpoint after).
+    /// positions, in one synced write by the checkpoint thread. With
+    /// `wait`, returns the checkpoint once it is durable (if one was
+    /// written); otherwise once it is handed over. While the catalog is
+    /// replayed nothing is written (what streams in meanwhile waits for the
+    /// first checkpoint after).
     pub(super) fn persist(
         &mut self,
         committed: &Snapshot,
         epoch: u64,
+        wait: bool,
     ) -> Result<Option<CheckpointInfo>> {
-        let Some(store) = self.store.clone() else {
+        let Some(checkpointer) = &self.checkpointer else {
             return Ok(None);
         };
-        if let Some(cause) = &self.storage_failed {
+        if let Some(cause) = self
+            .storage_failed
+            .clone()
+            .or_else(|| checkpointer.failed())
+        {
+            self.storage_failed = Some(cause.clone());
             return Err(Error::Storage(format!(
                 "{cause} (no write commits until Eddy is restarted)"
             )));
@@ -294,8 +306,8 @@ impl Writer {
         }
         // Exactly-once sinks: this checkpoint's changes are stored with it
         // and sent after it.
-        let mut outgoing: Vec<(usize, SinkChanges)> = Vec::new();
-        for (index, sink) in self.sinks.iter_mut().enumerate() {
+        let mut outgoing: Vec<(SinkSender, SinkChanges)> = Vec::new();
+        for sink in &mut self.sinks {
             let Some(outbox) = &mut sink.outbox else {
                 continue;
             };
@@ -311,7 +323,7 @@ impl Writer {
                 &encode_changes(&changes)?,
             );
             outbox.kept.insert(changes.epoch);
-            outgoing.push((index, changes));
+            outgoing.push((sink.handle.reserve(), changes));
         }
         if checkpoint.is_empty() {
             return Ok(None);
@@ -327,17 +339,21 @@ impl Writer {
                 outbox.kept.remove(&first);
             }
         }
-        let written = store.commit(checkpoint, epoch).map_err(|error| {
-            self.storage_failed = Some(error.to_string());
-            warn!(%error, "the durable store failed; no write commits until Eddy is restarted");
-            storage_error(error)
-        })?;
+        let Some(checkpointer) = &self.checkpointer else {
+            return Ok(None);
+        };
+        let written = match checkpointer.write(checkpoint, epoch, outgoing, wait) {
+            Ok(written) => written,
+            Err(error) => {
+                if let Error::Storage(cause) = &error {
+                    self.storage_failed = Some(cause.clone());
+                }
+                return Err(error);
+            }
+        };
         self.unsynced = false;
         self.last_checkpoint = Instant::now();
-        for (index, changes) in outgoing {
-            self.sinks[index].handle.send(changes);
-        }
-        Ok(Some(written))
+        Ok(written)
     }
 }
 
