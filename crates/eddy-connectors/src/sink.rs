@@ -190,10 +190,7 @@ impl SinkHandle {
 
     /// Hand the sink one committed epoch's changes. Never waits.
     pub fn send(&self, changes: SinkChanges) {
-        self.progress.queued.fetch_add(1, Ordering::AcqRel);
-        if self.sender.send(changes).is_err() && !self.progress.is_failed() {
-            self.progress.set_status("failed: the sink stopped");
-        }
+        self.reserve().send(changes);
     }
 
     /// Count one epoch as handed over now (`FLUSH` waits for it) and

@@ -63,6 +63,7 @@ impl Checkpointer {
     /// Write `checkpoint` as epoch `epoch`'s after every checkpoint handed
     /// over before, then hand `sinks` their changes. With `wait`, returns
     /// once it is durable; otherwise as soon as it is queued (`None`).
+    /// After a failed write nothing more is written (see [`Self::failed`]).
     pub(crate) fn write(
         &self,
         checkpoint: Checkpoint,
@@ -70,9 +71,6 @@ impl Checkpointer {
         sinks: Vec<(SinkSender, SinkChanges)>,
         wait: bool,
     ) -> Result<Option<CheckpointInfo>> {
-        if let Some(cause) = self.failed() {
-            return Err(Error::Storage(cause));
-        }
         let (done, written) = if wait {
             let (done, written) = mpsc::channel();
             (Some(done), Some(written))
