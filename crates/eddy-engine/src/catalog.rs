@@ -126,8 +126,10 @@ impl Snapshot {
 
     /// True if everything `names` are and read, directly or through other
     /// objects, comes back exactly as checkpointed after a restart: plain
-    /// tables, Kafka connector tables and materialized views over them (not
-    /// sources, whose readers start over, nor generator tables).
+    /// tables, Kafka connector tables, and materialized views over them and
+    /// over Kafka sources (whose readers keep what they take). Not a source
+    /// read other than by a materialized view, whose reader starts over,
+    /// nor a generator.
     pub fn restorable(&self, names: &[String]) -> bool {
         let mut seen: Vec<&str> = Vec::new();
         let mut frontier: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -146,7 +148,18 @@ impl Snapshot {
                 }
                 _ => {}
             }
-            frontier.extend(entry.depends_on.iter().map(String::as_str));
+            for input in &entry.depends_on {
+                let kept = entry.kind == ObjectKind::MaterializedView
+                    && self.objects.get(input).is_some_and(|i| {
+                        i.kind == ObjectKind::Source
+                            && i.connector
+                                .as_ref()
+                                .is_some_and(|spec| eddy_connectors::source::resumable(spec))
+                    });
+                if !kept {
+                    frontier.push(input);
+                }
+            }
         }
         true
     }

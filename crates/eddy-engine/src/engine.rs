@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tracing::warn;
 
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
-use crate::ingest::{failure_of, Ingest, Reader};
+use crate::ingest::{failure_of, Ingest, Reader, Stored};
 use crate::sink::{consolidated, Outbox, SinkRunner, SinkSource};
 use crate::Relation;
 use eddy_connectors::sink::{ExactlyOnce, SinkProgress};
@@ -794,7 +794,7 @@ impl Writer {
             progress,
         )?;
         if durable {
-            reader.durable = Some(entry.created);
+            reader.stored = Some(Stored::Table(entry.created));
             reader.positions = positions;
         }
         self.readers.push(reader);
@@ -883,36 +883,38 @@ impl Writer {
                 self.dataflow.push(*node, changes)?;
             }
         }
+        let scans = self.restore_scans(entry, source_scans)?;
         let output = self.dataflow.step()?;
         self.integrate(output)?;
-        for (source, nodes) in source_scans {
-            let spec = self
-                .working
-                .objects
-                .get(&source)
-                .and_then(|e| e.connector.clone().map(|c| (c, e.schema.clone())));
-            let Some((spec, schema)) = spec else {
-                return Err(Error::internal(format!("source {source} has no connector")));
-            };
-            let progress = Arc::new(SourceProgress::new(&source, &entry.name));
+        for scan in scans {
+            let progress = Arc::new(SourceProgress::new(&scan.source, &entry.name));
             let errors = self
                 .working
                 .source_errors
-                .entry(source.clone())
+                .entry(scan.source.clone())
                 .or_default()
                 .clone();
-            let reader =
-                eddy_connectors::source::open(&spec, &schema, progress.clone(), errors, None)
-                    .map_err(crate::connector_error)?;
+            let positions = scan.resume.as_ref().map(|r| r.positions.clone());
+            let reader = eddy_connectors::source::open(
+                &scan.spec,
+                &scan.schema,
+                progress.clone(),
+                errors,
+                scan.resume,
+            )
+            .map_err(crate::connector_error)?;
             self.working.progress.push(progress.clone());
-            self.readers.push(Reader::spawn(
+            let mut reader = Reader::spawn(
                 self.wake.clone(),
                 &entry.name,
-                &source,
-                nodes,
+                &scan.source,
+                scan.nodes,
                 reader,
                 progress,
-            )?);
+            )?;
+            reader.stored = scan.stored;
+            reader.positions = positions.unwrap_or_default();
+            self.readers.push(reader);
         }
         Ok(())
     }
@@ -938,12 +940,11 @@ impl Writer {
             let schema = relation.schema().clone();
             let changes = ChangeBatch::concat(&schema, &changes)?;
             relation.apply(&changes)?;
-            if let Some(id) = self
-                .readers
-                .iter()
-                .find(|r| r.view == *view)
-                .and_then(|r| r.durable)
-            {
+            let table = self.readers.iter().find_map(|r| match r.stored {
+                Some(Stored::Table(id)) if r.view == *view => Some(id),
+                _ => None,
+            });
+            if let Some(id) = table {
                 // A connector table's rows are stored with its positions.
                 let changes = changes.consolidate()?;
                 let rows = relation.encode(&changes)?;

@@ -2,7 +2,9 @@
 //! loop that turns what they read into epochs.
 //!
 //! Every materialized view that reads a source gets a reader of its own: a
-//! task that reads the connector (from the source's startup position) and
+//! task that reads the connector (from the source's startup position, or
+//! with a data directory after a restart from where the last checkpoint
+//! left it, see [`Stored`]) and
 //! queues Arrow batches in a bounded channel, which is what pushes back on a
 //! connector when the dataflow falls behind. The ingest loop wakes when any
 //! reader queued something, takes the writer's turn, drains every reader's
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_connectors::source::{SourceBatch, SourceProgress, SourceReader};
 use eddy_dataflow::NodeId;
@@ -43,6 +46,47 @@ enum Event {
     Failed(Error),
 }
 
+/// Where a durable engine keeps what a reader takes, so that after a
+/// restart the reader goes on right after the last checkpointed message.
+pub(crate) enum Stored {
+    /// A connector table's reader, under the table's creation number: its
+    /// positions and message keys (the rows are the table's contents).
+    Table(u64),
+    /// A reader of a source for a materialized view, under the view's
+    /// creation number: the rows it took, its positions and message keys,
+    /// each behind the scan's number among the view's sources. A restart
+    /// fills the view from those rows, as a view over a table is filled.
+    Scan {
+        view: u64,
+        scan: u8,
+        codec: RowCodec,
+    },
+}
+
+/// Prefix of the state entries of a view's scan of a source.
+pub(crate) const SCAN: u8 = b'i';
+
+impl Stored {
+    /// The creation number the reader's entries are stored under.
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            Stored::Table(id) => *id,
+            Stored::Scan { view, .. } => *view,
+        }
+    }
+
+    /// The key of the reader's state entry `kind` + `key`.
+    pub(crate) fn state_key(&self, kind: u8, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(3 + key.len());
+        if let Stored::Scan { scan, .. } = self {
+            full.extend_from_slice(&[SCAN, *scan]);
+        }
+        full.push(kind);
+        full.extend_from_slice(key);
+        full
+    }
+}
+
 /// A running reader of one source for one materialized view.
 pub(crate) struct Reader {
     /// The view the reader feeds.
@@ -51,9 +95,8 @@ pub(crate) struct Reader {
     pub(crate) nodes: Vec<NodeId>,
     /// Shared with the connector, shown in `eddy_catalog.source_progress`.
     pub(crate) progress: Arc<SourceProgress>,
-    /// With a durable engine, for a connector table's reader: the table's
-    /// creation number, under which its positions are stored.
-    pub(crate) durable: Option<u64>,
+    /// With a durable engine, where what the reader takes is stored.
+    pub(crate) stored: Option<Stored>,
     /// The last offset taken of each partition.
     pub(crate) positions: BTreeMap<String, i64>,
     events: mpsc::Receiver<Event>,
@@ -118,7 +161,7 @@ impl Reader {
             view: view.to_string(),
             nodes,
             progress,
-            durable: None,
+            stored: None,
             positions: BTreeMap::new(),
             events,
             task,
@@ -201,21 +244,32 @@ impl WriteGuard<'_> {
                             // for positions, needs the writer's turn too.
                             reader.progress.committed(&batch.positions);
                             reader.positions.extend(batch.positions.iter().cloned());
-                            if let Some(id) = reader.durable {
-                                writer.unsynced = true;
-                                for (message_key, key) in &batch.message_keys {
-                                    let mut stored = vec![crate::engine::MESSAGE_KEY];
-                                    stored.extend_from_slice(message_key);
-                                    match key {
-                                        Some(key) => writer.pending.put(id, &stored, key),
-                                        None => writer.pending.delete(id, &stored),
-                                    }
-                                }
-                            }
                             let changes = match batch.weights {
                                 Some(weights) => ChangeBatch::new(batch.rows, weights.into())?,
                                 None => ChangeBatch::inserts(batch.rows),
                             };
+                            if let Some(stored) = &reader.stored {
+                                writer.unsynced = true;
+                                let id = stored.id();
+                                for (message_key, key) in &batch.message_keys {
+                                    let message_key =
+                                        stored.state_key(crate::engine::MESSAGE_KEY, message_key);
+                                    match key {
+                                        Some(key) => writer.pending.put(id, &message_key, key),
+                                        None => writer.pending.delete(id, &message_key),
+                                    }
+                                }
+                                if let Stored::Scan { scan, codec, .. } = stored {
+                                    let rows = codec.encode(changes.data().columns())?;
+                                    let mut key = Vec::new();
+                                    for (row, weight) in rows.iter().zip(changes.weights()) {
+                                        key.clear();
+                                        key.push(*scan);
+                                        key.extend_from_slice(row.data());
+                                        writer.pending.add_row(id, &key, *weight);
+                                    }
+                                }
+                            }
                             for node in &reader.nodes {
                                 writer.dataflow.push(*node, changes.clone())?;
                             }

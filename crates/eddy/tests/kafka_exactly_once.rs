@@ -4,7 +4,8 @@
 //! table as `FORMAT PLAIN` (every reading once), the view as `FORMAT
 //! DEBEZIUM` (every change of every group once, each `before` the `after`
 //! of the change before), and an UPSERT connector table with inserts,
-//! updates and tombstones as `FORMAT DEBEZIUM` too. It is killed at random moments, during
+//! updates and tombstones as `FORMAT DEBEZIUM` too, and the same view over
+//! a source instead of the table. It is killed at random moments, during
 //! checkpoints and sink transactions too, and started again while the test
 //! keeps producing.
 //!
@@ -273,6 +274,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         ("readings", 2),
         ("readings_out", 1),
         ("per_sensor_out", 1),
+        ("per_sensor_src_out", 1),
         ("stock", 2),
         ("stock_out", 1),
         (PROGRESS, 1),
@@ -311,6 +313,15 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
              CREATE SINK stock_out FROM stock
                WITH (connector = 'kafka', topic = 'stock_out', properties.bootstrap.server = '{bootstrap}',
                      primary_key = 'sku')
+               FORMAT DEBEZIUM ENCODE JSON;
+             CREATE SOURCE readings_src (id BIGINT, sensor BIGINT, v BIGINT)
+               WITH (connector = 'kafka', topic = 'readings', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE MATERIALIZED VIEW per_sensor_src AS
+               SELECT sensor, count(*) AS n, sum(v) AS total FROM readings_src GROUP BY sensor;
+             CREATE SINK per_sensor_src_out FROM per_sensor_src
+               WITH (connector = 'kafka', topic = 'per_sensor_src_out', properties.bootstrap.server = '{bootstrap}',
+                     primary_key = 'sensor')
                FORMAT DEBEZIUM ENCODE JSON;"
         ))
         .await
@@ -451,6 +462,28 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         })
         .collect();
     assert_eq!(got, expected, "per_sensor_out ends at the view {context}");
+    // The same view over a source: its reader's input is checkpointed, so
+    // its sink is exactly once too.
+    let over_source = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || committed(&bootstrap, "per_sensor_src_out", "-sink-8"))
+            .await
+            .expect("read")
+    };
+    let got: BTreeMap<i64, (i64, i64)> =
+        replay_changes("per_sensor_src_out", &over_source, "sensor", &context)
+            .iter()
+            .map(|(s, row)| {
+                (
+                    *s,
+                    (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
+                )
+            })
+            .collect();
+    assert_eq!(
+        got, expected,
+        "per_sensor_src_out ends at the view {context}"
+    );
     let stock_changes = {
         let bootstrap = bootstrap.clone();
         tokio::task::spawn_blocking(move || committed(&bootstrap, "stock_out", "-sink-5"))
@@ -475,6 +508,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         statuses,
         [
             "per_sensor_out running",
+            "per_sensor_src_out running",
             "readings_out running",
             "stock_out running"
         ],

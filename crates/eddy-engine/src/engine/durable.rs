@@ -9,7 +9,10 @@
 //! last checkpointed rows just as at its original `CREATE`. A Kafka
 //! connector table also gets its reader's positions (and, for UPSERT, which
 //! primary key each message key last set) back, so its reader goes on
-//! right after the last message the checkpoint holds.
+//! right after the last message the checkpoint holds. A materialized view
+//! that reads a Kafka source stores what each of its readers took the same
+//! way, under the view's number; a restart fills the view's scan nodes
+//! with those rows and its readers go on after their positions.
 //!
 //! An exactly-once sink's changes are stored by the checkpoint that makes
 //! them durable, as an Arrow IPC stream (the rows plus a weight column),
@@ -23,20 +26,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_connectors::sink::{SinkChanges, SinkSender};
 use eddy_connectors::source::Resume;
+use eddy_connectors::spec::SourceSpec;
+use eddy_dataflow::NodeId;
 use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
 
 use super::keys::KeyIndex;
 use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
+use crate::ingest::{Stored, SCAN};
 use crate::Relation;
 use crate::Session;
+
+/// A view's scan of a source, ready for its reader.
+pub(super) struct SourceScan {
+    pub(super) source: String,
+    pub(super) nodes: Vec<NodeId>,
+    pub(super) spec: Arc<SourceSpec>,
+    pub(super) schema: SchemaRef,
+    pub(super) stored: Option<Stored>,
+    /// Where the reader goes on from, after a restart.
+    pub(super) resume: Option<Resume>,
+}
 
 /// Rows decoded per batch when a table is loaded.
 const LOAD_ROWS: usize = 8192;
@@ -133,7 +151,10 @@ impl Writer {
         };
         let (loaded, index) = std::thread::scope(|scope| -> Result<_> {
             let Some(mut index) = index else {
-                return Ok((read_rows(&store, entry, &mut relation, None)?, None));
+                return Ok((
+                    read_rows(&store, entry.created, &[], &mut relation, None)?,
+                    None,
+                ));
             };
             let (keys, received) = std::sync::mpsc::sync_channel::<ChangeBatch>(LOAD_QUEUE);
             let indexer = std::thread::Builder::new()
@@ -147,7 +168,7 @@ impl Writer {
                 .map_err(|error| {
                     Error::internal(format!("no thread to build a key index on: {error}"))
                 })?;
-            let read = read_rows(&store, entry, &mut relation, Some(&keys));
+            let read = read_rows(&store, entry.created, &[], &mut relation, Some(&keys));
             // Once the sender is gone the index has every row.
             drop(keys);
             let index = indexer
@@ -175,37 +196,98 @@ impl Writer {
         if let Some(relation) = self.working.relations.get(&entry.name) {
             resume.rows = relation.batches()?;
         }
-        let mut corrupt = false;
-        store
-            .state(entry.created, |key, value| match key.split_first() {
-                Some((&POSITION, partition)) => {
-                    match (std::str::from_utf8(partition), <[u8; 8]>::try_from(value)) {
-                        (Ok(partition), Ok(offset)) => {
-                            resume
-                                .positions
-                                .insert(partition.to_string(), i64::from_be_bytes(offset));
-                        }
-                        _ => corrupt = true,
-                    }
-                }
-                Some((&MESSAGE_KEY, message_key)) => {
-                    resume
-                        .message_keys
-                        .push((message_key.to_vec(), value.to_vec()));
-                }
-                _ => corrupt = true,
-            })
-            .map_err(storage_error)?;
-        if corrupt {
-            return Err(Error::Storage(format!(
-                "the stored state of \"{}\" does not decode",
-                entry.name
-            )));
-        }
+        read_positions(&store, entry, &[], &mut resume)?;
         info!(table = %entry.name, positions = ?resume.positions, "connector table resumes");
         Ok(resume)
     }
 
+    /// The readers view `entry` needs, one per source it scans. With a
+    /// durable engine, a materialized view's readers of Kafka sources keep
+    /// what they take; while the catalog is replayed the view's scan nodes
+    /// get those rows back here (to be stepped with the rest of its input)
+    /// and the readers their positions.
+    pub(super) fn restore_scans(
+        &mut self,
+        entry: &CatalogEntry,
+        scans: BTreeMap<String, Vec<NodeId>>,
+    ) -> Result<Vec<SourceScan>> {
+        let mut restored = Vec::with_capacity(scans.len());
+        for (ordinal, (source, nodes)) in scans.into_iter().enumerate() {
+            let input =
+                self.working.objects.get(&source).cloned().ok_or_else(|| {
+                    Error::internal(format!("source {source} is not in the catalog"))
+                })?;
+            let spec = input
+                .connector
+                .clone()
+                .ok_or_else(|| Error::internal(format!("source {source} has no connector")))?;
+            let stored = if self.store.is_some()
+                && entry.kind == ObjectKind::MaterializedView
+                && eddy_connectors::source::resumable(&spec)
+            {
+                let scan = u8::try_from(ordinal).map_err(|_| {
+                    Error::not_supported(format!(
+                        "a materialized view over more than {} sources in a durable database",
+                        u8::MAX as usize + 1
+                    ))
+                })?;
+                let types = input.schema.fields().iter().map(|f| f.data_type().clone());
+                Some(Stored::Scan {
+                    view: entry.created,
+                    scan,
+                    codec: RowCodec::new(types.collect())?,
+                })
+            } else {
+                None
+            };
+            let resume = match &stored {
+                Some(Stored::Scan { scan, .. }) if self.replaying => {
+                    let scan = *scan;
+                    let (resume, contents) = self.resume_scan(entry, scan, &input)?;
+                    for node in &nodes {
+                        for changes in &contents {
+                            self.dataflow.push(*node, changes.clone())?;
+                        }
+                    }
+                    Some(resume)
+                }
+                _ => None,
+            };
+            restored.push(SourceScan {
+                source,
+                nodes,
+                spec,
+                schema: input.schema.clone(),
+                stored,
+                resume,
+            });
+        }
+        Ok(restored)
+    }
+
+    /// What the last checkpoint holds of scan `scan` of view `view`: the
+    /// rows its reader took (as changes to fill the view with, and for the
+    /// reader), positions and message keys.
+    pub(super) fn resume_scan(
+        &self,
+        view: &CatalogEntry,
+        scan: u8,
+        source: &CatalogEntry,
+    ) -> Result<(Resume, Vec<ChangeBatch>)> {
+        let mut resume = Resume::default();
+        let Some(store) = self.store.clone() else {
+            return Ok((resume, Vec::new()));
+        };
+        let mut relation = Relation::new(source.schema.clone())?;
+        read_rows(&store, view.created, &[scan], &mut relation, None)?;
+        read_positions(&store, view, &[SCAN, scan], &mut resume)?;
+        if !resume.message_keys.is_empty() {
+            // A keyed reader retracts a key's row from its own copy.
+            resume.rows = relation.batches()?;
+        }
+        info!(view = %view.name, source = %source.name, positions = ?resume.positions, "source scan resumes");
+        Ok((resume, relation.contents()?))
+    }
     /// The changes exactly-once sink `id` was handed by checkpoints but may
     /// not have committed: the checkpoints' epochs, and the changes, oldest
     /// first. Nothing unless the catalog is being replayed.
@@ -290,18 +372,13 @@ impl Writer {
             }
         }
         if self.unsynced {
-            let mut positions: BTreeMap<(u64, &str), i64> = BTreeMap::new();
             for reader in &self.readers {
-                if let Some(id) = reader.durable {
+                if let Some(stored) = &reader.stored {
                     for (partition, offset) in &reader.positions {
-                        positions.insert((id, partition), *offset);
+                        let key = stored.state_key(POSITION, partition.as_bytes());
+                        checkpoint.put(stored.id(), &key, &offset.to_be_bytes());
                     }
                 }
-            }
-            for ((id, partition), offset) in positions {
-                let mut key = vec![POSITION];
-                key.extend_from_slice(partition.as_bytes());
-                checkpoint.put(id, &key, &offset.to_be_bytes());
             }
         }
         // Exactly-once sinks: this checkpoint's changes are stored with it
@@ -359,9 +436,55 @@ impl Writer {
 
 /// Read the stored rows of `entry` into `relation`, handing them to `keys`
 /// as well if given. Returns the number of rows read.
-fn read_rows(
+/// The positions and message keys stored under `entry` behind `prefix`,
+/// into `resume`.
+fn read_positions(
     store: &Store,
     entry: &CatalogEntry,
+    prefix: &[u8],
+    resume: &mut Resume,
+) -> Result<()> {
+    let mut corrupt = false;
+    store
+        .state(entry.created, |key, value| {
+            let Some(key) = key.strip_prefix(prefix) else {
+                return;
+            };
+            match key.split_first() {
+                Some((&POSITION, partition)) => {
+                    match (std::str::from_utf8(partition), <[u8; 8]>::try_from(value)) {
+                        (Ok(partition), Ok(offset)) => {
+                            resume
+                                .positions
+                                .insert(partition.to_string(), i64::from_be_bytes(offset));
+                        }
+                        _ => corrupt = true,
+                    }
+                }
+                Some((&MESSAGE_KEY, message_key)) => {
+                    resume
+                        .message_keys
+                        .push((message_key.to_vec(), value.to_vec()));
+                }
+                _ => corrupt = true,
+            }
+        })
+        .map_err(storage_error)?;
+    if corrupt {
+        return Err(Error::Storage(format!(
+            "the stored state of \"{}\" does not decode",
+            entry.name
+        )));
+    }
+    Ok(())
+}
+
+/// Load the rows stored under `id` whose keys start with `prefix` into
+/// `relation` (and, if given, `keys`); returns how many were loaded.
+fn read_rows(
+    store: &Store,
+    id: u64,
+    prefix: &[u8],
     relation: &mut Relation,
     keys: Option<&SyncSender<ChangeBatch>>,
 ) -> Result<u64> {
@@ -379,10 +502,13 @@ fn read_rows(
         Ok(())
     };
     store
-        .rows(entry.created, |row, count| {
+        .rows(id, |row, count| {
             if failure.is_some() {
                 return;
             }
+            let Some(row) = row.strip_prefix(prefix) else {
+                return;
+            };
             loaded += count.unsigned_abs();
             chunk.push(row, count);
             if chunk.weights.len() == LOAD_ROWS {
