@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tracing::warn;
 
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
-use crate::ingest::{failure_of, Ingest, Reader, Stored};
+use crate::ingest::{failure_of, Ingest, Reader, SourceScan, Stored};
 use crate::sink::{consolidated, Outbox, SinkRunner, SinkSource};
 use crate::Relation;
 use eddy_connectors::sink::{ExactlyOnce, SinkProgress};
@@ -50,6 +50,9 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration
 pub(crate) const MESSAGE_KEY: u8 = b'k';
 /// Prefix of the state entries that hold a connector table's positions.
 pub(crate) const POSITION: u8 = b'o';
+/// Prefix of the state entries of a materialized view's scan of a source
+/// (then the scan's number, then a position's or message key's entry).
+pub(crate) const SCAN: u8 = b'i';
 /// Prefix of the state entries that hold an exactly-once sink's changes
 /// of one checkpoint, until the sink has committed them.
 pub(crate) const OUTBOX: u8 = b'x';
@@ -751,7 +754,11 @@ impl Writer {
     /// Install a connector table's node, contents and reader. Its node is
     /// a root, so what the reader brings in is folded into its contents
     /// like a materialized view's changes.
-    fn start_connector_table(&mut self, entry: &CatalogEntry, spec: &SourceSpec) -> Result<()> {
+    fn start_connector_table(
+        &mut self,
+        entry: &CatalogEntry,
+        spec: &Arc<SourceSpec>,
+    ) -> Result<()> {
         self.install_table(entry)?;
         let node = *self
             .nodes
@@ -762,13 +769,6 @@ impl Writer {
         self.working
             .relations
             .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
-        let progress = Arc::new(SourceProgress::new(&entry.name, &entry.name));
-        let errors = self
-            .working
-            .source_errors
-            .entry(entry.name.clone())
-            .or_default()
-            .clone();
         // A durable engine keeps the table's rows and its reader's
         // positions; after a restart the reader goes on from there.
         let durable = self.store.is_some() && eddy_connectors::source::resumable(spec);
@@ -777,26 +777,46 @@ impl Writer {
         } else {
             None
         };
-        let positions = resume
-            .as_ref()
-            .map(|r| r.positions.clone())
-            .unwrap_or_default();
-        let reader =
-            eddy_connectors::source::open(spec, &entry.schema, progress.clone(), errors, resume)
-                .map_err(crate::connector_error)?;
+        let scan = SourceScan {
+            source: entry.name.clone(),
+            nodes: vec![node],
+            spec: spec.clone(),
+            schema: entry.schema.clone(),
+            stored: durable.then_some(Stored::Table(entry.created)),
+            resume,
+        };
+        self.start_reader(&entry.name, scan)
+    }
+
+    /// Open the connector of `scan` and start its reader for `view`.
+    fn start_reader(&mut self, view: &str, scan: SourceScan) -> Result<()> {
+        let progress = Arc::new(SourceProgress::new(&scan.source, view));
+        let errors = self
+            .working
+            .source_errors
+            .entry(scan.source.clone())
+            .or_default()
+            .clone();
+        let positions = scan.resume.as_ref().map(|r| r.positions.clone());
+        let reader = eddy_connectors::source::open(
+            &scan.spec,
+            &scan.schema,
+            progress.clone(),
+            errors,
+            scan.resume,
+        )
+        .map_err(crate::connector_error)?;
         self.working.progress.push(progress.clone());
         let mut reader = Reader::spawn(
             self.wake.clone(),
-            &entry.name,
-            &entry.name,
-            vec![node],
+            view,
+            &scan.source,
+            scan.nodes,
             reader,
             progress,
         )?;
-        if durable {
-            reader.stored = Some(Stored::Table(entry.created));
-            reader.positions = positions;
-        }
+        reader.stored = scan.stored;
+        reader.positions = positions.unwrap_or_default();
         self.readers.push(reader);
         Ok(())
     }
@@ -887,34 +907,7 @@ impl Writer {
         let output = self.dataflow.step()?;
         self.integrate(output)?;
         for scan in scans {
-            let progress = Arc::new(SourceProgress::new(&scan.source, &entry.name));
-            let errors = self
-                .working
-                .source_errors
-                .entry(scan.source.clone())
-                .or_default()
-                .clone();
-            let positions = scan.resume.as_ref().map(|r| r.positions.clone());
-            let reader = eddy_connectors::source::open(
-                &scan.spec,
-                &scan.schema,
-                progress.clone(),
-                errors,
-                scan.resume,
-            )
-            .map_err(crate::connector_error)?;
-            self.working.progress.push(progress.clone());
-            let mut reader = Reader::spawn(
-                self.wake.clone(),
-                &entry.name,
-                &scan.source,
-                scan.nodes,
-                reader,
-                progress,
-            )?;
-            reader.stored = scan.stored;
-            reader.positions = positions.unwrap_or_default();
-            self.readers.push(reader);
+            self.start_reader(&entry.name, scan)?;
         }
         Ok(())
     }

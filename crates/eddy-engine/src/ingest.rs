@@ -20,9 +20,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
-use eddy_connectors::source::{SourceBatch, SourceProgress, SourceReader};
+use eddy_connectors::source::{Resume, SourceBatch, SourceProgress, SourceReader};
+use eddy_connectors::spec::SourceSpec;
 use eddy_dataflow::NodeId;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::sync::Notify;
@@ -63,9 +65,6 @@ pub(crate) enum Stored {
     },
 }
 
-/// Prefix of the state entries of a view's scan of a source.
-pub(crate) const SCAN: u8 = b'i';
-
 impl Stored {
     /// The creation number the reader's entries are stored under.
     pub(crate) fn id(&self) -> u64 {
@@ -79,12 +78,23 @@ impl Stored {
     pub(crate) fn state_key(&self, kind: u8, key: &[u8]) -> Vec<u8> {
         let mut full = Vec::with_capacity(3 + key.len());
         if let Stored::Scan { scan, .. } = self {
-            full.extend_from_slice(&[SCAN, *scan]);
+            full.extend_from_slice(&[crate::engine::SCAN, *scan]);
         }
         full.push(kind);
         full.extend_from_slice(key);
         full
     }
+}
+
+/// A reader to start: the source, the scan nodes it feeds, where it goes on
+/// from after a restart and where what it takes is stored.
+pub(crate) struct SourceScan {
+    pub(crate) source: String,
+    pub(crate) nodes: Vec<NodeId>,
+    pub(crate) spec: Arc<SourceSpec>,
+    pub(crate) schema: SchemaRef,
+    pub(crate) stored: Option<Stored>,
+    pub(crate) resume: Option<Resume>,
 }
 
 /// A running reader of one source for one materialized view.

@@ -26,35 +26,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_connectors::sink::{SinkChanges, SinkSender};
 use eddy_connectors::source::Resume;
-use eddy_connectors::spec::SourceSpec;
 use eddy_dataflow::NodeId;
 use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
 
 use super::keys::KeyIndex;
-use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION};
+use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION, SCAN};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
-use crate::ingest::{Stored, SCAN};
+use crate::ingest::{SourceScan, Stored};
 use crate::Relation;
 use crate::Session;
-
-/// A view's scan of a source, ready for its reader.
-pub(super) struct SourceScan {
-    pub(super) source: String,
-    pub(super) nodes: Vec<NodeId>,
-    pub(super) spec: Arc<SourceSpec>,
-    pub(super) schema: SchemaRef,
-    pub(super) stored: Option<Stored>,
-    /// Where the reader goes on from, after a restart.
-    pub(super) resume: Option<Resume>,
-}
 
 /// Rows decoded per batch when a table is loaded.
 const LOAD_ROWS: usize = 8192;
@@ -240,9 +228,8 @@ impl Writer {
             } else {
                 None
             };
-            let resume = match &stored {
-                Some(Stored::Scan { scan, .. }) if self.replaying => {
-                    let scan = *scan;
+            let resume = match stored.as_ref() {
+                Some(&Stored::Scan { scan, .. }) if self.replaying => {
                     let (resume, contents) = self.resume_scan(entry, scan, &input)?;
                     for node in &nodes {
                         for changes in &contents {
@@ -288,6 +275,7 @@ impl Writer {
         info!(view = %view.name, source = %source.name, positions = ?resume.positions, "source scan resumes");
         Ok((resume, relation.contents()?))
     }
+
     /// The changes exactly-once sink `id` was handed by checkpoints but may
     /// not have committed: the checkpoints' epochs, and the changes, oldest
     /// first. Nothing unless the catalog is being replayed.
@@ -434,8 +422,6 @@ impl Writer {
     }
 }
 
-/// Read the stored rows of `entry` into `relation`, handing them to `keys`
-/// as well if given. Returns the number of rows read.
 /// The positions and message keys stored under `entry` behind `prefix`,
 /// into `resume`.
 fn read_positions(
@@ -479,8 +465,9 @@ fn read_positions(
     Ok(())
 }
 
-/// Load the rows stored under `id` whose keys start with `prefix` into
-/// `relation` (and, if given, `keys`); returns how many were loaded.
+/// Read the rows stored under `id` whose keys start with `prefix` (the
+/// prefix dropped) into `relation`, handing them to `keys` as well if
+/// given. Returns the number of rows read.
 fn read_rows(
     store: &Store,
     id: u64,
