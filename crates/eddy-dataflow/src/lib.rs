@@ -10,6 +10,7 @@
 mod dataflow;
 pub mod operator;
 pub mod schema;
+pub mod state;
 #[cfg(test)]
 mod testing;
 

@@ -20,7 +20,8 @@ pub use union::UnionOperator;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::{ChangeBatch, Result};
+use crate::state::{Checkpointing, StateSink};
+use crate::{ChangeBatch, Error, Result};
 
 /// An incremental relational operator.
 ///
@@ -48,6 +49,37 @@ pub trait Operator: Send {
 
     /// The epoch's input is complete; push all pending changes to `out`.
     fn on_barrier(&mut self, _out: &mut Vec<ChangeBatch>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the operator's state can be saved for a restart.
+    fn checkpointing(&self) -> Checkpointing {
+        Checkpointing::Unsupported
+    }
+
+    /// From now on remember which state entries change, for
+    /// [`Operator::save_state`]; everything the operator holds now counts
+    /// as changed.
+    fn track_state(&mut self) {}
+
+    /// Write the state entries that changed since the last save (or since
+    /// [`Operator::track_state`]). Called between epochs only.
+    fn save_state(&mut self, _out: &mut StateSink<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Take back one entry a save wrote (the last value of its key), before
+    /// any change reaches the operator.
+    fn load_state(&mut self, _key: &[u8], _value: &[u8]) -> Result<()> {
+        Err(Error::internal(format!(
+            "{} keeps no state to load",
+            self.name()
+        )))
+    }
+
+    /// Every saved entry is loaded: the operator is where it was when it
+    /// saved them, its output included, and emits nothing for them.
+    fn state_loaded(&mut self) -> Result<()> {
         Ok(())
     }
 }

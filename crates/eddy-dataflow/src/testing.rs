@@ -122,6 +122,60 @@ pub fn render(schema: &SchemaRef, batches: &[ChangeBatch]) -> Result<Vec<String>
     Ok(rows)
 }
 
+/// State entries as a store holds them after saves.
+pub type Saved = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Apply what `operator` saves now to `saved`.
+pub fn save(operator: &mut dyn Operator, saved: &mut Saved) -> Result<()> {
+    operator.save_state(&mut |key, value| match value {
+        Some(value) => {
+            saved.insert(key.to_vec(), value.to_vec());
+        }
+        None => {
+            saved.remove(key);
+        }
+    })
+}
+
+/// Feed `before` (epochs, at least one: a view's operators save only after
+/// the epoch that fills them) to a new operator from `make`, saving its
+/// state after each; load the saves into another new one, as a restart does; then
+/// check that the loaded one emits nothing by itself and goes on through
+/// `after` exactly like the first.
+pub fn check_restart(
+    make: &dyn Fn() -> Box<dyn Operator>,
+    before: Vec<Vec<(usize, ChangeBatch)>>,
+    after: Vec<Vec<(usize, ChangeBatch)>>,
+) -> Result<()> {
+    assert!(!before.is_empty(), "an operator saves after an epoch");
+    let mut original = make();
+    original.track_state();
+    let mut saved = Saved::new();
+    for steps in before {
+        epoch(original.as_mut(), steps)?;
+        save(original.as_mut(), &mut saved)?;
+    }
+    let mut restored = make();
+    restored.track_state();
+    for (key, value) in &saved {
+        restored.load_state(key, value)?;
+    }
+    restored.state_loaded()?;
+    assert_eq!(epoch(restored.as_mut(), vec![])?, NOTHING);
+    assert_eq!(epoch(original.as_mut(), vec![])?, NOTHING);
+    let mut saved_after = saved.clone();
+    for steps in after {
+        let expected = epoch(original.as_mut(), steps.clone())?;
+        assert_eq!(epoch(restored.as_mut(), steps)?, expected);
+        save(original.as_mut(), &mut saved)?;
+        save(restored.as_mut(), &mut saved_after)?;
+    }
+    // The restored operator's saves keep the store as the first's do.
+    let keys = |saved: &Saved| saved.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&saved_after), keys(&saved));
+    Ok(())
+}
+
 #[test]
 fn notation_round_trips() -> Result<()> {
     let s = schema("k:int v:str");

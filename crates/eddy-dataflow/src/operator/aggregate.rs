@@ -23,6 +23,7 @@ use eddy_common::row::RowCodec;
 
 use self::call::Call;
 use self::groups::{GroupId, Groups};
+use crate::state::{Checkpointing, Decoder, Encoder, StateSink};
 use crate::{schema, ChangeBatch, Error, Operator, Result};
 
 /// The aggregate functions Eddy maintains incrementally.
@@ -100,8 +101,26 @@ pub struct AggregateOperator {
     results_codec: Option<RowCodec>,
     /// Group ids of the current batch (kept to reuse the allocation).
     batch_groups: Vec<GroupId>,
+    /// Once state is tracked, what changed since the last save.
+    unsaved: Option<Unsaved>,
     schema: SchemaRef,
 }
+
+/// The groups an aggregate has not saved since they changed.
+#[derive(Default)]
+struct Unsaved {
+    /// Whether each group changed; set for each id in `groups`.
+    changed: Vec<bool>,
+    /// The changed groups (possibly some twice, or released since).
+    groups: Vec<GroupId>,
+    /// Stored keys of the groups released since.
+    released: Vec<Vec<u8>>,
+}
+
+/// First byte of a group's state entry (then the group's stored key).
+const GROUP_ENTRY: u8 = 0;
+/// Key of the entry of what calls hold for all groups.
+const SHARED_ENTRY: &[u8] = &[1];
 
 /// Row-encoded results per group, and the result columns they encode.
 type Results = (Vec<Box<[u8]>>, Vec<ArrayRef>);
@@ -139,6 +158,7 @@ impl AggregateOperator {
             emitted: Vec::new(),
             results_codec,
             batch_groups: Vec::new(),
+            unsaved: None,
             schema,
         };
         operator.resize();
@@ -158,6 +178,9 @@ impl AggregateOperator {
         self.rows.resize(slots, 0);
         self.touched.resize(slots, false);
         self.emitted.resize(slots, None);
+        if let Some(unsaved) = &mut self.unsaved {
+            unsaved.changed.resize(slots, false);
+        }
         for call in &mut self.calls {
             call.resize(slots);
         }
@@ -168,6 +191,13 @@ impl AggregateOperator {
         if !*flag {
             *flag = true;
             self.dirty.push(group);
+            if let Some(unsaved) = &mut self.unsaved {
+                let changed = &mut unsaved.changed[group as usize];
+                if !*changed {
+                    *changed = true;
+                    unsaved.groups.push(group);
+                }
+            }
         }
     }
 
@@ -309,10 +339,113 @@ impl Operator for AggregateOperator {
             out.push(ChangeBatch::inserts(data));
         }
         for group in released {
+            if let Some(unsaved) = &mut self.unsaved {
+                let mut key = Vec::new();
+                self.groups.stored_key(group, &mut key);
+                unsaved.released.push(key);
+                unsaved.changed[group as usize] = false;
+            }
             self.groups.release(group);
             for call in &mut self.calls {
                 call.reset(group);
             }
+        }
+        Ok(())
+    }
+
+    fn checkpointing(&self) -> Checkpointing {
+        Checkpointing::Entries
+    }
+
+    fn track_state(&mut self) {
+        let global = self.groups.is_global();
+        let mut unsaved = Unsaved {
+            changed: vec![false; self.groups.slots()],
+            ..Unsaved::default()
+        };
+        for (group, rows) in self.rows.iter().enumerate() {
+            if global || *rows > 0 {
+                unsaved.changed[group] = true;
+                unsaved.groups.push(group as GroupId);
+            }
+        }
+        self.unsaved = Some(unsaved);
+    }
+
+    /// One entry per changed group: its key, then its row count and each
+    /// call's state; and one of what the calls hold for all groups.
+    fn save_state(&mut self, out: &mut StateSink<'_>) -> Result<()> {
+        let Some(unsaved) = &mut self.unsaved else {
+            return Ok(());
+        };
+        if unsaved.groups.is_empty() && unsaved.released.is_empty() {
+            return Ok(());
+        }
+        let mut key = vec![GROUP_ENTRY];
+        for released in unsaved.released.drain(..) {
+            key.truncate(1);
+            key.extend_from_slice(&released);
+            out(&key, None);
+        }
+        let mut value = Encoder::new();
+        for group in unsaved.groups.drain(..) {
+            let g = group as usize;
+            if !std::mem::take(&mut unsaved.changed[g]) {
+                continue;
+            }
+            key.truncate(1);
+            self.groups.stored_key(group, &mut key);
+            value.clear();
+            value.i64(self.rows[g]);
+            for call in &mut self.calls {
+                call.save(group, &mut value);
+            }
+            out(&key, Some(value.bytes()));
+        }
+        value.clear();
+        for call in &self.calls {
+            call.save_shared(&mut value);
+        }
+        out(SHARED_ENTRY, Some(value.bytes()));
+        Ok(())
+    }
+
+    fn load_state(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut input = Decoder::new(value);
+        if key == SHARED_ENTRY {
+            for call in &mut self.calls {
+                call.load_shared(&mut input)?;
+            }
+            return input.finish();
+        }
+        let Some((&GROUP_ENTRY, key)) = key.split_first() else {
+            return Err(crate::state::corrupt());
+        };
+        let group = self.groups.load_key(key)?;
+        self.resize();
+        self.rows[group as usize] = input.i64()?;
+        for call in &mut self.calls {
+            call.load(group, &mut input)?;
+        }
+        input.finish()
+    }
+
+    fn state_loaded(&mut self) -> Result<()> {
+        let global = self.groups.is_global();
+        let alive: Vec<GroupId> = (0..self.groups.slots() as GroupId)
+            .filter(|g| global || self.rows[*g as usize] > 0)
+            .collect();
+        let (encoded, _) = self.results(&alive)?;
+        for (group, row) in alive.iter().zip(encoded) {
+            self.emitted[*group as usize] = Some(row);
+        }
+        for group in self.dirty.drain(..) {
+            self.touched[group as usize] = false;
+        }
+        if let Some(unsaved) = &mut self.unsaved {
+            // What was loaded is stored already.
+            unsaved.groups.clear();
+            unsaved.changed.fill(false);
         }
         Ok(())
     }
@@ -329,7 +462,7 @@ fn cast_to(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{changes, col, epoch, schema, NOTHING};
+    use crate::testing::{changes, check_restart, col, epoch, schema, NOTHING};
 
     fn call(function: AggregateFunction, arg: &str, distinct: bool) -> AggregateCall {
         let input = schema("k:int v:int");
@@ -503,6 +636,74 @@ mod tests {
         assert_eq!(epoch(&mut op, vec![(0, rows)])?, NOTHING);
         // No input at all.
         assert_eq!(epoch(&mut op, vec![])?, NOTHING);
+        Ok(())
+    }
+
+    /// Random inserts and deletes of present rows `k v`, `epochs` epochs.
+    fn random_epochs(seed: u64, epochs: usize) -> Vec<Vec<(usize, ChangeBatch)>> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let s = schema("k:int v:int");
+        let mut present: Vec<(i64, Option<i64>)> = Vec::new();
+        (0..epochs)
+            .map(|_| {
+                let mut rows = Vec::new();
+                for _ in 0..rng.random_range(0..6) {
+                    if !present.is_empty() && rng.random_bool(0.4) {
+                        let (k, v) = present.swap_remove(rng.random_range(0..present.len()));
+                        rows.push((k, v, -1));
+                    } else {
+                        let v = rng.random_bool(0.9).then(|| rng.random_range(0..8));
+                        let k = rng.random_range(0..4);
+                        present.push((k, v));
+                        rows.push((k, v, 1));
+                    }
+                }
+                let text: Vec<String> = rows
+                    .iter()
+                    .map(|(k, v, w)| {
+                        let v = v.map_or("NULL".to_string(), |v| v.to_string());
+                        format!("{k} {v} {w:+}")
+                    })
+                    .collect();
+                vec![(0, changes(&s, &text.join("; ")))]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_aggregate_goes_on_like_the_original() -> Result<()> {
+        use AggregateFunction::*;
+        let string_agg = || {
+            let mut call = call(StringAgg, "v", false);
+            call.args
+                .push(datafusion::physical_expr::expressions::lit("|"));
+            call.output_type = DataType::Utf8;
+            call
+        };
+        let make_grouped = || -> Box<dyn Operator> {
+            let calls = vec![
+                call(Count, "*", false),
+                call(Sum, "v", false),
+                call(Min, "v", false),
+                call(Max, "v", false),
+                call(Count, "v", true),
+                string_agg(),
+            ];
+            Box::new(aggregate(
+                true,
+                calls,
+                "k:int n:int s:int lo:int hi:int nd:int sa:str",
+            ))
+        };
+        let make_global = || -> Box<dyn Operator> { Box::new(count_sum_min_max(false)) };
+        for seed in 0..40 {
+            let epochs = random_epochs(seed, 12);
+            let cut = 1 + (seed as usize) % 11;
+            let (before, after) = (epochs[..cut].to_vec(), epochs[cut..].to_vec());
+            check_restart(&make_grouped, before.clone(), after.clone())?;
+            check_restart(&make_global, before, after)?;
+        }
         Ok(())
     }
 }

@@ -3,12 +3,15 @@
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
+use crate::state::{Checkpointing, StateSink};
 use crate::{ChangeBatch, Operator, Result};
 
 /// Emits its rows once, at the first barrier, and nothing after.
 pub struct ConstantOperator {
     rows: Option<RecordBatch>,
     schema: SchemaRef,
+    /// Tracking state and not saved since the rows were emitted.
+    unsaved: bool,
 }
 
 impl ConstantOperator {
@@ -17,6 +20,7 @@ impl ConstantOperator {
         Self {
             schema: rows.schema(),
             rows: Some(rows),
+            unsaved: false,
         }
     }
 }
@@ -42,6 +46,28 @@ impl Operator for ConstantOperator {
         if let Some(rows) = self.rows.take() {
             out.push(ChangeBatch::inserts(rows));
         }
+        Ok(())
+    }
+
+    fn checkpointing(&self) -> Checkpointing {
+        Checkpointing::Entries
+    }
+
+    fn track_state(&mut self) {
+        self.unsaved = true;
+    }
+
+    /// One entry, once the rows are out: they are not emitted again.
+    fn save_state(&mut self, out: &mut StateSink<'_>) -> Result<()> {
+        if self.unsaved && self.rows.is_none() {
+            self.unsaved = false;
+            out(b"", Some(b""));
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, _: &[u8], _: &[u8]) -> Result<()> {
+        self.rows = None;
         Ok(())
     }
 }

@@ -36,6 +36,10 @@ impl Operator for FilterOperator {
         &self.schema
     }
 
+    fn checkpointing(&self) -> crate::state::Checkpointing {
+        crate::state::Checkpointing::Stateless
+    }
+
     fn on_changes(
         &mut self,
         _: usize,

@@ -20,6 +20,7 @@ use eddy_common::row::RowCodec;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::SmallVec;
 
+use crate::state::{Checkpointing, Decoder, Encoder, StateSink};
 use crate::{schema, ChangeBatch, Error, Operator, Result};
 
 /// Which rows a join emits.
@@ -97,6 +98,9 @@ pub struct JoinOperator {
     sides: [Side; 2],
     schema: SchemaRef,
     display: String,
+    /// Once state is tracked, the stored rows of each side changed since
+    /// the last save, by key.
+    unsaved: Option<[hashbrown::HashSet<KeyedRow>; 2]>,
 }
 
 /// The stored rows of one join key, each with its weight and match count.
@@ -116,6 +120,13 @@ impl RowsOfKey {
 
     fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    fn get(&self, hasher: &DefaultHashBuilder, row: &[u8]) -> Option<&Entry> {
+        let hash = hasher.hash_one(row);
+        self.rows
+            .find(hash, |(h, r, _)| *h == hash && r.as_ref() == row)
+            .map(|(_, _, entry)| entry)
     }
 
     fn get_mut(&mut self, hasher: &DefaultHashBuilder, row: &[u8]) -> Option<&mut Entry> {
@@ -203,6 +214,7 @@ impl JoinOperator {
             ],
             schema,
             display,
+            unsaved: None,
         })
     }
 
@@ -438,6 +450,9 @@ impl Operator for JoinOperator {
                 else {
                     return Err(Error::internal("joined row missing from its index"));
                 };
+                if let Some(unsaved) = &mut self.unsaved {
+                    unsaved[other].insert((key.clone(), row.clone()));
+                }
                 let before = entry.matches;
                 entry.matches += delta;
                 let after = entry.matches;
@@ -479,8 +494,74 @@ impl Operator for JoinOperator {
             if rows.is_empty() {
                 own.index.remove(key);
             }
+            if let Some(unsaved) = &mut self.unsaved {
+                unsaved[side].insert((key.into(), row.into()));
+            }
         }
         out.extend(emitted);
+        Ok(())
+    }
+
+    fn checkpointing(&self) -> Checkpointing {
+        Checkpointing::Entries
+    }
+
+    fn track_state(&mut self) {
+        let mut unsaved: [hashbrown::HashSet<KeyedRow>; 2] = Default::default();
+        for (side, changed) in unsaved.iter_mut().enumerate() {
+            for (key, rows) in &self.sides[side].index {
+                for (row, _) in rows.iter() {
+                    changed.insert((key.as_slice().into(), row.clone()));
+                }
+            }
+        }
+        self.unsaved = Some(unsaved);
+    }
+
+    /// One entry per stored row: the side, the join key and the row; its
+    /// weight and match count.
+    fn save_state(&mut self, out: &mut StateSink<'_>) -> Result<()> {
+        let Some(unsaved) = &mut self.unsaved else {
+            return Ok(());
+        };
+        let mut entry_key = Encoder::new();
+        let mut value = Encoder::new();
+        for (side, changed) in unsaved.iter_mut().enumerate() {
+            let Side { index, hasher, .. } = &self.sides[side];
+            for (key, row) in changed.drain() {
+                entry_key.clear();
+                entry_key.count(side).slice(&key);
+                let mut full = entry_key.bytes().to_vec();
+                full.extend_from_slice(&row);
+                match index
+                    .get(key.as_ref())
+                    .and_then(|rows| rows.get(hasher, &row))
+                {
+                    Some(entry) => {
+                        value.clear();
+                        value.i64(entry.weight).i64(entry.matches);
+                        out(&full, Some(value.bytes()));
+                    }
+                    None => out(&full, None),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut entry_key = Decoder::new(key);
+        let side = entry_key.count()?;
+        let join_key = entry_key.slice()?;
+        let row = entry_key.rest();
+        let mut value = Decoder::new(value);
+        let (weight, matches) = (value.i64()?, value.i64()?);
+        value.finish()?;
+        let own = self.sides.get_mut(side).ok_or_else(crate::state::corrupt)?;
+        own.index
+            .entry_ref(join_key)
+            .or_default()
+            .update(&own.hasher, row, weight, matches);
         Ok(())
     }
 }
@@ -488,7 +569,7 @@ impl Operator for JoinOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{changes, col, epoch, schema, NOTHING};
+    use crate::testing::{changes, check_restart, col, epoch, schema, NOTHING};
 
     fn left() -> SchemaRef {
         schema("a:int x:str")
@@ -680,6 +761,54 @@ mod tests {
         let mut anti = join(JoinKind::LeftAnti, true);
         assert_eq!(epoch(&mut anti, vec![l("NULL l +1")])?, ["NULL l +1"]);
         assert_eq!(epoch(&mut anti, vec![r("NULL r +1")])?, ["NULL l -1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_restored_join_goes_on_like_the_original() -> Result<()> {
+        use rand::{Rng, SeedableRng};
+        use JoinKind::*;
+        for seed in 0..30u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut present: [Vec<String>; 2] = Default::default();
+            let epochs: Vec<Vec<(usize, ChangeBatch)>> = (0..10)
+                .map(|_| {
+                    (0..rng.random_range(1..4))
+                        .map(|_| {
+                            let side = rng.random_range(0..2);
+                            let rows = &mut present[side];
+                            let row = if !rows.is_empty() && rng.random_bool(0.4) {
+                                let row = rows.swap_remove(rng.random_range(0..rows.len()));
+                                format!("{row} -1")
+                            } else {
+                                let key = match rng.random_range(0..4) {
+                                    0 => "NULL".to_string(),
+                                    k => k.to_string(),
+                                };
+                                let row = format!("{key} v{}", rng.random_range(0..3));
+                                rows.push(row.clone());
+                                format!("{row} +1")
+                            };
+                            if side == 0 {
+                                l(&row)
+                            } else {
+                                r(&row)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let cut = 1 + seed as usize % 9;
+            let kinds = [
+                Inner, Left, Right, Full, LeftSemi, LeftAnti, RightSemi, RightAnti,
+            ];
+            for kind in kinds {
+                for nulls_equal in [false, true] {
+                    let make = || -> Box<dyn Operator> { Box::new(join(kind, nulls_equal)) };
+                    check_restart(&make, epochs[..cut].to_vec(), epochs[cut..].to_vec())?;
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -47,6 +47,10 @@ impl Operator for ProjectOperator {
         &self.schema
     }
 
+    fn checkpointing(&self) -> crate::state::Checkpointing {
+        crate::state::Checkpointing::Stateless
+    }
+
     fn on_changes(
         &mut self,
         _: usize,

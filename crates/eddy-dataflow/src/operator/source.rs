@@ -35,6 +35,10 @@ impl Operator for SourceOperator {
         &self.schema
     }
 
+    fn checkpointing(&self) -> crate::state::Checkpointing {
+        crate::state::Checkpointing::Stateless
+    }
+
     fn on_changes(
         &mut self,
         _: usize,

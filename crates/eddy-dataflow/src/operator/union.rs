@@ -30,6 +30,10 @@ impl Operator for UnionOperator {
         &self.schema
     }
 
+    fn checkpointing(&self) -> crate::state::Checkpointing {
+        crate::state::Checkpointing::Stateless
+    }
+
     fn on_changes(
         &mut self,
         _: usize,

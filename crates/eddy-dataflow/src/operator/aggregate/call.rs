@@ -24,6 +24,7 @@ use hashbrown::HashMap;
 use super::extreme::IntExtreme;
 use super::groups::GroupId;
 use super::{AggregateCall, AggregateFunction};
+use crate::state::{Decoder, Encoder};
 use crate::{ChangeBatch, Error, Result};
 
 /// How a numeric call accumulates its input.
@@ -203,6 +204,101 @@ impl Call {
         if let Some(distinct) = &mut self.distinct {
             distinct[g].clear();
         }
+    }
+
+    /// Append group `group`'s state to `out`.
+    pub(super) fn save(&mut self, group: GroupId, out: &mut Encoder) {
+        let g = group as usize;
+        let maximum = self.spec.function == AggregateFunction::Max;
+        match &mut self.state {
+            State::Count(counts) => {
+                out.i64(counts[g]);
+            }
+            State::Sum { sums, counts } => {
+                out.i128(sums[g]).i64(counts[g]);
+            }
+            State::FloatSum { sums, counts } => {
+                out.f64(sums[g]).i64(counts[g]);
+            }
+            State::Bools { trues, falses } => {
+                out.i64(trues[g]).i64(falses[g]);
+            }
+            State::IntExtreme(sets) => {
+                let entries = sets[g].entries(maximum);
+                out.count(entries.len());
+                for (value, weight) in entries {
+                    out.i64(*value).i64(*weight);
+                }
+            }
+            State::Multiset(sets) => save_counts(sets[g].iter(), sets[g].len(), out),
+        }
+        if let Some(distinct) = &self.distinct {
+            save_counts(distinct[g].iter(), distinct[g].len(), out);
+        }
+    }
+
+    /// Read group `group`'s state as [`Call::save`] wrote it.
+    pub(super) fn load(&mut self, group: GroupId, input: &mut Decoder<'_>) -> Result<()> {
+        let g = group as usize;
+        let maximum = self.spec.function == AggregateFunction::Max;
+        match &mut self.state {
+            State::Count(counts) => counts[g] = input.i64()?,
+            State::Sum { sums, counts } => {
+                sums[g] = input.i128()?;
+                counts[g] = input.i64()?;
+            }
+            State::FloatSum { sums, counts } => {
+                sums[g] = input.f64()?;
+                counts[g] = input.i64()?;
+            }
+            State::Bools { trues, falses } => {
+                trues[g] = input.i64()?;
+                falses[g] = input.i64()?;
+            }
+            State::IntExtreme(sets) => {
+                let count = input.count()?;
+                let mut entries = Vec::with_capacity(count.min(1 << 16));
+                for _ in 0..count {
+                    entries.push((input.i64()?, input.i64()?));
+                }
+                sets[g] = IntExtreme::from_entries(entries, maximum);
+            }
+            State::Multiset(sets) => {
+                let count = input.count()?;
+                for _ in 0..count {
+                    let value = input.slice()?;
+                    sets[g].insert(value.into(), input.i64()?);
+                }
+            }
+        }
+        if let Some(distinct) = &mut self.distinct {
+            let count = input.count()?;
+            for _ in 0..count {
+                let value = input.slice()?;
+                distinct[g].insert(value.into(), input.i64()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Append what the call holds for all groups (STRING_AGG's separator)
+    /// to `out`.
+    pub(super) fn save_shared(&self, out: &mut Encoder) {
+        match &self.separator {
+            Some(separator) => out.i64(1).slice(separator.as_bytes()),
+            None => out.i64(0),
+        };
+    }
+
+    /// Read what [`Call::save_shared`] wrote.
+    pub(super) fn load_shared(&mut self, input: &mut Decoder<'_>) -> Result<()> {
+        self.separator = match input.i64()? {
+            0 => None,
+            _ => Some(
+                String::from_utf8(input.slice()?.to_vec()).map_err(|_| crate::state::corrupt())?,
+            ),
+        };
+        Ok(())
     }
 
     /// Apply a batch whose rows belong to `groups`.
@@ -568,6 +664,18 @@ impl Call {
         self.codec
             .as_ref()
             .ok_or_else(|| Error::internal("multiset aggregate without a codec"))
+    }
+}
+
+/// Append a multiset of encoded values to `out`.
+fn save_counts<'a, K: AsRef<[u8]> + 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a i64)>,
+    count: usize,
+    out: &mut Encoder,
+) {
+    out.count(count);
+    for (value, weight) in entries {
+        out.slice(value.as_ref()).i64(*weight);
     }
 }
 

@@ -54,6 +54,24 @@ impl IntExtreme {
         self.best
     }
 
+    /// The values with their net weights, consolidated, in value order.
+    pub(super) fn entries(&mut self, maximum: bool) -> &[(i64, i64)] {
+        if self.sorted < self.log.len() {
+            self.consolidate(maximum);
+        }
+        &self.log
+    }
+
+    /// The values [`IntExtreme::entries`] returned.
+    pub(super) fn from_entries(entries: Vec<(i64, i64)>, maximum: bool) -> Self {
+        let mut extreme = Self {
+            log: entries,
+            ..Self::default()
+        };
+        extreme.consolidate(maximum);
+        extreme
+    }
+
     /// Empty it (for a group id that is reused).
     pub(super) fn clear(&mut self) {
         self.log.clear();

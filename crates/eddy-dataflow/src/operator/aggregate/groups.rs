@@ -155,6 +155,72 @@ impl Groups {
         Ok(())
     }
 
+    /// Append group `id`'s key, as state entries store it, to `out`.
+    pub(super) fn stored_key(&self, id: GroupId, out: &mut Vec<u8>) {
+        match &self.keys {
+            Keys::Global => {}
+            Keys::Integer { keys, .. } => match keys[id as usize] {
+                None => out.push(0),
+                Some(key) => {
+                    out.push(1);
+                    out.extend_from_slice(&key.to_be_bytes());
+                }
+            },
+            Keys::Encoded { keys, .. } => out.extend_from_slice(&keys[id as usize]),
+        }
+    }
+
+    /// The id of the group whose key [`Groups::stored_key`] wrote, creating
+    /// the group.
+    pub(super) fn load_key(&mut self, key: &[u8]) -> Result<GroupId> {
+        if let Keys::Global = self.keys {
+            return match key {
+                [] => Ok(0),
+                _ => Err(crate::state::corrupt()),
+            };
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots += 1;
+                (self.slots - 1) as GroupId
+            }
+        };
+        let index = id as usize;
+        match &mut self.keys {
+            Keys::Global => {}
+            Keys::Integer {
+                ids, null, keys, ..
+            } => {
+                let key = match key {
+                    [0] => None,
+                    [1, value @ ..] => Some(i64::from_be_bytes(
+                        <[u8; 8]>::try_from(value).map_err(|_| crate::state::corrupt())?,
+                    )),
+                    _ => return Err(crate::state::corrupt()),
+                };
+                if index >= keys.len() {
+                    keys.resize(index + 1, None);
+                }
+                keys[index] = key;
+                match key {
+                    None => *null = Some(id),
+                    Some(key) => {
+                        ids.insert(key, id);
+                    }
+                }
+            }
+            Keys::Encoded { ids, keys, .. } => {
+                if index >= keys.len() {
+                    keys.resize(index + 1, Box::default());
+                }
+                keys[index] = key.into();
+                ids.insert(key.into(), id);
+            }
+        }
+        Ok(id)
+    }
+
     /// Forget a group; its id will be reused.
     pub(super) fn release(&mut self, id: GroupId) {
         match &mut self.keys {

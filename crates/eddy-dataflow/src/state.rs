@@ -1,0 +1,170 @@
+//! Operator state as checkpoint entries: how operators that support it
+//! write what changed since their last save as key/value entries, and read
+//! them back after a restart (see [`crate::Operator::save_state`]).
+//!
+//! Values are written with [`Encoder`] and read with [`Decoder`]: fixed-size
+//! big-endian integers and length-prefixed byte strings, nothing else.
+
+use crate::{Error, Result};
+
+/// Whether and how an operator's state survives a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointing {
+    /// The operator holds nothing between epochs.
+    Stateless,
+    /// The operator saves and loads its state as entries.
+    Entries,
+    /// The operator's state cannot be saved: a view using it is rebuilt
+    /// from its inputs at a restart.
+    Unsupported,
+}
+
+/// What [`crate::Operator::save_state`] writes to: `Some(value)` sets an
+/// entry, `None` removes it.
+pub type StateSink<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
+
+/// Builds a state entry's value.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    bytes: Vec<u8>,
+}
+
+impl Encoder {
+    /// An empty value.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Start over, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// The value written so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn i64(&mut self, value: i64) -> &mut Self {
+        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    pub fn i128(&mut self, value: i128) -> &mut Self {
+        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    pub fn f64(&mut self, value: f64) -> &mut Self {
+        self.bytes.extend_from_slice(&value.to_bits().to_be_bytes());
+        self
+    }
+
+    /// The number of items of a list that follows.
+    pub fn count(&mut self, value: usize) -> &mut Self {
+        let value = u32::try_from(value).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    /// A byte string, behind its length.
+    pub fn slice(&mut self, value: &[u8]) -> &mut Self {
+        self.count(value.len());
+        self.bytes.extend_from_slice(value);
+        self
+    }
+}
+
+/// Reads a value [`Encoder`] built, failing on anything else.
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    /// Read `bytes` from the start.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let (head, rest) = self.bytes.split_at_checked(N).ok_or_else(corrupt)?;
+        self.bytes = rest;
+        <[u8; N]>::try_from(head).map_err(|_| corrupt())
+    }
+
+    pub fn i64(&mut self) -> Result<i64> {
+        self.take().map(i64::from_be_bytes)
+    }
+
+    pub fn i128(&mut self) -> Result<i128> {
+        self.take().map(i128::from_be_bytes)
+    }
+
+    pub fn f64(&mut self) -> Result<f64> {
+        self.take().map(u64::from_be_bytes).map(f64::from_bits)
+    }
+
+    pub fn count(&mut self) -> Result<usize> {
+        let length = self.take().map(u32::from_be_bytes)?;
+        usize::try_from(length).map_err(|_| corrupt())
+    }
+
+    pub fn slice(&mut self) -> Result<&'a [u8]> {
+        let length = self.count()?;
+        let (value, rest) = self.bytes.split_at_checked(length).ok_or_else(corrupt)?;
+        self.bytes = rest;
+        Ok(value)
+    }
+
+    /// What is left to read, all of it.
+    pub fn rest(self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Fails unless everything was read.
+    pub fn finish(self) -> Result<()> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(corrupt())
+        }
+    }
+}
+
+/// The error of a state entry that does not decode.
+pub fn corrupt() -> Error {
+    Error::Storage("a stored operator state entry does not decode".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_back_as_written_and_nothing_else_does() -> Result<()> {
+        let mut encoder = Encoder::new();
+        encoder
+            .i64(-7)
+            .i128(i128::MIN + 3)
+            .f64(0.1)
+            .slice(b"abc")
+            .count(2);
+        let mut decoder = Decoder::new(encoder.bytes());
+        assert_eq!(decoder.i64()?, -7);
+        assert_eq!(decoder.i128()?, i128::MIN + 3);
+        assert_eq!(decoder.f64()?, 0.1);
+        assert_eq!(decoder.slice()?, b"abc");
+        assert_eq!(decoder.count()?, 2);
+        decoder.finish()?;
+        let short = &encoder.bytes()[..encoder.bytes().len() - 1];
+        let mut decoder = Decoder::new(short);
+        decoder.i64()?;
+        decoder.i128()?;
+        decoder.f64()?;
+        decoder.slice()?;
+        assert!(decoder.count().is_err());
+        assert!(Decoder::new(b"x").finish().is_err());
+        Ok(())
+    }
+}
