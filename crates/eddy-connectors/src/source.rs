@@ -53,6 +53,12 @@ pub fn resumable(spec: &SourceSpec) -> bool {
     spec.connector() == "kafka"
 }
 
+/// True if readers of `spec` keep each key's current row (UPSERT and
+/// Debezium sources): they need [`Resume::rows`] to go on.
+pub fn keyed(spec: &SourceSpec) -> bool {
+    !spec.primary_key.is_empty()
+}
+
 /// Looks up where each partition of a source ends now (the next offset to
 /// be written), for `FLUSH`. Blocking.
 pub type EndProbe = Arc<dyn Fn() -> Result<BTreeMap<String, i64>> + Send + Sync>;

@@ -227,6 +227,28 @@ impl Dataflow {
         StepReport { output, failed }
     }
 
+    /// The nodes owned by `owner`, in creation order.
+    pub fn nodes_of(&self, owner: &str) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, node)| node.owner == owner)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The operator of node `id`, to save or load its state.
+    pub fn operator_mut(&mut self, id: NodeId) -> Result<&mut dyn Operator> {
+        Ok(self.node_mut(id)?.operator.as_mut())
+    }
+
+    /// True if every operator `owner` owns can save its state.
+    pub fn checkpointable(&self, owner: &str) -> bool {
+        self.nodes
+            .values()
+            .filter(|node| node.owner == owner)
+            .all(|node| node.operator.checkpointing() != crate::state::Checkpointing::Unsupported)
+    }
+
     /// Render the subtree under `root` as an indented plan, one operator a line.
     pub fn explain(&self, root: NodeId) -> Result<String> {
         let mut lines = Vec::new();

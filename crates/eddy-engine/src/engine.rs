@@ -25,10 +25,12 @@ mod checkpointer;
 mod commit;
 mod durable;
 mod keys;
+mod view_state;
 
 use checkpointer::Checkpointer;
 
 use keys::KeyIndex;
+use view_state::StoredView;
 
 /// A streaming database engine: tables, views and their maintained contents.
 pub struct Engine {
@@ -77,6 +79,8 @@ pub(crate) struct Writer {
     /// Materialized view by the node whose output it integrates.
     roots: BTreeMap<NodeId, String>,
     keys: BTreeMap<String, KeyIndex>,
+    /// Materialized views whose operators' state is checkpointed, by name.
+    stored_views: BTreeMap<String, StoredView>,
     /// Running sinks.
     pub(crate) sinks: Vec<SinkRunner>,
     next_created: u64,
@@ -137,6 +141,7 @@ impl Engine {
                 nodes: BTreeMap::new(),
                 roots: BTreeMap::new(),
                 keys: BTreeMap::new(),
+                stored_views: BTreeMap::new(),
                 sinks: Vec::new(),
                 next_created: 0,
                 store,
@@ -439,6 +444,8 @@ impl WriteGuard<'_> {
     fn register(&mut self, entry: CatalogEntry, installed: Result<()>) -> Result<()> {
         if let Err(error) = installed {
             self.writer.uninstall(&entry.name);
+            // Nothing of an object that was not created is stored.
+            self.writer.pending.clear_object(entry.created);
             return Err(error);
         }
         self.writer
@@ -633,6 +640,10 @@ impl WriteGuard<'_> {
         }
         let affected = committed.downstream(table);
         for entry in &affected {
+            if writer.stored_views.contains_key(&entry.name) {
+                // Rebuilt below, and stored again in full.
+                writer.pending.clear_object(entry.created);
+            }
             writer.stop(&entry.name);
         }
         for entry in affected {
@@ -709,6 +720,7 @@ impl Writer {
     /// sink's connection).
     fn stop(&mut self, name: &str) {
         self.dataflow.remove_owner(name);
+        self.stored_views.remove(name);
         self.readers.retain(|reader| reader.view != name);
         self.working.progress.retain(|p| p.view() != name);
         if let Some(node) = self.nodes.remove(name) {
@@ -889,8 +901,13 @@ impl Writer {
                 .relations
                 .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
         }
+        let stores_state = self.stores_state(entry, planned.scans.iter().map(|(r, _)| r));
+        if stores_state {
+            self.install_state(entry, planned.root)?;
+        }
         for (relation, node) in &planned.scans {
-            if source_scans.contains_key(relation) {
+            if source_scans.contains_key(relation) || (stores_state && self.replaying) {
+                // A restored view's operators hold their inputs already.
                 continue;
             }
             let contents = self
@@ -903,7 +920,7 @@ impl Writer {
                 self.dataflow.push(*node, changes)?;
             }
         }
-        let scans = self.restore_scans(entry, source_scans)?;
+        let scans = self.restore_scans(entry, source_scans, stores_state)?;
         let output = self.dataflow.step()?;
         self.integrate(output)?;
         for scan in scans {
@@ -933,16 +950,23 @@ impl Writer {
             let schema = relation.schema().clone();
             let changes = ChangeBatch::concat(&schema, &changes)?;
             relation.apply(&changes)?;
-            let table = self.readers.iter().find_map(|r| match r.stored {
-                Some(Stored::Table(id)) if r.view == *view => Some(id),
-                _ => None,
-            });
-            if let Some(id) = table {
-                // A connector table's rows are stored with its positions.
+            // A connector table's rows are stored with its positions, a
+            // stored view's with its operators' state.
+            let stored = match self.stored_views.get(view) {
+                Some(stored) => Some((stored.id, &[view_state::CONTENTS][..])),
+                None => self.readers.iter().find_map(|r| match r.stored {
+                    Some(Stored::Table(id)) if r.view == *view => Some((id, &[][..])),
+                    _ => None,
+                }),
+            };
+            if let Some((id, prefix)) = stored {
                 let changes = changes.consolidate()?;
                 let rows = relation.encode(&changes)?;
+                let mut key = prefix.to_vec();
                 for (row, weight) in rows.iter().zip(changes.weights()) {
-                    self.pending.add_row(id, row.data(), *weight);
+                    key.truncate(prefix.len());
+                    key.extend_from_slice(row.data());
+                    self.pending.add_row(id, &key, *weight);
                 }
             }
         }

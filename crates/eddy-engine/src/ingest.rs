@@ -55,13 +55,14 @@ pub(crate) enum Stored {
     /// positions and message keys (the rows are the table's contents).
     Table(u64),
     /// A reader of a source for a materialized view, under the view's
-    /// creation number: the rows it took, its positions and message keys,
-    /// each behind the scan's number among the view's sources. A restart
-    /// fills the view from those rows, as a view over a table is filled.
+    /// creation number: its positions and message keys, and with a `codec`
+    /// the rows it took, each behind the scan's number among the view's
+    /// sources. A restart fills a view that does not store its operators'
+    /// state from those rows, as a view over a table is filled.
     Scan {
         view: u64,
         scan: u8,
-        codec: RowCodec,
+        codec: Option<RowCodec>,
     },
 }
 
@@ -269,7 +270,12 @@ impl WriteGuard<'_> {
                                         None => writer.pending.delete(id, &message_key),
                                     }
                                 }
-                                if let Stored::Scan { scan, codec, .. } = stored {
+                                if let Stored::Scan {
+                                    scan,
+                                    codec: Some(codec),
+                                    ..
+                                } = stored
+                                {
                                     let rows = codec.encode(changes.data().columns())?;
                                     let mut key = Vec::new();
                                     for (row, weight) in rows.iter().zip(changes.weights()) {

@@ -40,7 +40,7 @@ const INSTANCE_KEY: &[u8] = b"instance";
 const SCAN_READAHEAD: usize = 4 << 20;
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +326,8 @@ impl Store {
                 }
                 Change::Drop(id) => {
                     batch.delete_cf(catalog, id.to_be_bytes());
+                }
+                Change::Clear(id) => {
                     let next = id
                         .checked_add(1)
                         .map_or([0xff; 9].to_vec(), |n| n.to_be_bytes().to_vec());
@@ -371,6 +373,7 @@ pub struct Checkpoint {
 enum Change {
     Object(ObjectRecord),
     Drop(u64),
+    Clear(u64),
     Row { key: Vec<u8>, delta: i64 },
     SetRow { key: Vec<u8>, count: i64 },
     Put { key: Vec<u8>, value: Vec<u8> },
@@ -391,6 +394,13 @@ impl Checkpoint {
     /// Forget object `id`: its definition and its rows.
     pub fn drop_object(&mut self, id: u64) {
         self.changes.push(Change::Drop(id));
+        self.changes.push(Change::Clear(id));
+    }
+
+    /// Forget the rows and state entries of object `id` (not its
+    /// definition); what is added after this call is kept.
+    pub fn clear_object(&mut self, id: u64) {
+        self.changes.push(Change::Clear(id));
     }
 
     /// Add `delta` copies of `row` to relation `id` (negative: remove).

@@ -244,5 +244,36 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
         stock.len()
     );
     drop(running);
+
+    // The views over sources keep their operators' state, not what their
+    // readers read: the rows the store holds for each are its contents
+    // only (a GROUP BY view's one row per sensor), however many readings
+    // came in.
+    let store = eddy_state::Store::open(&data, &Default::default()).expect("open the data dir");
+    let objects = store.objects().expect("the stored catalog");
+    for (view, expected) in [
+        ("per_sensor_src", per_sensor.len()),
+        ("per_sensor_twice", per_sensor.len()),
+        ("stocked_readings", 1),
+    ] {
+        let id = objects
+            .iter()
+            .find(|o| o.name == view)
+            .unwrap_or_else(|| panic!("{view} is not stored"))
+            .id;
+        let (mut contents, mut other) = (0usize, 0usize);
+        store
+            .rows(id, |row, _| match row.first() {
+                Some(&u8::MAX) => contents += 1,
+                _ => other += 1,
+            })
+            .expect("read the view's rows");
+        assert_eq!(
+            (contents, other),
+            (expected, 0),
+            "{view}: stored rows (contents, anything else) with {} readings",
+            readings.len()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

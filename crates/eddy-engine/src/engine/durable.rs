@@ -38,6 +38,7 @@ use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
 
 use super::keys::KeyIndex;
+use super::view_state::CONTENTS;
 use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION, SCAN};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::ingest::{SourceScan, Stored};
@@ -191,13 +192,17 @@ impl Writer {
 
     /// The readers view `entry` needs, one per source it scans. With a
     /// durable engine, a materialized view's readers of Kafka sources keep
-    /// what they take; while the catalog is replayed the view's scan nodes
-    /// get those rows back here (to be stepped with the rest of its input)
-    /// and the readers their positions.
+    /// their positions, and the rows they take unless the view
+    /// `stores_state` (keyed readers keep their rows still: they retract a
+    /// key's row from them). While the catalog is replayed the readers get
+    /// their positions back here, and a view that does not store its state
+    /// gets its readers' rows in its scan nodes (to be stepped with the
+    /// rest of its input).
     pub(super) fn restore_scans(
         &mut self,
         entry: &CatalogEntry,
         scans: BTreeMap<String, Vec<NodeId>>,
+        stores_state: bool,
     ) -> Result<Vec<SourceScan>> {
         let mut restored = Vec::with_capacity(scans.len());
         for (ordinal, (source, nodes)) in scans.into_iter().enumerate() {
@@ -213,17 +218,22 @@ impl Writer {
                 && entry.kind == ObjectKind::MaterializedView
                 && eddy_connectors::source::resumable(&spec)
             {
-                let scan = u8::try_from(ordinal).map_err(|_| {
-                    Error::not_supported(format!(
-                        "a materialized view over more than {} sources in a durable database",
-                        u8::MAX as usize + 1
-                    ))
-                })?;
+                let scan = u8::try_from(ordinal)
+                    .ok()
+                    .filter(|scan| *scan < CONTENTS)
+                    .ok_or_else(|| {
+                        Error::not_supported(format!(
+                            "a materialized view over more than {CONTENTS} sources in a durable database"
+                        ))
+                    })?;
                 let types = input.schema.fields().iter().map(|f| f.data_type().clone());
+                let keep_rows = !stores_state || eddy_connectors::source::keyed(&spec);
                 Some(Stored::Scan {
                     view: entry.created,
                     scan,
-                    codec: RowCodec::new(types.collect())?,
+                    codec: keep_rows
+                        .then(|| RowCodec::new(types.collect()))
+                        .transpose()?,
                 })
             } else {
                 None
@@ -231,9 +241,11 @@ impl Writer {
             let resume = match stored.as_ref() {
                 Some(&Stored::Scan { scan, .. }) if self.replaying => {
                     let (resume, contents) = self.resume_scan(entry, scan, &input)?;
-                    for node in &nodes {
-                        for changes in &contents {
-                            self.dataflow.push(*node, changes.clone())?;
+                    if !stores_state {
+                        for node in &nodes {
+                            for changes in &contents {
+                                self.dataflow.push(*node, changes.clone())?;
+                            }
                         }
                     }
                     Some(resume)
@@ -390,6 +402,7 @@ impl Writer {
             outbox.kept.insert(changes.epoch);
             outgoing.push((sink.handle.reserve(), changes));
         }
+        self.save_view_state(&mut checkpoint)?;
         if checkpoint.is_empty() {
             return Ok(None);
         }
@@ -468,7 +481,7 @@ fn read_positions(
 /// Read the rows stored under `id` whose keys start with `prefix` (the
 /// prefix dropped) into `relation`, handing them to `keys` as well if
 /// given. Returns the number of rows read.
-fn read_rows(
+pub(super) fn read_rows(
     store: &Store,
     id: u64,
     prefix: &[u8],
@@ -604,7 +617,7 @@ fn decode_changes(bytes: &[u8], epoch: u64) -> Result<SinkChanges> {
     })
 }
 
-fn storage_error(error: eddy_state::Error) -> Error {
+pub(super) fn storage_error(error: eddy_state::Error) -> Error {
     Error::Storage(error.to_string())
 }
 

@@ -1,0 +1,193 @@
+//! Materialized views whose operators' state is checkpointed.
+//!
+//! A durable engine stores, for a materialized view whose operators can all
+//! save their state (see [`eddy_dataflow::state`]) and whose inputs are all
+//! restored exactly at a restart (tables, Kafka sources, and views like
+//! this one), what its operators hold and its contents, under the view's
+//! creation number. Each checkpoint writes only the entries that changed
+//! since the one before. A restart loads them into the view's new
+//! operators and contents instead of feeding the view its inputs again,
+//! and the view's readers go on after their stored positions: restart time
+//! and storage follow the view's state, not the history of its input.
+//!
+//! Other views (one with a top-N, or over a source that cannot resume) are
+//! rebuilt from their inputs at a restart as before; a view over Kafka
+//! sources then stores what its readers took (see [`crate::ingest::Stored`]).
+//!
+//! Entries: operator state in the state family, behind [`OPERATOR`] and the
+//! operator's position among the view's nodes; the plan the state belongs
+//! to behind [`PLAN`]; the contents in the rows family behind [`CONTENTS`].
+
+use eddy_common::{Error, Result};
+use eddy_dataflow::NodeId;
+use eddy_state::Checkpoint;
+
+use super::{durable, Writer};
+use crate::catalog::{CatalogEntry, ObjectKind};
+
+/// Prefix of a view's operator state entries (then the operator's number
+/// among the view's nodes, two bytes, then the operator's own key).
+pub(crate) const OPERATOR: u8 = b's';
+/// Key of the state entry holding the plan a view's operator state
+/// belongs to, as EXPLAIN shows it.
+pub(crate) const PLAN: u8 = b'p';
+/// Prefix of a view's stored contents in the rows family. The scans of a
+/// view over sources use the bytes below it.
+pub(crate) const CONTENTS: u8 = u8::MAX;
+
+/// A view whose operators' state is checkpointed.
+pub(crate) struct StoredView {
+    /// The view's creation number, which its entries are stored under.
+    pub(crate) id: u64,
+    /// The view's nodes, in the order their entries are numbered.
+    nodes: Vec<NodeId>,
+    /// The plan, until the first checkpoint after the view's creation
+    /// stores it.
+    plan: Option<String>,
+}
+
+impl Writer {
+    /// True if view `entry`, whose operators are in the dataflow and which
+    /// reads `inputs`, stores its operators' state.
+    pub(super) fn stores_state<'a>(
+        &self,
+        entry: &CatalogEntry,
+        mut inputs: impl Iterator<Item = &'a String>,
+    ) -> bool {
+        self.store.is_some()
+            && entry.kind == ObjectKind::MaterializedView
+            && self.dataflow.checkpointable(&entry.name)
+            && inputs.all(|input| {
+                let Some(input) = self.working.objects.get(input) else {
+                    return false;
+                };
+                let resumable = |e: &CatalogEntry| {
+                    e.connector
+                        .as_ref()
+                        .is_some_and(|spec| eddy_connectors::source::resumable(spec))
+                };
+                match input.kind {
+                    ObjectKind::Source => resumable(input),
+                    ObjectKind::Table => input.connector.is_none() || resumable(input),
+                    ObjectKind::MaterializedView => self.stored_views.contains_key(&input.name),
+                    _ => false,
+                }
+            })
+    }
+
+    /// Start recording what the operators of view `entry` (rooted at
+    /// `root`) change. While the catalog is replayed, load their state and
+    /// the view's contents from the store instead: the view must then not
+    /// be fed its inputs.
+    pub(super) fn install_state(&mut self, entry: &CatalogEntry, root: NodeId) -> Result<()> {
+        let nodes = self.dataflow.nodes_of(&entry.name);
+        if nodes.len() > usize::from(u16::MAX) {
+            return Err(Error::not_supported(format!(
+                "a materialized view of more than {} operators in a durable database",
+                u16::MAX
+            )));
+        }
+        for node in &nodes {
+            self.dataflow.operator_mut(*node)?.track_state();
+        }
+        let plan = self.dataflow.explain(root)?;
+        let mut view = StoredView {
+            id: entry.created,
+            nodes,
+            plan: Some(plan),
+        };
+        if self.replaying {
+            self.load_state(entry, &mut view)?;
+        }
+        self.stored_views.insert(entry.name.clone(), view);
+        Ok(())
+    }
+
+    fn load_state(&mut self, entry: &CatalogEntry, view: &mut StoredView) -> Result<()> {
+        let Some(store) = self.store.clone() else {
+            return Ok(());
+        };
+        let plan = view.plan.take().unwrap_or_default();
+        let mut stored_plan: Option<Vec<u8>> = None;
+        let mut failure: Option<Error> = None;
+        let mut entries = 0u64;
+        let dataflow = &mut self.dataflow;
+        store
+            .state(view.id, |key, value| {
+                if failure.is_some() {
+                    return;
+                }
+                match key.split_first() {
+                    Some((&PLAN, [])) => stored_plan = Some(value.to_vec()),
+                    Some((&OPERATOR, [high, low, key @ ..])) => {
+                        entries += 1;
+                        let ordinal = usize::from(u16::from_be_bytes([*high, *low]));
+                        let loaded = view
+                            .nodes
+                            .get(ordinal)
+                            .ok_or_else(eddy_dataflow::state::corrupt)
+                            .and_then(|node| dataflow.operator_mut(*node))
+                            .and_then(|operator| operator.load_state(key, value));
+                        if let Err(error) = loaded {
+                            failure = Some(error);
+                        }
+                    }
+                    _ => {}
+                }
+            })
+            .map_err(durable::storage_error)?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        if stored_plan.as_deref() != Some(plan.as_bytes()) {
+            return Err(Error::Storage(format!(
+                "the stored state of materialized view \"{}\" belongs to another plan than this Eddy makes of it; drop the view and create it again",
+                entry.name
+            )));
+        }
+        for node in &view.nodes {
+            self.dataflow.operator_mut(*node)?.state_loaded()?;
+        }
+        let mut relation = self
+            .working
+            .relations
+            .get(&entry.name)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("view {} has no contents", entry.name)))?;
+        let rows = durable::read_rows(&store, view.id, &[CONTENTS], &mut relation, None)?;
+        self.working.relations.insert(entry.name.clone(), relation);
+        tracing::info!(view = %entry.name, entries, rows, "materialized view state loaded");
+        Ok(())
+    }
+
+    /// Add to `checkpoint` what the operators of stored views changed since
+    /// the last checkpoint.
+    pub(super) fn save_view_state(&mut self, checkpoint: &mut Checkpoint) -> Result<()> {
+        let mut key = Vec::new();
+        for view in self.stored_views.values_mut() {
+            if let Some(plan) = view.plan.take() {
+                checkpoint.put(view.id, &[PLAN], plan.as_bytes());
+            }
+            for (ordinal, node) in view.nodes.iter().enumerate() {
+                // Fewer than u16::MAX nodes: checked at install.
+                let ordinal = u16::try_from(ordinal).unwrap_or(u16::MAX);
+                key.clear();
+                key.push(OPERATOR);
+                key.extend_from_slice(&ordinal.to_be_bytes());
+                let prefix = key.len();
+                let id = view.id;
+                self.dataflow
+                    .operator_mut(*node)?
+                    .save_state(&mut |entry, value| {
+                        key.truncate(prefix);
+                        key.extend_from_slice(entry);
+                        match value {
+                            Some(value) => checkpoint.put(id, &key, value),
+                            None => checkpoint.delete(id, &key),
+                        }
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
