@@ -38,6 +38,8 @@ const SCHEMA: &str = "
     CREATE MATERIALIZED VIEW rich AS
         SELECT a.id, a.owner, e.kind FROM accounts a JOIN events e ON a.id = e.id
         WHERE a.amount % 3 = 0;
+    CREATE MATERIALIZED VIEW top_owners AS
+        SELECT owner, total FROM totals ORDER BY total DESC, owner LIMIT 3;
 ";
 
 /// What the acknowledged statements add up to.
@@ -265,6 +267,13 @@ async fn check(client: &Client, model: &Model, context: &str) {
         t.0 += 1;
         t.1 += amount;
     }
+    let mut top: Vec<(i64, i32)> = totals.iter().map(|(o, (_, s))| (-*s, *o)).collect();
+    top.sort();
+    let top: Vec<String> = top
+        .iter()
+        .take(3)
+        .map(|(s, o)| format!("{o} {}", -s))
+        .collect();
     let totals: Vec<String> = totals
         .iter()
         .map(|(o, (n, s))| format!("{o} {n} {s}"))
@@ -273,6 +282,15 @@ async fn check(client: &Client, model: &Model, context: &str) {
         rows(client, "SELECT owner, n, total FROM totals ORDER BY owner").await,
         totals,
         "view totals {context}"
+    );
+    assert_eq!(
+        rows(
+            client,
+            "SELECT owner, total FROM top_owners ORDER BY total DESC, owner"
+        )
+        .await,
+        top,
+        "view top_owners {context}"
     );
     let mut kinds: BTreeMap<i32, i64> = BTreeMap::new();
     for kind in model.events.values() {

@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalSortExpr;
 use eddy_common::row::RowCodec;
 
+use crate::state::{Checkpointing, Decoder, Encoder, StateSink};
 use crate::{schema, ChangeBatch, Operator, Result};
 
 /// A row under its sort key: the encoded sort key, then the encoded row.
@@ -30,6 +31,8 @@ pub struct TopNOperator {
     rows: BTreeMap<SortedRow, i64>,
     emitted: BTreeMap<Arc<[u8]>, i64>,
     dirty: bool,
+    /// Once state is tracked, the rows changed since the last save.
+    unsaved: Option<hashbrown::HashSet<SortedRow>>,
     schema: SchemaRef,
 }
 
@@ -60,8 +63,31 @@ impl TopNOperator {
             rows: BTreeMap::new(),
             emitted: BTreeMap::new(),
             dirty: false,
+            unsaved: None,
             schema,
         })
+    }
+
+    /// The rows `offset .. offset + limit` with their multiplicities.
+    fn window(&self) -> BTreeMap<Arc<[u8]>, i64> {
+        let mut window: BTreeMap<Arc<[u8]>, i64> = BTreeMap::new();
+        let mut skip = self.offset as i64;
+        let mut room = self.limit.map_or(i64::MAX, |l| l as i64);
+        for ((_, row), count) in &self.rows {
+            if room == 0 {
+                break;
+            }
+            let mut count = (*count).max(0);
+            let skipped = count.min(skip);
+            skip -= skipped;
+            count -= skipped;
+            let taken = count.min(room);
+            if taken > 0 {
+                room -= taken;
+                *window.entry(row.clone()).or_default() += taken;
+            }
+        }
+        window
     }
 }
 
@@ -118,6 +144,9 @@ impl Operator for TopNOperator {
             if *total == 0 {
                 self.rows.remove(&key);
             }
+            if let Some(unsaved) = &mut self.unsaved {
+                unsaved.insert(key);
+            }
         }
         self.dirty = true;
         Ok(())
@@ -128,23 +157,7 @@ impl Operator for TopNOperator {
             return Ok(());
         }
         self.dirty = false;
-        let mut window: BTreeMap<Arc<[u8]>, i64> = BTreeMap::new();
-        let mut skip = self.offset as i64;
-        let mut room = self.limit.map_or(i64::MAX, |l| l as i64);
-        for ((_, row), count) in &self.rows {
-            if room == 0 {
-                break;
-            }
-            let mut count = (*count).max(0);
-            let skipped = count.min(skip);
-            skip -= skipped;
-            count -= skipped;
-            let taken = count.min(room);
-            if taken > 0 {
-                room -= taken;
-                *window.entry(row.clone()).or_default() += taken;
-            }
-        }
+        let window = self.window();
         let mut changed: Vec<(Arc<[u8]>, i64)> = Vec::new();
         for (row, count) in &window {
             let before = self.emitted.get(row).copied().unwrap_or(0);
@@ -169,6 +182,56 @@ impl Operator for TopNOperator {
         out.push(ChangeBatch::new(data, weights)?);
         Ok(())
     }
+
+    fn checkpointing(&self) -> Checkpointing {
+        Checkpointing::Entries
+    }
+
+    fn track_state(&mut self) {
+        self.unsaved = Some(self.rows.keys().cloned().collect());
+    }
+
+    /// One entry per distinct input row: its sort key and the row; its
+    /// multiplicity.
+    fn save_state(&mut self, out: &mut StateSink<'_>) -> Result<()> {
+        let Some(unsaved) = &mut self.unsaved else {
+            return Ok(());
+        };
+        let mut key = Encoder::new();
+        let mut value = Encoder::new();
+        for sorted in unsaved.drain() {
+            key.clear();
+            key.slice(&sorted.0);
+            let mut full = key.bytes().to_vec();
+            full.extend_from_slice(&sorted.1);
+            match self.rows.get(&sorted) {
+                Some(count) => {
+                    value.clear();
+                    value.i64(*count);
+                    out(&full, Some(value.bytes()));
+                }
+                None => out(&full, None),
+            }
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut key = Decoder::new(key);
+        let sort_key = key.slice()?;
+        let row = key.rest();
+        let mut value = Decoder::new(value);
+        let count = value.i64()?;
+        value.finish()?;
+        self.rows.insert((sort_key.into(), row.into()), count);
+        Ok(())
+    }
+
+    fn state_loaded(&mut self) -> Result<()> {
+        self.emitted = self.window();
+        self.dirty = false;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -176,7 +239,7 @@ mod tests {
     use datafusion::arrow::compute::SortOptions;
 
     use super::*;
-    use crate::testing::{changes, col, epoch, schema, NOTHING};
+    use crate::testing::{changes, check_restart, col, epoch, schema, NOTHING};
 
     /// `SELECT * FROM t(k, v) ORDER BY k [DESC] LIMIT limit OFFSET offset`.
     fn top_n(descending: bool, offset: usize, limit: Option<usize>) -> TopNOperator {
@@ -248,6 +311,41 @@ mod tests {
             epoch(&mut op, vec![(0, changes(&s, "2 b -1"))])?,
             ["2 b -1"]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_restored_top_n_goes_on_like_the_original() -> Result<()> {
+        use rand::{Rng, SeedableRng};
+        let s = schema("k:int v:str");
+        for seed in 0..30u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut present: Vec<String> = Vec::new();
+            let epochs: Vec<Vec<(usize, ChangeBatch)>> = (0..10)
+                .map(|_| {
+                    let mut rows = Vec::new();
+                    for _ in 0..rng.random_range(0..5) {
+                        if !present.is_empty() && rng.random_bool(0.4) {
+                            let row = present.swap_remove(rng.random_range(0..present.len()));
+                            rows.push(format!("{row} -1"));
+                        } else {
+                            let row =
+                                format!("{} r{}", rng.random_range(0..6), rng.random_range(0..2));
+                            present.push(row.clone());
+                            rows.push(format!("{row} +1"));
+                        }
+                    }
+                    vec![(0, changes(&s, &rows.join("; ")))]
+                })
+                .collect();
+            let cut = 1 + seed as usize % 9;
+            for (descending, offset, limit) in
+                [(false, 0, Some(3)), (true, 1, Some(2)), (false, 2, None)]
+            {
+                let make = || -> Box<dyn Operator> { Box::new(top_n(descending, offset, limit)) };
+                check_restart(&make, epochs[..cut].to_vec(), epochs[cut..].to_vec())?;
+            }
+        }
         Ok(())
     }
 }
