@@ -53,6 +53,17 @@ pub fn resumable(spec: &SourceSpec) -> bool {
     spec.connector() == "kafka"
 }
 
+/// Where a reader of `spec` that starts now (not resuming) begins, as
+/// [`Resume::positions`], where the connector resolves that up front
+/// (Kafka's `latest` and timestamp startup modes); `None` where a reader
+/// resolves its start itself. Blocking: it may ask the broker.
+pub fn start_positions(spec: &SourceSpec) -> Result<Option<BTreeMap<String, i64>>> {
+    match spec.connector().as_str() {
+        "kafka" => crate::kafka::start_positions(spec),
+        _ => Ok(None),
+    }
+}
+
 /// True if readers of `spec` keep each key's current row (UPSERT and
 /// Debezium sources): they need [`Resume::rows`] to go on.
 pub fn keyed(spec: &SourceSpec) -> bool {

@@ -809,13 +809,31 @@ impl Writer {
             .entry(scan.source.clone())
             .or_default()
             .clone();
-        let positions = scan.resume.as_ref().map(|r| r.positions.clone());
+        let mut resume = scan.resume;
+        if resume.is_none() && !self.replaying {
+            // Where `latest` is is fixed now: the view reads what comes
+            // after its CREATE, and a checkpoint can store it at once.
+            match eddy_connectors::source::start_positions(&scan.spec) {
+                Ok(Some(positions)) => {
+                    self.unsynced |= scan.stored.is_some();
+                    resume = Some(eddy_connectors::source::Resume {
+                        positions,
+                        ..Default::default()
+                    });
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    warn!(source = %scan.source, %error, "start offsets not found now; the reader looks them up when it starts");
+                }
+            }
+        }
+        let positions = resume.as_ref().map(|r| r.positions.clone());
         let reader = eddy_connectors::source::open(
             &scan.spec,
             &scan.schema,
             progress.clone(),
             errors,
-            scan.resume,
+            resume,
         )
         .map_err(crate::connector_error)?;
         self.working.progress.push(progress.clone());
@@ -949,24 +967,25 @@ impl Writer {
                 .ok_or_else(|| Error::internal(format!("view {view} has no contents")))?;
             let schema = relation.schema().clone();
             let changes = ChangeBatch::concat(&schema, &changes)?;
-            relation.apply(&changes)?;
             // A connector table's rows are stored with its positions, a
-            // stored view's with its operators' state.
-            let stored = match self.stored_views.get(view) {
-                Some(stored) => Some((stored.id, &[view_state::CONTENTS][..])),
-                None => self.readers.iter().find_map(|r| match r.stored {
-                    Some(Stored::Table(id)) if r.view == *view => Some((id, &[][..])),
-                    _ => None,
-                }),
-            };
-            if let Some((id, prefix)) = stored {
+            // stored view's contents with its operators' state.
+            if let Some(stored) = self.stored_views.get_mut(view) {
+                relation.apply_with(
+                    &changes,
+                    Some(&mut |row, weight| stored.add_contents(row, weight)),
+                )?;
+                continue;
+            }
+            relation.apply(&changes)?;
+            let table = self.readers.iter().find_map(|r| match r.stored {
+                Some(Stored::Table(id)) if r.view == *view => Some(id),
+                _ => None,
+            });
+            if let Some(id) = table {
                 let changes = changes.consolidate()?;
                 let rows = relation.encode(&changes)?;
-                let mut key = prefix.to_vec();
                 for (row, weight) in rows.iter().zip(changes.weights()) {
-                    key.truncate(prefix.len());
-                    key.extend_from_slice(row.data());
-                    self.pending.add_row(id, &key, *weight);
+                    self.pending.add_row(id, row.data(), *weight);
                 }
             }
         }

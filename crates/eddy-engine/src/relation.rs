@@ -74,10 +74,27 @@ impl Relation {
     /// Add `changes` (any order, duplicates allowed). Fails without changing
     /// anything if a row would end up with a negative count.
     pub fn apply(&mut self, changes: &ChangeBatch) -> Result<()> {
+        self.apply_with(changes, None)
+    }
+
+    /// [`Relation::apply`], handing `each` the consolidated changes, each
+    /// row encoded as [`Relation::encode`] does, with its weight.
+    pub fn apply_with(
+        &mut self,
+        changes: &ChangeBatch,
+        each: Option<&mut dyn FnMut(&[u8], i64)>,
+    ) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
         if changes.weights().iter().all(|w| *w > 0) {
+            if let Some(each) = each {
+                let consolidated = changes.consolidate()?;
+                let encoded = self.encode(&consolidated)?;
+                for (row, weight) in encoded.iter().zip(consolidated.weights()) {
+                    each(row.data(), *weight);
+                }
+            }
             let rows = changes.to_multiset_batch()?;
             let columns = self.conform(rows.columns())?;
             let rows = RecordBatch::try_new(self.schema.clone(), columns)?;
@@ -112,6 +129,11 @@ impl Relation {
                 rows.insert(Arc::from(key), count);
             }
             cardinality += weight;
+        }
+        if let Some(each) = each {
+            for (row, weight) in encoded.iter().zip(changes.weights()) {
+                each(row.data(), *weight);
+            }
         }
         self.rows = rows;
         self.appended = Vector::new();

@@ -501,38 +501,45 @@ fn main() -> Result<()> {
         }
         if groups.contains(&Group::Checkpoint) {
             let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));
-            let figures = kafka::checkpoint_overhead(
-                &runtime,
-                &broker,
-                args.kafka_messages,
-                interval,
-                args.checkpoint_runs,
-                &source_options,
-            )?;
-            print_figures(
-                &format!(
-                    "Kafka connector table -> group by, in memory vs --data-dir ({} messages produced beforehand)",
-                    args.kafka_messages
-                ),
-                &figures,
-            );
-            let median = |durable: bool| {
-                let mut rates: Vec<f64> = figures
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| (i % 2 == 1) == durable)
-                    .map(|(_, f)| f.per_second())
-                    .collect();
-                rates.sort_by(f64::total_cmp);
-                rates[rates.len() / 2]
-            };
-            let (memory, durable) = (median(false), median(true));
-            println!(
-                "checkpoint overhead: median {} events/s in memory, {} with --data-dir: {:.1}% slower (target <= 10%)",
-                human(memory),
-                human(durable),
-                (1.0 - durable / memory) * 100.0
-            );
+            kafka::checkpoint_backlog(&runtime, &broker, args.kafka_messages)?;
+            for (input, title) in [
+                (kafka::Durable::Source, "Kafka source -> group by"),
+                (kafka::Durable::Table, "Kafka connector table -> group by"),
+            ] {
+                let figures = kafka::checkpoint_overhead(
+                    &runtime,
+                    &broker,
+                    input,
+                    args.kafka_messages,
+                    interval,
+                    args.checkpoint_runs,
+                    &source_options,
+                )?;
+                print_figures(
+                    &format!(
+                        "{title}, in memory vs --data-dir ({} messages produced beforehand)",
+                        args.kafka_messages
+                    ),
+                    &figures,
+                );
+                let median = |durable: bool| {
+                    let mut rates: Vec<f64> = figures
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| (i % 2 == 1) == durable)
+                        .map(|(_, f)| f.per_second())
+                        .collect();
+                    rates.sort_by(f64::total_cmp);
+                    rates[rates.len() / 2]
+                };
+                let (memory, durable) = (median(false), median(true));
+                println!(
+                    "checkpoint overhead ({title}): median {} events/s in memory, {} with --data-dir: {:.1}% slower (target <= 10%)",
+                    human(memory),
+                    human(durable),
+                    (1.0 - durable / memory) * 100.0
+                );
+            }
         }
     }
     Ok(())

@@ -44,6 +44,22 @@ pub(crate) struct StoredView {
     /// The plan, until the first checkpoint after the view's creation
     /// stores it.
     plan: Option<String>,
+    /// Changes of the view's contents since the last checkpoint, by row
+    /// encoding: a row that changes in many epochs is written once.
+    contents: hashbrown::HashMap<Box<[u8]>, i64>,
+}
+
+impl StoredView {
+    /// Record that the view's contents changed by `weight` copies of the
+    /// row encoded as `row`.
+    pub(crate) fn add_contents(&mut self, row: &[u8], weight: i64) {
+        match self.contents.get_mut(row) {
+            Some(total) => *total += weight,
+            None => {
+                self.contents.insert(row.into(), weight);
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -95,6 +111,7 @@ impl Writer {
             id: entry.created,
             nodes,
             plan: Some(plan),
+            contents: hashbrown::HashMap::new(),
         };
         if self.replaying {
             self.load_state(entry, &mut view)?;
@@ -160,13 +177,21 @@ impl Writer {
         Ok(())
     }
 
-    /// Add to `checkpoint` what the operators of stored views changed since
-    /// the last checkpoint.
+    /// Add to `checkpoint` what the contents and operators of stored views
+    /// changed since the last checkpoint.
     pub(super) fn save_view_state(&mut self, checkpoint: &mut Checkpoint) -> Result<()> {
         let mut key = Vec::new();
         for view in self.stored_views.values_mut() {
             if let Some(plan) = view.plan.take() {
                 checkpoint.put(view.id, &[PLAN], plan.as_bytes());
+            }
+            for (row, weight) in view.contents.drain() {
+                if weight != 0 {
+                    key.clear();
+                    key.push(CONTENTS);
+                    key.extend_from_slice(&row);
+                    checkpoint.add_row(view.id, &key, weight);
+                }
             }
             for (ordinal, node) in view.nodes.iter().enumerate() {
                 // Fewer than u16::MAX nodes: checked at install.
