@@ -644,7 +644,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let s = schema("k:int v:int");
-        let mut present: Vec<(i64, Option<i64>)> = Vec::new();
+        let mut present: Vec<(Option<i64>, Option<i64>)> = Vec::new();
         (0..epochs)
             .map(|_| {
                 let mut rows = Vec::new();
@@ -654,7 +654,7 @@ mod tests {
                         rows.push((k, v, -1));
                     } else {
                         let v = rng.random_bool(0.9).then(|| rng.random_range(0..8));
-                        let k = rng.random_range(0..4);
+                        let k = rng.random_bool(0.9).then(|| rng.random_range(0..4));
                         present.push((k, v));
                         rows.push((k, v, 1));
                     }
@@ -662,8 +662,9 @@ mod tests {
                 let text: Vec<String> = rows
                     .iter()
                     .map(|(k, v, w)| {
-                        let v = v.map_or("NULL".to_string(), |v| v.to_string());
-                        format!("{k} {v} {w:+}")
+                        let text =
+                            |x: &Option<i64>| x.map_or("NULL".to_string(), |x| x.to_string());
+                        format!("{} {} {w:+}", text(k), text(v))
                     })
                     .collect();
                 vec![(0, changes(&s, &text.join("; ")))]
@@ -697,12 +698,30 @@ mod tests {
             ))
         };
         let make_global = || -> Box<dyn Operator> { Box::new(count_sum_min_max(false)) };
+        // Two key columns: groups keyed by their row encoding.
+        let make_pairs = || -> Box<dyn Operator> {
+            let input = schema("k:int v:int");
+            let keys = vec![col("k", &input), col("v", &input)];
+            let types = vec![DataType::Int64, DataType::Int64];
+            let calls = vec![call(Count, "*", false), call(Min, "v", false)];
+            Box::new(
+                AggregateOperator::new(
+                    keys,
+                    types,
+                    calls,
+                    &input,
+                    schema("k:int v:int n:int lo:int"),
+                )
+                .expect("a valid aggregate"),
+            )
+        };
         for seed in 0..40 {
             let epochs = random_epochs(seed, 12);
             let cut = 1 + (seed as usize) % 11;
             let (before, after) = (epochs[..cut].to_vec(), epochs[cut..].to_vec());
             check_restart(&make_grouped, before.clone(), after.clone())?;
-            check_restart(&make_global, before, after)?;
+            check_restart(&make_global, before.clone(), after.clone())?;
+            check_restart(&make_pairs, before, after)?;
         }
         Ok(())
     }
