@@ -55,6 +55,11 @@ pub(crate) const POSITION: u8 = b'o';
 /// Prefix of the state entries of a materialized view's scan of a source
 /// (then the scan's number, then a position's or message key's entry).
 pub(crate) const SCAN: u8 = b'i';
+/// Prefix of the state entries that hold an append-only connector table's
+/// rows: one Arrow IPC change set per epoch (then the epoch and a number
+/// within it), so that a checkpoint writes a few large values rather than
+/// a key per row.
+pub(crate) const LOG: u8 = b'l';
 /// Prefix of the state entries that hold an exactly-once sink's changes
 /// of one checkpoint, until the sink has committed them.
 pub(crate) const OUTBOX: u8 = b'x';
@@ -90,6 +95,9 @@ pub(crate) struct Writer {
     checkpointer: Option<Checkpointer>,
     /// Changes to make durable at the next checkpoint.
     pub(crate) pending: Checkpoint,
+    /// The epoch and number of the last change set logged for a connector
+    /// table (see [`LOG`]).
+    logged: (u64, u32),
     /// Readers took input since the last checkpoint.
     pub(crate) unsynced: bool,
     /// When the last checkpoint was written.
@@ -147,6 +155,7 @@ impl Engine {
                 store,
                 checkpointer,
                 pending: Checkpoint::default(),
+                logged: (0, 0),
                 unsynced: false,
                 last_checkpoint: std::time::Instant::now(),
                 replaying: false,
@@ -981,12 +990,34 @@ impl Writer {
                 Some(Stored::Table(id)) if r.view == *view => Some(id),
                 _ => None,
             });
-            if let Some(id) = table {
+            let Some(id) = table else {
+                continue;
+            };
+            let keyed = self
+                .working
+                .objects
+                .get(view)
+                .and_then(|e| e.connector.as_ref())
+                .is_none_or(|spec| eddy_connectors::source::keyed(spec));
+            if keyed {
+                // Keyed rows are replaced and deleted: stored by row.
                 let changes = changes.consolidate()?;
                 let rows = relation.encode(&changes)?;
                 for (row, weight) in rows.iter().zip(changes.weights()) {
                     self.pending.add_row(id, row.data(), *weight);
                 }
+            } else {
+                let epoch = self.working.epoch + 1;
+                let number = match self.logged {
+                    (last, number) if last == epoch => number + 1,
+                    _ => 0,
+                };
+                self.logged = (epoch, number);
+                let mut key = vec![LOG];
+                key.extend_from_slice(&epoch.to_be_bytes());
+                key.extend_from_slice(&number.to_be_bytes());
+                let value = durable::encode_rows(changes.data(), changes.weights())?;
+                self.pending.put(id, &key, &value);
             }
         }
         Ok(())

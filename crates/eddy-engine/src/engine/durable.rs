@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 use super::keys::KeyIndex;
 use super::view_state::CONTENTS;
-use super::{consolidated, Engine, Writer, MESSAGE_KEY, OUTBOX, POSITION, SCAN};
+use super::{consolidated, Engine, Writer, LOG, MESSAGE_KEY, OUTBOX, POSITION, SCAN};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::ingest::{SourceScan, Stored};
 use crate::Relation;
@@ -181,6 +181,7 @@ impl Writer {
             return Ok(Resume::default());
         };
         self.load_rows(entry)?;
+        self.load_log(&store, entry)?;
         let mut resume = Resume::default();
         if let Some(relation) = self.working.relations.get(&entry.name) {
             resume.rows = relation.batches()?;
@@ -188,6 +189,29 @@ impl Writer {
         read_positions(&store, entry, &[], &mut resume)?;
         info!(table = %entry.name, positions = ?resume.positions, "connector table resumes");
         Ok(resume)
+    }
+
+    /// Apply the change sets stored in the log of connector table `entry`
+    /// (see [`super::LOG`]) to its contents.
+    fn load_log(&mut self, store: &Store, entry: &CatalogEntry) -> Result<()> {
+        let Some(relation) = self.working.relations.get_mut(&entry.name) else {
+            return Ok(());
+        };
+        let mut failure: Option<Error> = None;
+        store
+            .state(entry.created, |key, value| {
+                if failure.is_some() || key.first() != Some(&LOG) {
+                    return;
+                }
+                let applied = decode_rows(value).and_then(|(rows, weights)| {
+                    relation.apply(&ChangeBatch::new(rows, Int64Array::from(weights))?)
+                });
+                if let Err(error) = applied {
+                    failure = Some(error);
+                }
+            })
+            .map_err(storage_error)?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// The readers view `entry` needs, one per source it scans. With a
@@ -460,6 +484,8 @@ fn read_positions(
                         _ => corrupt = true,
                     }
                 }
+                // Change sets of a connector table's log: its rows.
+                Some((&LOG, _)) => {}
                 Some((&MESSAGE_KEY, message_key)) => {
                     resume
                         .message_keys
@@ -568,7 +594,22 @@ const WEIGHT: &str = "__eddy_weight";
 
 /// `changes` as an Arrow IPC stream of their rows plus a weight column.
 fn encode_changes(changes: &SinkChanges) -> Result<Vec<u8>> {
-    let rows = &changes.rows;
+    encode_rows(&changes.rows, &changes.weights)
+}
+
+/// The change set [`encode_changes`] wrote, as checkpoint `epoch`'s.
+fn decode_changes(bytes: &[u8], epoch: u64) -> Result<SinkChanges> {
+    let (rows, weights) = decode_rows(bytes)?;
+    Ok(SinkChanges {
+        rows,
+        weights,
+        epoch,
+    })
+}
+
+/// `rows` with their `weights` as an Arrow IPC stream of the rows plus a
+/// weight column.
+pub(super) fn encode_rows(rows: &RecordBatch, weights: &[i64]) -> Result<Vec<u8>> {
     let mut fields: Vec<Field> = rows
         .schema()
         .fields()
@@ -578,7 +619,7 @@ fn encode_changes(changes: &SinkChanges) -> Result<Vec<u8>> {
     fields.push(Field::new(WEIGHT, DataType::Int64, false));
     let schema = Arc::new(Schema::new(fields));
     let mut columns = rows.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from(changes.weights.clone())));
+    columns.push(Arc::new(Int64Array::from(weights.to_vec())));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let mut bytes = Vec::new();
     let mut writer = StreamWriter::try_new(&mut bytes, &schema)?;
@@ -588,9 +629,9 @@ fn encode_changes(changes: &SinkChanges) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The change set [`encode_changes`] wrote, as checkpoint `epoch`'s.
-fn decode_changes(bytes: &[u8], epoch: u64) -> Result<SinkChanges> {
-    let corrupt = || Error::Storage("a stored sink change set does not decode".into());
+/// The rows and weights [`encode_rows`] wrote.
+fn decode_rows(bytes: &[u8]) -> Result<(RecordBatch, Vec<i64>)> {
+    let corrupt = || Error::Storage("a stored change set does not decode".into());
     let reader = StreamReader::try_new(bytes, None).map_err(|_| corrupt())?;
     let mut batches = Vec::new();
     for batch in reader {
@@ -610,11 +651,7 @@ fn decode_changes(bytes: &[u8], epoch: u64) -> Result<SinkChanges> {
         .to_vec();
     let mut rows = batch;
     rows.remove_column(last);
-    Ok(SinkChanges {
-        rows,
-        weights,
-        epoch,
-    })
+    Ok((rows, weights))
 }
 
 pub(super) fn storage_error(error: eddy_state::Error) -> Error {
