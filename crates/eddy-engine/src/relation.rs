@@ -11,6 +11,9 @@ use imbl::{OrdMap, Vector};
 /// Rows decoded per batch when a relation is read.
 const BATCH_ROWS: usize = 8192;
 
+/// Takes each row a change applies, encoded, with its weight.
+pub type EachRow<'a> = dyn FnMut(&[u8], i64) + 'a;
+
 /// A relation's rows: a map from row encodings to multiplicities, plus a
 /// log of the batches inserted since the map last took them in.
 ///
@@ -82,7 +85,7 @@ impl Relation {
     pub fn apply_with(
         &mut self,
         changes: &ChangeBatch,
-        each: Option<&mut dyn FnMut(&[u8], i64)>,
+        each: Option<&mut EachRow<'_>>,
     ) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
