@@ -6,7 +6,7 @@
 //! BIGINT)` and a materialized view `by_bucket` (a `GROUP BY k % 1000`
 //! over it), inserts N rows in statements of `--chunk` rows (each one
 //! synced checkpoint) and exits; then `recover` children open the data
-//! directory, rebuild the catalog, reload the rows, refill the view, and
+//! directory, rebuild the catalog, reload the rows and the view's state, and
 //! answer `SELECT count(*) FROM kv` and a read of the view. A recovery's
 //! time runs from the parent's spawn of the child to the child printing
 //! the answers, so process start-up counts. Figures are printed, never
@@ -208,7 +208,7 @@ fn parent(args: &Args) -> Result<()> {
                 .into());
             }
             println!(
-                "  recovery {}: {:.2} s to serve (count(*) = {keys}, view refilled)",
+                "  recovery {}: {:.2} s to serve (count(*) = {keys}, view restored)",
                 run + 1,
                 elapsed.as_secs_f64()
             );

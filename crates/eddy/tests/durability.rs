@@ -558,3 +558,71 @@ async fn catalog_and_checkpoints_survive_a_restart() {
     process.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A write that fails in a view rebuilds the views over the table from
+/// their inputs; what they store of their state is rewritten with them, so
+/// a restart loads them as they were, and they go on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_rebuilt_after_a_failed_write_restart_exactly() {
+    let dir = temp_dir("rebuilt");
+    let data = dir.join("data");
+    let log = dir.join("eddy.log");
+    let (process, client) = EddyProcess::start(&data, &log, START_TIMEOUT).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (k INT, v INT);
+             CREATE MATERIALIZED VIEW m AS
+               SELECT k, count(*) AS n, sum(100 / v) AS s, max(v) AS hi FROM t GROUP BY k;
+             CREATE MATERIALIZED VIEW top AS SELECT k, v FROM t ORDER BY v DESC, k LIMIT 2;
+             INSERT INTO t VALUES (1, 1), (1, 2), (2, 4);",
+        )
+        .await
+        .expect("setup");
+    let error = client
+        .simple_query("INSERT INTO t VALUES (2, 0), (3, 50)")
+        .await
+        .expect_err("division by zero");
+    assert_eq!(error.code().map(|c| c.code()), Some("22012"));
+    client
+        .batch_execute("INSERT INTO t VALUES (1, 5); DELETE FROM t WHERE v = 2;")
+        .await
+        .expect("writes after the failed one");
+    let expected_m = ["1 2 120 5", "2 1 25 4"];
+    let expected_top = ["1 5", "2 4"];
+    assert_eq!(
+        rows(&client, "SELECT k, n, s, hi FROM m ORDER BY k").await,
+        expected_m
+    );
+    assert_eq!(
+        rows(&client, "SELECT k, v FROM top ORDER BY v DESC").await,
+        expected_top
+    );
+    process.kill();
+
+    let (process, client) = EddyProcess::start(&data, &log, START_TIMEOUT).await;
+    let context = tail(&log);
+    assert_eq!(
+        rows(&client, "SELECT k, n, s, hi FROM m ORDER BY k").await,
+        expected_m,
+        "m after the restart; log:\n{context}"
+    );
+    assert_eq!(
+        rows(&client, "SELECT k, v FROM top ORDER BY v DESC").await,
+        expected_top,
+        "top after the restart"
+    );
+    client
+        .batch_execute("DELETE FROM t WHERE k = 1; INSERT INTO t VALUES (2, 10);")
+        .await
+        .expect("writes after the restart");
+    assert_eq!(
+        rows(&client, "SELECT k, n, s, hi FROM m ORDER BY k").await,
+        ["2 2 35 10"]
+    );
+    assert_eq!(
+        rows(&client, "SELECT k, v FROM top ORDER BY v DESC").await,
+        ["2 10", "2 4"]
+    );
+    process.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
