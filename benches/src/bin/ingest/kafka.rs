@@ -516,6 +516,15 @@ async fn through_table(
     }
     let checkpoints = eddy.engine.snapshot().checkpoint.clone();
     drop(eddy);
+    let stored: u64 = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
     let name = match (durable, checkpoints) {
         (None, _) => match input {
@@ -523,8 +532,9 @@ async fn through_table(
             Durable::Source => "source + group by, in memory".to_string(),
         },
         (Some(interval), last) => format!(
-            "same, --data-dir, {} ms checkpoints (last: {} MB in {} ms)",
+            "same, --data-dir, {} ms checkpoints (data dir {} MB; last: {} MB in {} ms)",
             interval.as_millis(),
+            stored >> 20,
             last.as_ref().map_or(0, |c| c.bytes >> 20),
             last.and_then(|c| c.duration).map_or(0, |d| d.as_millis())
         ),
