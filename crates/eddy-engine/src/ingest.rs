@@ -384,9 +384,10 @@ impl Engine {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        // Sinks: exactly-once ones are handed changes by checkpoints; then
-        // wait until what they were handed is acknowledged.
-        self.write().await.checkpoint_for_sinks()?;
+        // Everything read is made durable (exactly-once sinks are handed
+        // changes by checkpoints); then wait until what sinks were handed
+        // is acknowledged.
+        self.write().await.checkpoint_now()?;
         let sinks: Vec<_> = self
             .snapshot()
             .sink_progress

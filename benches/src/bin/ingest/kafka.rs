@@ -515,7 +515,25 @@ async fn through_table(
         ));
     }
     let checkpoints = eddy.engine.snapshot().checkpoint.clone();
-    drop(eddy);
+    // With a data directory: make everything durable, then time a restart
+    // from opening the directory to the view answering with every message.
+    let mut restart = None;
+    if let Some(interval) = durable {
+        eddy.execute("FLUSH").await?;
+        drop(eddy);
+        let started = Instant::now();
+        let again = Eddy::durable(&dir, interval).await?;
+        let restored = again.query_i64("SELECT sum(events) FROM v").await?;
+        restart = Some(started.elapsed());
+        check = check.and(expect_equal(
+            "sum(events) after the restart",
+            restored,
+            messages,
+        ));
+        drop(again);
+    } else {
+        drop(eddy);
+    }
     let stored: u64 = std::fs::read_dir(&dir)
         .map(|entries| {
             entries
@@ -532,9 +550,10 @@ async fn through_table(
             Durable::Source => "source + group by, in memory".to_string(),
         },
         (Some(interval), last) => format!(
-            "same, --data-dir, {} ms checkpoints (data dir {} MB; last: {} MB in {} ms)",
+            "same, --data-dir, {} ms checkpoints (data dir {} MB, restart serves in {} ms; last: {} MB in {} ms)",
             interval.as_millis(),
             stored >> 20,
+            restart.map_or(0, |d| d.as_millis()),
             last.as_ref().map_or(0, |c| c.bytes >> 20),
             last.and_then(|c| c.duration).map_or(0, |d| d.as_millis())
         ),

@@ -43,11 +43,12 @@ impl WriteGuard<'_> {
         self.checkpoint(if due { Durable::Soon } else { Durable::Later })
     }
 
-    /// Write a checkpoint now if an exactly-once sink has changes waiting
-    /// for one, and wait for it (`FLUSH` waits for sinks).
-    pub(crate) fn checkpoint_for_sinks(&mut self) -> Result<()> {
-        let staged = self.writer.sinks_staged();
-        self.checkpoint(if staged { Durable::Now } else { Durable::Later })
+    /// Write a checkpoint of everything committed so far, if anything is
+    /// not durable yet, and wait for it (`FLUSH`: what it waited for is
+    /// durable when it returns, and exactly-once sinks are handed their
+    /// changes).
+    pub(crate) fn checkpoint_now(&mut self) -> Result<()> {
+        self.checkpoint(Durable::Now)
     }
 
     /// Write a checkpoint of the committed epoch, as `durable` says, if
