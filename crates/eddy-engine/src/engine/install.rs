@@ -131,12 +131,7 @@ impl Writer {
             .get(relation)
             .ok_or_else(|| Error::internal(format!("{relation} has no dataflow node")))?;
         self.dataflow.observe(node)?;
-        let contents = self
-            .working
-            .relations
-            .get(relation)
-            .ok_or_else(|| Error::internal(format!("relation {relation} has no contents")))?
-            .contents()?;
+        let contents = self.contents_of(relation)?;
         if let Some(runner) = self.sinks.iter_mut().find(|s| s.name == sink) {
             runner.pending.extend(contents);
         }
@@ -200,13 +195,7 @@ impl Writer {
                 // A restored view's operators hold their inputs already.
                 continue;
             }
-            let contents = self
-                .working
-                .relations
-                .get(relation)
-                .ok_or_else(|| Error::internal(format!("relation {relation} has no contents")))?
-                .contents()?;
-            for changes in contents {
+            for changes in self.contents_of(relation)? {
                 self.dataflow.push(*node, changes)?;
             }
         }
@@ -217,5 +206,15 @@ impl Writer {
             self.start_reader(&entry.name, scan)?;
         }
         Ok(())
+    }
+
+    /// The current rows of table or materialized view `relation`, as
+    /// insertions.
+    fn contents_of(&self, relation: &str) -> Result<Vec<eddy_common::ChangeBatch>> {
+        self.working
+            .relations
+            .get(relation)
+            .ok_or_else(|| Error::internal(format!("relation {relation} has no contents")))?
+            .contents()
     }
 }
