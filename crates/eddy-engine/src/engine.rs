@@ -788,19 +788,13 @@ impl Writer {
             }
             relation.apply(&changes)?;
             let table = self.readers.iter().find_map(|r| match r.stored {
-                Some(Stored::Table(id)) if r.view == *view => Some(id),
+                Some(Stored::Table { id, log }) if r.view == *view => Some((id, log)),
                 _ => None,
             });
-            let Some(id) = table else {
+            let Some((id, log)) = table else {
                 continue;
             };
-            let keyed = self
-                .working
-                .objects
-                .get(view)
-                .and_then(|e| e.connector.as_ref())
-                .is_none_or(|spec| eddy_connectors::source::keyed(spec));
-            if keyed {
+            if !log {
                 // Keyed rows are replaced and deleted: stored by row.
                 let changes = changes.consolidate()?;
                 let rows = relation.encode(&changes)?;

@@ -52,8 +52,10 @@ enum Event {
 /// restart the reader goes on right after the last checkpointed message.
 pub(crate) enum Stored {
     /// A connector table's reader, under the table's creation number: its
-    /// positions and message keys (the rows are the table's contents).
-    Table(u64),
+    /// positions and message keys (the rows are the table's contents,
+    /// stored as a `log` of change sets for an append-only table, by row
+    /// for a keyed one).
+    Table { id: u64, log: bool },
     /// A reader of a source for a materialized view, under the view's
     /// creation number: its positions and message keys, and with a `codec`
     /// the rows it took, each behind the scan's number among the view's
@@ -70,7 +72,7 @@ impl Stored {
     /// The creation number the reader's entries are stored under.
     pub(crate) fn id(&self) -> u64 {
         match self {
-            Stored::Table(id) => *id,
+            Stored::Table { id, .. } => *id,
             Stored::Scan { view, .. } => *view,
         }
     }

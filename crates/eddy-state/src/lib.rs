@@ -237,10 +237,11 @@ impl Store {
         Ok(records)
     }
 
-    /// Every row of relation `id` with a non-zero multiplicity, in row
-    /// order, handed to `each` as (row encoding, multiplicity).
-    pub fn rows(&self, id: u64, mut each: impl FnMut(&[u8], i64)) -> Result<()> {
-        self.scan(ROWS, id, |row, value| {
+    /// Every row of relation `id` whose key starts with `prefix` and has a
+    /// non-zero multiplicity, in key order, handed to `each` as (key
+    /// without `prefix`, multiplicity).
+    pub fn rows(&self, id: u64, prefix: &[u8], mut each: impl FnMut(&[u8], i64)) -> Result<()> {
+        self.scan(ROWS, id, prefix, |row, value| {
             let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
             if count != 0 {
                 each(row, count);
@@ -249,24 +250,27 @@ impl Store {
         })
     }
 
-    /// Every state entry of object `id`, in key order, handed to `each` as
-    /// (key, value).
-    pub fn state(&self, id: u64, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        self.scan(STATE, id, |key, value| {
+    /// Every state entry of object `id` whose key starts with `prefix`, in
+    /// key order, handed to `each` as (key without `prefix`, value).
+    pub fn state(&self, id: u64, prefix: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        self.scan(STATE, id, prefix, |key, value| {
             each(key, value);
             Ok(())
         })
     }
 
-    /// Every entry of `family` under object `id`, in key order, as (key
-    /// without the object's prefix, value).
+    /// Every entry of `family` under object `id` whose key starts with
+    /// `within`, in key order, as (key without the object's number and
+    /// `within`, value).
     fn scan(
         &self,
         family: &'static str,
         id: u64,
+        within: &[u8],
         mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let prefix = id.to_be_bytes();
+        let mut prefix = id.to_be_bytes().to_vec();
+        prefix.extend_from_slice(within);
         let mut options = ReadOptions::default();
         // A scan reads a whole object once, at start-up: its blocks would
         // only push out of the cache what is read again.
@@ -278,7 +282,7 @@ impl Store {
         // A raw iterator lends each entry instead of copying it into two
         // new boxes.
         let mut entries = self.db.raw_iterator_cf_opt(self.family(family)?, options);
-        entries.seek(prefix);
+        entries.seek(&prefix);
         while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
             let Some(key) = key.strip_prefix(&prefix[..]) else {
                 break;
@@ -498,7 +502,7 @@ mod tests {
     fn rows_of(store: &Store, id: u64) -> Vec<(Vec<u8>, i64)> {
         let mut rows = Vec::new();
         store
-            .rows(id, |row, count| rows.push((row.to_vec(), count)))
+            .rows(id, &[], |row, count| rows.push((row.to_vec(), count)))
             .expect("rows");
         rows
     }
@@ -571,7 +575,7 @@ mod tests {
         store.commit(checkpoint, 9).expect("commit");
         let mut state = Vec::new();
         store
-            .state(3, |k, v| state.push((k.to_vec(), v.to_vec())))
+            .state(3, &[], |k, v| state.push((k.to_vec(), v.to_vec())))
             .expect("state");
         assert_eq!(state, vec![(b"o0".to_vec(), b"41".to_vec())]);
 
@@ -583,11 +587,11 @@ mod tests {
         assert_eq!(rows_of(&store, 4).len(), 2, "other objects keep their rows");
         let mut state = Vec::new();
         store
-            .state(3, |k, _| state.push(k.to_vec()))
+            .state(3, &[], |k, _| state.push(k.to_vec()))
             .expect("state");
         assert!(state.is_empty(), "dropping an object drops its state");
         store
-            .state(4, |k, _| state.push(k.to_vec()))
+            .state(4, &[], |k, _| state.push(k.to_vec()))
             .expect("state");
         assert_eq!(state, vec![b"o0".to_vec()]);
         drop(store);

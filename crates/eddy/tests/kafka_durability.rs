@@ -244,7 +244,7 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
             .id;
         let (mut contents, mut other) = (0usize, 0usize);
         store
-            .rows(id, |row, _| match row.first() {
+            .rows(id, &[], |row, _| match row.first() {
                 Some(&u8::MAX) => contents += 1,
                 _ => other += 1,
             })

@@ -199,8 +199,8 @@ impl Writer {
         };
         let mut failure: Option<Error> = None;
         store
-            .state(entry.created, |key, value| {
-                if failure.is_some() || key.first() != Some(&LOG) {
+            .state(entry.created, &[LOG], |_, value| {
+                if failure.is_some() {
                     return;
                 }
                 let applied = decode_rows(value).and_then(|(rows, weights)| {
@@ -264,10 +264,10 @@ impl Writer {
             };
             let resume = match stored.as_ref() {
                 Some(&Stored::Scan { scan, .. }) if self.replaying => {
-                    let (resume, contents) = self.resume_scan(entry, scan, &input)?;
+                    let (resume, taken) = self.resume_scan(entry, scan, &input)?;
                     if !stores_state {
-                        for node in &nodes {
-                            for changes in &contents {
+                        for changes in taken.contents()? {
+                            for node in &nodes {
                                 self.dataflow.push(*node, changes.clone())?;
                             }
                         }
@@ -288,20 +288,20 @@ impl Writer {
         Ok(restored)
     }
 
-    /// What the last checkpoint holds of scan `scan` of view `view`: the
-    /// rows its reader took (as changes to fill the view with, and for the
-    /// reader), positions and message keys.
-    pub(super) fn resume_scan(
+    /// What the last checkpoint holds of scan `scan` of view `view`: its
+    /// positions and message keys, and the rows its reader took (for the
+    /// reader, and to fill the view with).
+    fn resume_scan(
         &self,
         view: &CatalogEntry,
         scan: u8,
         source: &CatalogEntry,
-    ) -> Result<(Resume, Vec<ChangeBatch>)> {
+    ) -> Result<(Resume, Relation)> {
         let mut resume = Resume::default();
-        let Some(store) = self.store.clone() else {
-            return Ok((resume, Vec::new()));
-        };
         let mut relation = Relation::new(source.schema.clone())?;
+        let Some(store) = self.store.clone() else {
+            return Ok((resume, relation));
+        };
         read_rows(&store, view.created, &[scan], &mut relation, None)?;
         read_positions(&store, view, &[SCAN, scan], &mut resume)?;
         if !resume.message_keys.is_empty() {
@@ -309,7 +309,7 @@ impl Writer {
             resume.rows = relation.batches()?;
         }
         info!(view = %view.name, source = %source.name, positions = ?resume.positions, "source scan resumes");
-        Ok((resume, relation.contents()?))
+        Ok((resume, relation))
     }
 
     /// The changes exactly-once sink `id` was handed by checkpoints but may
@@ -323,10 +323,7 @@ impl Writer {
         };
         let mut failure: Option<Error> = None;
         store
-            .state(id, |key, value| {
-                let Some((&OUTBOX, epoch)) = key.split_first() else {
-                    return;
-                };
+            .state(id, &[OUTBOX], |epoch, value| {
                 let decoded = <[u8; 8]>::try_from(epoch)
                     .map_err(|_| Error::Storage("a stored sink epoch does not decode".into()))
                     .and_then(|epoch| decode_changes(value, u64::from_be_bytes(epoch)));
@@ -467,32 +464,26 @@ fn read_positions(
     prefix: &[u8],
     resume: &mut Resume,
 ) -> Result<()> {
+    let within = |kind: u8| [prefix, &[kind]].concat();
     let mut corrupt = false;
     store
-        .state(entry.created, |key, value| {
-            let Some(key) = key.strip_prefix(prefix) else {
-                return;
-            };
-            match key.split_first() {
-                Some((&POSITION, partition)) => {
-                    match (std::str::from_utf8(partition), <[u8; 8]>::try_from(value)) {
-                        (Ok(partition), Ok(offset)) => {
-                            resume
-                                .positions
-                                .insert(partition.to_string(), i64::from_be_bytes(offset));
-                        }
-                        _ => corrupt = true,
-                    }
-                }
-                // Change sets of a connector table's log: its rows.
-                Some((&LOG, _)) => {}
-                Some((&MESSAGE_KEY, message_key)) => {
-                    resume
-                        .message_keys
-                        .push((message_key.to_vec(), value.to_vec()));
-                }
-                _ => corrupt = true,
+        .state(entry.created, &within(POSITION), |partition, value| match (
+            std::str::from_utf8(partition),
+            <[u8; 8]>::try_from(value),
+        ) {
+            (Ok(partition), Ok(offset)) => {
+                resume
+                    .positions
+                    .insert(partition.to_string(), i64::from_be_bytes(offset));
             }
+            _ => corrupt = true,
+        })
+        .map_err(storage_error)?;
+    store
+        .state(entry.created, &within(MESSAGE_KEY), |message_key, value| {
+            resume
+                .message_keys
+                .push((message_key.to_vec(), value.to_vec()));
         })
         .map_err(storage_error)?;
     if corrupt {
@@ -528,13 +519,10 @@ pub(super) fn read_rows(
         Ok(())
     };
     store
-        .rows(id, |row, count| {
+        .rows(id, prefix, |row, count| {
             if failure.is_some() {
                 return;
             }
-            let Some(row) = row.strip_prefix(prefix) else {
-                return;
-            };
             loaded += count.unsigned_abs();
             chunk.push(row, count);
             if chunk.weights.len() == LOAD_ROWS {

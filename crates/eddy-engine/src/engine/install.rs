@@ -66,7 +66,10 @@ impl Writer {
             nodes: vec![node],
             spec: spec.clone(),
             schema: entry.schema.clone(),
-            stored: durable.then_some(Stored::Table(entry.created)),
+            stored: durable.then_some(Stored::Table {
+                id: entry.created,
+                log: !eddy_connectors::source::keyed(spec),
+            }),
             resume,
         };
         self.start_reader(&entry.name, scan)

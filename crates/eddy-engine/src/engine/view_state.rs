@@ -126,41 +126,44 @@ impl Writer {
         };
         let plan = view.plan.take().unwrap_or_default();
         let mut stored_plan: Option<Vec<u8>> = None;
-        let mut failure: Option<Error> = None;
-        let mut entries = 0u64;
-        let dataflow = &mut self.dataflow;
         store
-            .state(view.id, |key, value| {
-                if failure.is_some() {
-                    return;
-                }
-                match key.split_first() {
-                    Some((&PLAN, [])) => stored_plan = Some(value.to_vec()),
-                    Some((&OPERATOR, [high, low, key @ ..])) => {
-                        entries += 1;
-                        let ordinal = usize::from(u16::from_be_bytes([*high, *low]));
-                        let loaded = view
-                            .nodes
-                            .get(ordinal)
-                            .ok_or_else(eddy_dataflow::state::corrupt)
-                            .and_then(|node| dataflow.operator_mut(*node))
-                            .and_then(|operator| operator.load_state(key, value));
-                        if let Err(error) = loaded {
-                            failure = Some(error);
-                        }
-                    }
-                    _ => {}
-                }
+            .state(view.id, &[PLAN], |_, value| {
+                stored_plan = Some(value.to_vec())
             })
             .map_err(durable::storage_error)?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
         if stored_plan.as_deref() != Some(plan.as_bytes()) {
             return Err(Error::Storage(format!(
                 "the stored state of materialized view \"{}\" belongs to another plan than this Eddy makes of it; drop the view and create it again",
                 entry.name
             )));
+        }
+        let mut failure: Option<Error> = None;
+        let mut entries = 0u64;
+        let dataflow = &mut self.dataflow;
+        store
+            .state(view.id, &[OPERATOR], |key, value| {
+                if failure.is_some() {
+                    return;
+                }
+                let loaded = match key {
+                    [high, low, key @ ..] => {
+                        entries += 1;
+                        let ordinal = usize::from(u16::from_be_bytes([*high, *low]));
+                        view.nodes
+                            .get(ordinal)
+                            .ok_or_else(eddy_dataflow::state::corrupt)
+                            .and_then(|node| dataflow.operator_mut(*node))
+                            .and_then(|operator| operator.load_state(key, value))
+                    }
+                    _ => Err(eddy_dataflow::state::corrupt()),
+                };
+                if let Err(error) = loaded {
+                    failure = Some(error);
+                }
+            })
+            .map_err(durable::storage_error)?;
+        if let Some(error) = failure {
+            return Err(error);
         }
         for node in &view.nodes {
             self.dataflow.operator_mut(*node)?.state_loaded()?;
