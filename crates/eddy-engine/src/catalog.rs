@@ -127,39 +127,34 @@ impl Snapshot {
     /// True if everything `names` are and read, directly or through other
     /// objects, comes back exactly as checkpointed after a restart: plain
     /// tables, Kafka connector tables, and materialized views over them and
-    /// over Kafka sources (whose readers keep what they take). Not a source
-    /// read other than by a materialized view, whose reader starts over,
-    /// nor a generator.
-    pub fn restorable(&self, names: &[String]) -> bool {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut frontier: Vec<&str> = names.iter().map(String::as_str).collect();
-        while let Some(next) = frontier.pop() {
-            if seen.contains(&next) {
+    /// over Kafka sources. A Kafka source counts only where a query reads it
+    /// with a reader of its own, which stores its positions with the query's
+    /// state: in a materialized view's query, or (`query`) in the query
+    /// `names` are read by, plain views in either expanded. Never a
+    /// generator.
+    pub fn restorable(&self, names: &[String], query: bool) -> bool {
+        let mut seen: Vec<(&str, bool)> = Vec::new();
+        let mut frontier: Vec<(&str, bool)> = names.iter().map(|n| (n.as_str(), query)).collect();
+        while let Some((next, query)) = frontier.pop() {
+            if seen.contains(&(next, query)) {
                 continue;
             }
-            seen.push(next);
+            seen.push((next, query));
             let Some(entry) = self.objects.get(next) else {
                 return false;
             };
-            match (entry.kind, &entry.connector) {
-                (ObjectKind::Source, _) => return false,
-                (ObjectKind::Table, Some(spec)) if !eddy_connectors::source::resumable(spec) => {
-                    return false
-                }
-                _ => {}
-            }
-            for input in &entry.depends_on {
-                let kept = entry.kind == ObjectKind::MaterializedView
-                    && self.objects.get(input).is_some_and(|i| {
-                        i.kind == ObjectKind::Source
-                            && i.connector
-                                .as_ref()
-                                .is_some_and(|spec| eddy_connectors::source::resumable(spec))
-                    });
-                if !kept {
-                    frontier.push(input);
-                }
-            }
+            let resumable = entry
+                .connector
+                .as_ref()
+                .is_none_or(|spec| eddy_connectors::source::resumable(spec));
+            let inputs_query = match entry.kind {
+                ObjectKind::Source if query && resumable => continue,
+                ObjectKind::Table if resumable => continue,
+                ObjectKind::MaterializedView => true,
+                ObjectKind::View => query,
+                _ => return false,
+            };
+            frontier.extend(entry.depends_on.iter().map(|i| (i.as_str(), inputs_query)));
         }
         true
     }

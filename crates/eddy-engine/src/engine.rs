@@ -171,17 +171,19 @@ impl Engine {
         &self.ingest
     }
 
-    /// True if a sink that writes `spec` from `depends_on` is exactly once:
-    /// the engine is durable, everything the sink reads comes back as
-    /// checkpointed after a restart, and the options do not turn it off.
+    /// True if a sink that writes `spec` from `depends_on` (through a
+    /// `query` of its own, or a relation's rows) is exactly once: the engine
+    /// is durable, everything the sink reads comes back as checkpointed
+    /// after a restart, and the options do not turn it off.
     pub(crate) fn sink_exactly_once(
         &self,
         snapshot: &Snapshot,
         spec: &SourceSpec,
         depends_on: &[String],
+        query: bool,
     ) -> Result<bool> {
         Ok(self.durable
-            && snapshot.restorable(depends_on)
+            && snapshot.restorable(depends_on, query)
             && eddy_connectors::sink::wants_exactly_once(spec).map_err(crate::connector_error)?)
     }
 
@@ -402,9 +404,12 @@ impl WriteGuard<'_> {
         };
         let target = spec.options.get("topic").cloned().unwrap_or_default();
         let progress = Arc::new(SinkProgress::new(name, &target));
-        let exactly_once =
-            self.engine
-                .sink_exactly_once(&writer.working, &spec, &entry.depends_on)?;
+        let exactly_once = self.engine.sink_exactly_once(
+            &writer.working,
+            &spec,
+            &entry.depends_on,
+            entry.plan.is_some(),
+        )?;
         let (outbox, exactly_once) = match (&writer.store, exactly_once) {
             (Some(store), true) => {
                 let (kept, unconfirmed) = writer.stored_outbox(entry.created)?;

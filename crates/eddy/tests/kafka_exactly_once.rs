@@ -262,6 +262,58 @@ fn replay_changes(
     state
 }
 
+/// Read the committed messages of the exactly-once sink whose
+/// transactional id ends in `suffix`.
+async fn committed_of(bootstrap: &str, topic: &'static str, suffix: &'static str) -> Committed {
+    let bootstrap = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || committed(&bootstrap, topic, suffix))
+        .await
+        .expect("read")
+}
+
+/// Check that a PLAIN sink's committed rows hold each of `ids` exactly
+/// once (by their `id` column), and nothing else.
+fn assert_each_once(sink: &str, read: &Committed, ids: &[i64], context: &str) {
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for message in &read.messages {
+        let row: Value =
+            serde_json::from_slice(message.payload.as_deref().expect("a row")).expect("JSON row");
+        *seen.entry(row["id"].as_i64().expect("id")).or_default() += 1;
+    }
+    let missing: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !seen.contains_key(id))
+        .take(10)
+        .collect();
+    let twice: Vec<(i64, usize)> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, n)| (*k, *n))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty() && twice.is_empty() && seen.len() == ids.len(),
+        "{sink}: {} rows expected, {} distinct in the sink; missing (first 10) {missing:?}, more than once {twice:?} {context}",
+        ids.len(),
+        seen.len()
+    );
+}
+
+/// The `(n, total)` per sensor a DEBEZIUM sink of a per-sensor count and
+/// sum ends at, its changes replayed by [`replay_changes`].
+fn sensor_totals(sink: &str, read: &Committed, context: &str) -> BTreeMap<i64, (i64, i64)> {
+    replay_changes(sink, read, "sensor", context)
+        .iter()
+        .map(|(s, row)| {
+            (
+                *s,
+                (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_write_every_change_once_across_sigkill_loop() {
     let seed = crash_seed();
@@ -275,6 +327,8 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         ("readings_out", 1),
         ("per_sensor_out", 1),
         ("per_sensor_src_out", 1),
+        ("sensor_query_out", 1),
+        ("positive_out", 1),
         ("stock", 2),
         ("stock_out", 1),
         (PROGRESS, 1),
@@ -322,7 +376,16 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
              CREATE SINK per_sensor_src_out FROM per_sensor_src
                WITH (connector = 'kafka', topic = 'per_sensor_src_out', properties.bootstrap.server = '{bootstrap}',
                      primary_key = 'sensor')
-               FORMAT DEBEZIUM ENCODE JSON;"
+               FORMAT DEBEZIUM ENCODE JSON;
+             CREATE SINK sensor_query_out AS
+               SELECT sensor, count(*) AS n, sum(v) AS total FROM readings_src GROUP BY sensor
+               WITH (connector = 'kafka', topic = 'sensor_query_out', properties.bootstrap.server = '{bootstrap}',
+                     primary_key = 'sensor')
+               FORMAT DEBEZIUM ENCODE JSON;
+             CREATE VIEW positive AS SELECT id, v FROM readings_src WHERE v >= 0;
+             CREATE SINK positive_out FROM positive
+               WITH (connector = 'kafka', topic = 'positive_out', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE JSON;"
         ))
         .await
         .expect("create the tables, view and sinks");
@@ -405,36 +468,14 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
     );
     // FLUSH checkpoints what exactly-once sinks wait for and waits until
     // they committed it, so the sink topics are complete now.
-    let plain = {
-        let bootstrap = bootstrap.clone();
-        tokio::task::spawn_blocking(move || committed(&bootstrap, "readings_out", "-sink-2"))
-            .await
-            .expect("read")
-    };
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    for message in &plain.messages {
-        let row: Value =
-            serde_json::from_slice(message.payload.as_deref().expect("a row")).expect("JSON row");
-        *seen.entry(row["id"].as_i64().expect("id")).or_default() += 1;
-    }
-    let missing: Vec<i64> = readings
-        .iter()
-        .map(|r| r.0)
-        .filter(|id| !seen.contains_key(id))
-        .take(10)
-        .collect();
-    let twice: Vec<(i64, usize)> = seen
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(k, n)| (*k, *n))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty() && twice.is_empty() && seen.len() == readings.len(),
-        "readings_out: {} readings, {} distinct in the sink; missing (first 10) {missing:?}, more than once {twice:?} {context}",
-        readings.len(),
-        seen.len()
-    );
+    let plain = committed_of(&bootstrap, "readings_out", "-sink-2").await;
+    let ids: Vec<i64> = readings.iter().map(|r| r.0).collect();
+    assert_each_once("readings_out", &plain, &ids, &context);
+    // A PLAIN sink of a plain view over the source: its query's reader
+    // stores its positions with the sink's checkpoints.
+    let positive = committed_of(&bootstrap, "positive_out", "-sink-11").await;
+    let ids: Vec<i64> = readings.iter().filter(|r| r.2 >= 0).map(|r| r.0).collect();
+    assert_each_once("positive_out", &positive, &ids, &context);
 
     // The view's sink: per key, each change starts where the one before
     // ended, and the last one ends at the view's rows.
@@ -444,52 +485,28 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         slot.0 += 1;
         slot.1 += v;
     }
-    let view = {
-        let bootstrap = bootstrap.clone();
-        tokio::task::spawn_blocking(move || committed(&bootstrap, "per_sensor_out", "-sink-3"))
-            .await
-            .expect("read")
-    };
+    let view = committed_of(&bootstrap, "per_sensor_out", "-sink-3").await;
     let (changes, aborted, transactions) = (view.messages.len(), view.aborted, view.transactions);
-    let state = replay_changes("per_sensor_out", &view, "sensor", &context);
-    let got: BTreeMap<i64, (i64, i64)> = state
-        .iter()
-        .map(|(s, row)| {
-            (
-                *s,
-                (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
-            )
-        })
-        .collect();
-    assert_eq!(got, expected, "per_sensor_out ends at the view {context}");
-    // The same view over a source: its reader's input is checkpointed, so
-    // its sink is exactly once too.
-    let over_source = {
-        let bootstrap = bootstrap.clone();
-        tokio::task::spawn_blocking(move || committed(&bootstrap, "per_sensor_src_out", "-sink-8"))
-            .await
-            .expect("read")
-    };
-    let got: BTreeMap<i64, (i64, i64)> =
-        replay_changes("per_sensor_src_out", &over_source, "sensor", &context)
-            .iter()
-            .map(|(s, row)| {
-                (
-                    *s,
-                    (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
-                )
-            })
-            .collect();
     assert_eq!(
-        got, expected,
-        "per_sensor_src_out ends at the view {context}"
+        sensor_totals("per_sensor_out", &view, &context),
+        expected,
+        "per_sensor_out ends at the view {context}"
     );
-    let stock_changes = {
-        let bootstrap = bootstrap.clone();
-        tokio::task::spawn_blocking(move || committed(&bootstrap, "stock_out", "-sink-5"))
-            .await
-            .expect("read")
-    };
+    // The same view over a source: its reader's input is checkpointed, so
+    // its sink is exactly once too; and so is a sink whose own query
+    // aggregates the source (its operators' state is checkpointed).
+    for (sink, suffix) in [
+        ("per_sensor_src_out", "-sink-8"),
+        ("sensor_query_out", "-sink-9"),
+    ] {
+        let read = committed_of(&bootstrap, sink, suffix).await;
+        assert_eq!(
+            sensor_totals(sink, &read, &context),
+            expected,
+            "{sink} ends at the per-sensor totals {context}"
+        );
+    }
+    let stock_changes = committed_of(&bootstrap, "stock_out", "-sink-5").await;
     let got: BTreeMap<i64, i64> = replay_changes("stock_out", &stock_changes, "sku", &context)
         .iter()
         .map(|(sku, row)| (*sku, row["qty"].as_i64().unwrap()))
@@ -509,7 +526,9 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         [
             "per_sensor_out running",
             "per_sensor_src_out running",
+            "positive_out running",
             "readings_out running",
+            "sensor_query_out running",
             "stock_out running"
         ],
         "sink status {context}"
@@ -658,12 +677,7 @@ fn refused_transactions_are_aborted_and_written_again() {
             })
             .collect();
         assert_eq!(expected.len(), 50, "50 - 10 deleted + 10 inserted");
-        let written = {
-            let bootstrap = bootstrap.clone();
-            tokio::task::spawn_blocking(move || committed(&bootstrap, "changes", "-sink-1"))
-                .await
-                .expect("read")
-        };
+        let written = committed_of(&bootstrap, "changes", "-sink-1").await;
         let got: BTreeMap<i64, i64> = replay_changes("changes", &written, "id", "")
             .iter()
             .map(|(id, row)| (*id, row["v"].as_i64().expect("v")))

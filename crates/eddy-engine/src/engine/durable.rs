@@ -239,7 +239,7 @@ impl Writer {
                 .clone()
                 .ok_or_else(|| Error::internal(format!("source {source} has no connector")))?;
             let stored = if self.store.is_some()
-                && entry.kind == ObjectKind::MaterializedView
+                && (entry.kind == ObjectKind::MaterializedView || stores_state)
                 && eddy_connectors::source::resumable(&spec)
             {
                 let scan = u8::try_from(ordinal)

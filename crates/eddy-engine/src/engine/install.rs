@@ -192,6 +192,17 @@ impl Writer {
         let stores_state = self.stores_state(entry, planned.scans.iter().map(|(r, _)| r));
         if stores_state {
             self.install_state(entry, planned.root)?;
+        } else if !source_scans.is_empty()
+            && self
+                .sinks
+                .iter()
+                .any(|s| s.name == entry.name && s.outbox.is_some())
+        {
+            // Its readers would start over after a restart and send again.
+            return Err(Error::not_supported(format!(
+                "an exactly-once sink over this query (an operator of it cannot store its state); set exactly_once = 'false' for sink \"{}\"",
+                entry.name
+            )));
         }
         for (relation, node) in &planned.scans {
             if source_scans.contains_key(relation) || (stores_state && self.replaying) {

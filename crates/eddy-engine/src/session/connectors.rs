@@ -192,6 +192,7 @@ impl Session {
                             &snapshot,
                             &spec,
                             std::slice::from_ref(&name),
+                            false,
                         )?,
                     };
                     eddy_connectors::sink::check(&spec, &schema, facts)
@@ -237,7 +238,7 @@ impl Session {
             append_only: append_only_plan(&snapshot, &optimized),
             exactly_once: self
                 .engine
-                .sink_exactly_once(&snapshot, &spec, &depends_on)?,
+                .sink_exactly_once(&snapshot, &spec, &depends_on, true)?,
         };
         eddy_connectors::sink::check(&spec, &schema, facts)
             .await
