@@ -84,7 +84,11 @@ fn main() -> Result<()> {
 
 async fn open(dir: &Path) -> Result<std::sync::Arc<Engine>> {
     let store = eddy_state::Store::open(dir, &eddy_state::StoreOptions::default())?;
-    Ok(Engine::open(store, Duration::from_secs(1)).await?)
+    let options = eddy_engine::DurableOptions {
+        checkpoint_interval: Duration::from_secs(1),
+        memory_budget: Some(usize::MAX),
+    };
+    Ok(Engine::open(store, options).await?)
 }
 
 async fn run(session: &Session, sql: &str) -> Result<Vec<Output>> {

@@ -20,7 +20,7 @@ pub use union::UnionOperator;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::state::{Checkpointing, StateSink};
+use crate::state::{Checkpointing, Spill, StateSink};
 use crate::{ChangeBatch, Error, Result};
 
 /// An incremental relational operator.
@@ -76,6 +76,13 @@ pub trait Operator: Send {
             self.name()
         )))
     }
+
+    /// Keep saved state within `spill`'s budget: let go of entries whose
+    /// checkpoint is durable and read them back through `spill` when they
+    /// are needed again. Called after [`Operator::track_state`] and before
+    /// any entry loads; loading may then leave entries on disk. Operators
+    /// that keep all their state in memory ignore it.
+    fn spill(&mut self, _spill: Spill) {}
 
     /// Every saved entry is loaded: the operator is where it was when it
     /// saved them, its output included, and emits nothing for them.

@@ -5,6 +5,9 @@
 //! Values are written with [`Encoder`] and read with [`Decoder`]: fixed-size
 //! big-endian integers and length-prefixed byte strings, nothing else.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use crate::{Error, Result};
 
 /// Whether and how an operator's state survives a restart.
@@ -22,6 +25,123 @@ pub enum Checkpointing {
 /// What [`crate::Operator::save_state`] writes to: `Some(value)` sets an
 /// entry, `None` removes it.
 pub type StateSink<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
+
+/// Where an operator that lets go of saved entries reads them back: the
+/// value of one of its entries as the last durable checkpoint holds it.
+pub type StateReader = Box<dyn Fn(&[u8]) -> Result<Option<Vec<u8>>> + Send>;
+
+/// The memory the operators of a durable engine may keep of state they
+/// have saved, shared by all of them, and which checkpoints are durable.
+///
+/// An operator that spills ([`crate::Operator::spill`]) counts what it
+/// holds against [`StateBudget::limit`]; while the total is over it, each
+/// lets go of entries whose saved value is durable (their checkpoint
+/// written), in proportion to what it holds, and reads an entry back when
+/// its key comes again. Saves are numbered: the engine calls
+/// [`StateBudget::begin_save`] before the operators save into a checkpoint
+/// and [`StateBudget::written`] once that checkpoint is durable.
+#[derive(Debug)]
+pub struct StateBudget {
+    limit: usize,
+    resident: AtomicUsize,
+    saving: AtomicU64,
+    durable: AtomicU64,
+    evicted: AtomicU64,
+    reloaded: AtomicU64,
+}
+
+impl StateBudget {
+    /// A budget of `limit` bytes (0: keep nothing that is durable).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            resident: AtomicUsize::new(0),
+            saving: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            reloaded: AtomicU64::new(0),
+        }
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Estimated bytes of saved state the operators hold now.
+    pub fn resident(&self) -> usize {
+        self.resident.load(Ordering::Relaxed)
+    }
+
+    /// Entries let go of, and read back, since the engine started.
+    pub fn evictions(&self) -> (u64, u64) {
+        (
+            self.evicted.load(Ordering::Relaxed),
+            self.reloaded.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Number the save that starts now (operators save into the next
+    /// checkpoint); returns it.
+    pub fn begin_save(&self) -> u64 {
+        self.saving.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The checkpoint of save `save` is durable (checkpoints are written in
+    /// order).
+    pub fn written(&self, save: u64) {
+        self.durable.fetch_max(save, Ordering::AcqRel);
+    }
+
+    /// The number of the current save.
+    pub fn saving(&self) -> u64 {
+        self.saving.load(Ordering::Acquire)
+    }
+
+    /// Saves up to this number are durable.
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// An operator now holds `added` bytes more and `removed` fewer.
+    pub fn account(&self, added: usize, removed: usize) {
+        if added > removed {
+            self.resident.fetch_add(added - removed, Ordering::Relaxed);
+        } else if removed > added {
+            // Never below zero: each operator removes only what it added.
+            let _ = self
+                .resident
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                    Some(r.saturating_sub(removed - added))
+                });
+        }
+    }
+
+    /// How many of its `own` bytes an operator should keep: all while the
+    /// total is within the limit, else its share of the limit.
+    pub fn share(&self, own: usize) -> usize {
+        let total = self.resident().max(own);
+        if total <= self.limit {
+            return own;
+        }
+        let share = (own as u128 * self.limit as u128) / total.max(1) as u128;
+        usize::try_from(share).unwrap_or(usize::MAX)
+    }
+
+    /// Count entries let go of and read back.
+    pub fn count(&self, evicted: u64, reloaded: u64) {
+        self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        self.reloaded.fetch_add(reloaded, Ordering::Relaxed);
+    }
+}
+
+/// What an operator needs to let go of saved entries under a budget.
+pub struct Spill {
+    /// Reads the operator's entries back.
+    pub reader: StateReader,
+    /// The budget shared with the engine's other operators.
+    pub budget: Arc<StateBudget>,
+}
 
 /// Builds a state entry's value.
 #[derive(Debug, Default)]

@@ -103,6 +103,8 @@ pub struct Snapshot {
     pub sink_progress: Vec<Arc<SinkProgress>>,
     /// The last checkpoint of a durable engine.
     pub checkpoint: Option<eddy_state::CheckpointInfo>,
+    /// What a durable engine with a memory budget keeps of operator state.
+    pub state_budget: Option<Arc<eddy_dataflow::state::StateBudget>>,
 }
 
 impl Snapshot {

@@ -27,6 +27,7 @@ mod keys;
 mod view_state;
 
 use checkpointer::Checkpointer;
+pub use durable::DurableOptions;
 
 use keys::KeyIndex;
 use view_state::StoredView;

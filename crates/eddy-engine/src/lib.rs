@@ -19,7 +19,7 @@ mod statement;
 mod system;
 
 pub use catalog::{ObjectKind, Snapshot};
-pub use engine::Engine;
+pub use engine::{DurableOptions, Engine};
 pub use relation::Relation;
 pub use session::{CommandTag, Output, Prepared, Session};
 pub use sink::SinkSource;

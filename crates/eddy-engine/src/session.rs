@@ -115,6 +115,13 @@ impl std::fmt::Debug for Session {
 
 /// The server's checkpoint interval, as `SHOW` names it.
 const CHECKPOINT_INTERVAL: &str = "checkpoint_interval";
+/// The server's memory budget for operator state, as `SHOW` names it.
+const MEMORY_BUDGET: &str = "memory_budget";
+/// The server settings `SHOW` gives, with the flag that sets each.
+const SERVER_SETTINGS: [(&str, &str); 2] = [
+    (CHECKPOINT_INTERVAL, "--checkpoint-interval-ms"),
+    (MEMORY_BUDGET, "--memory-budget-mb"),
+];
 
 /// Defaults of the settings clients ask for on connect.
 const DEFAULT_SETTINGS: &[(&str, &str)] = &[
@@ -190,6 +197,11 @@ impl Session {
             CHECKPOINT_INTERVAL.into(),
             format!("{}ms", engine.checkpoint_interval.as_millis()),
         );
+        let budget = match &engine.snapshot().state_budget {
+            Some(budget) if budget.limit() < usize::MAX => format!("{}MB", budget.limit() >> 20),
+            _ => "unlimited".into(),
+        };
+        variables.insert(MEMORY_BUDGET.into(), budget);
         Ok(Self {
             engine,
             context,
@@ -783,10 +795,10 @@ impl Session {
                 variable, values, ..
             } => {
                 let name = variable.to_string().to_ascii_lowercase();
-                if name == CHECKPOINT_INTERVAL {
+                if let Some((_, flag)) = SERVER_SETTINGS.iter().find(|(n, _)| *n == name) {
                     return Err(Error::plan(
                         "55P02",
-                        "parameter \"checkpoint_interval\" cannot be changed now: it is set when Eddy starts (--checkpoint-interval-ms)",
+                        format!("parameter \"{name}\" cannot be changed now: it is set when Eddy starts ({flag})"),
                     ));
                 }
                 let value = values

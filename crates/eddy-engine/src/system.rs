@@ -19,6 +19,11 @@
 //!   how long the synced write took (NULL for a checkpoint an earlier
 //!   process wrote).
 //!
+//! * `state_memory`: for a durable engine, what GROUP BY operators keep in
+//!   memory of their checkpointed state: the budget (NULL: unlimited), the
+//!   estimated bytes held now, and how many groups left memory and were
+//!   read back from the store since the engine started.
+//!
 //! The tables are built when a statement reads them, from the snapshot the
 //! statement pinned (which readers exist) and the readers' live counters.
 
@@ -43,7 +48,14 @@ const SOURCE_PROGRESS: &str = "source_progress";
 const SOURCE_ERRORS: &str = "source_errors";
 const SINK_PROGRESS: &str = "sink_progress";
 const CHECKPOINTS: &str = "checkpoints";
-const TABLES: [&str; 4] = [SOURCE_PROGRESS, SOURCE_ERRORS, SINK_PROGRESS, CHECKPOINTS];
+const STATE_MEMORY: &str = "state_memory";
+const TABLES: [&str; 5] = [
+    SOURCE_PROGRESS,
+    SOURCE_ERRORS,
+    SINK_PROGRESS,
+    CHECKPOINTS,
+    STATE_MEMORY,
+];
 
 /// The `eddy_catalog` schema of a session.
 #[derive(Debug)]
@@ -247,6 +259,38 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    fn state_memory(&self) -> Result<MemTable> {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("budget_bytes", DataType::Int64, true),
+            Field::new("state_bytes", DataType::Int64, false),
+            Field::new("groups_evicted", DataType::Int64, false),
+            Field::new("groups_read_back", DataType::Int64, false),
+        ]));
+        let mut limit = Int64Builder::new();
+        let mut held = Int64Builder::new();
+        let mut evicted = Int64Builder::new();
+        let mut read_back = Int64Builder::new();
+        if let Some(budget) = &self.public.pinned().state_budget {
+            let bytes = |n: usize| i64::try_from(n).ok();
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            limit.append_option(bytes(budget.limit()).filter(|_| budget.limit() < usize::MAX));
+            held.append_value(bytes(budget.resident()).unwrap_or(i64::MAX));
+            let (out, back) = budget.evictions();
+            evicted.append_value(count(out));
+            read_back.append_value(count(back));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(limit.finish()),
+            Arc::new(held.finish()),
+            Arc::new(evicted.finish()),
+            Arc::new(read_back.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
 fn micros_since_epoch(at: std::time::SystemTime) -> i64 {
     at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -264,6 +308,7 @@ impl SchemaProvider for SystemSchema {
             SOURCE_ERRORS => Ok(Some(Arc::new(self.source_errors()?))),
             SINK_PROGRESS => Ok(Some(Arc::new(self.sink_progress()?))),
             CHECKPOINTS => Ok(Some(Arc::new(self.checkpoints()?))),
+            STATE_MEMORY => Ok(Some(Arc::new(self.state_memory()?))),
             _ => Ok(None),
         }
     }

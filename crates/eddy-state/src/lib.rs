@@ -133,6 +133,9 @@ impl Store {
         let cache = rocksdb::Cache::new_lru_cache(options.cache_bytes);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&cache);
+        // Operators read back state they let go of by key, and most keys
+        // they look up for a new group are in no file.
+        table.set_bloom_filter(10.0, false);
         db_options.set_block_based_table_factory(&table);
         let mut rows = db_options.clone();
         rows.set_merge_operator_associative("eddy_add_i64", add_counts);
@@ -257,6 +260,11 @@ impl Store {
             each(key, value);
             Ok(())
         })
+    }
+
+    /// State entry `key` of object `id`, as the last checkpoint left it.
+    pub fn get_state(&self, id: u64, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.family(STATE)?, object_key(id, key))?)
     }
 
     /// Every entry of `family` under object `id` whose key starts with

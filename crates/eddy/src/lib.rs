@@ -29,6 +29,13 @@ pub struct Config {
     /// `--data-dir`; DDL and DML are durable before they are acknowledged).
     #[arg(long, env = "EDDY_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     pub checkpoint_interval_ms: u64,
+    /// Memory for the state of GROUP BY operators, in MiB (with
+    /// `--data-dir`): beyond it, groups whose state is checkpointed leave
+    /// memory and are read back from the data directory when their key
+    /// comes again. 0 keeps only what changed since the last checkpoint.
+    /// Default: half of the machine's memory.
+    #[arg(long, env = "EDDY_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<usize>,
     /// Start with the demo: Nexmark sources generated in-process and a few
     /// materialized views over them (see `crates/eddy/src/demo.sql`).
     #[arg(long, env = "EDDY_DEMO")]
@@ -41,6 +48,25 @@ impl Config {
     pub fn in_memory(pg_addr: &str) -> Self {
         <Self as clap::Parser>::parse_from(["eddy", "--pg-addr", pg_addr])
     }
+}
+
+/// Half of the machine's memory, in bytes (4 GiB where it cannot be read).
+fn half_of_memory() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+        })
+        .unwrap_or(8 << 20);
+    total_kib.saturating_mul(1024) / 2
 }
 
 /// The statements `--demo` runs at start-up.
@@ -69,8 +95,17 @@ impl Server {
                 let store =
                     eddy_state::Store::open(dir, &options).map_err(std::io::Error::other)?;
                 info!(dir = %dir.display(), "opened the data directory");
-                let interval = std::time::Duration::from_millis(config.checkpoint_interval_ms);
-                Engine::open(store, interval)
+                let options = eddy_engine::DurableOptions {
+                    checkpoint_interval: std::time::Duration::from_millis(
+                        config.checkpoint_interval_ms,
+                    ),
+                    memory_budget: Some(
+                        config
+                            .memory_budget_mb
+                            .map_or_else(half_of_memory, |mb| mb << 20),
+                    ),
+                };
+                Engine::open(store, options)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?
             }

@@ -8,7 +8,9 @@
 //! either way, but wholly or not at all), then every table must equal the
 //! model and every materialized view the result of its query over the
 //! model. `EDDY_CRASH_SEED` repeats a run; `EDDY_CRASH_KILLS` (default 20)
-//! makes it longer.
+//! makes it longer. The loop runs Eddy with a memory budget of 0, so GROUP
+//! BY groups leave memory after each checkpoint and are read back from the
+//! data directory when a statement changes them again.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -28,6 +30,8 @@ use tokio_postgres::Client;
 const OWNERS: i32 = 7;
 const KINDS: i32 = 5;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Keep no checkpointed operator state in memory.
+const NO_MEMORY: [&str; 2] = ["--memory-budget-mb", "0"];
 
 const SCHEMA: &str = "
     CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner INT NOT NULL, amount BIGINT NOT NULL);
@@ -333,7 +337,8 @@ async fn acknowledged_dml_survives_sigkill_loop() {
     }));
     let progress = Arc::new(Mutex::new(Progress::default()));
 
-    let (process, client) = EddyProcess::start(&data, &log, START_TIMEOUT).await;
+    let mut process = EddyProcess::spawn_with(&data, &log, &NO_MEMORY);
+    let client = process.ready(START_TIMEOUT).await;
     client
         .batch_execute(SCHEMA)
         .await
@@ -345,7 +350,7 @@ async fn acknowledged_dml_survives_sigkill_loop() {
         let (running, client) = match process.take() {
             Some(running) => running,
             None => {
-                let mut running = EddyProcess::spawn(&data, &log);
+                let mut running = EddyProcess::spawn_with(&data, &log, &NO_MEMORY);
                 if rng.random_bool(0.15) {
                     // Kill it while it recovers.
                     let delay = rng.random_range(0..150);
@@ -380,7 +385,7 @@ async fn acknowledged_dml_survives_sigkill_loop() {
         driver.await.expect("the driver task");
     }
 
-    let mut running = EddyProcess::spawn(&data, &log);
+    let mut running = EddyProcess::spawn_with(&data, &log, &NO_MEMORY);
     let client = running.ready(START_TIMEOUT).await;
     let in_doubt = progress.lock().unwrap().in_doubt.take();
     if let Some(statement) = in_doubt {
@@ -389,15 +394,68 @@ async fn acknowledged_dml_survives_sigkill_loop() {
             statement.apply(&mut progress.lock().unwrap().model);
         }
     }
-    let (model, acknowledged) = {
+    let (mut model, acknowledged) = {
         let p = progress.lock().unwrap();
         (p.model.clone(), p.acknowledged)
     };
     check(&client, &model, &format!("at the end (seed {seed})")).await;
+    // Change every account of two owners in turn: each statement's
+    // checkpoint lets go of the groups the one before changed, and the next
+    // reads them back.
+    let owners: Vec<i32> = {
+        let mut owners: Vec<i32> = model.accounts.values().map(|(o, _)| *o).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners.into_iter().take(2).collect()
+    };
+    for round in 0..3 {
+        for owner in &owners {
+            let ids: Vec<i64> = model
+                .accounts
+                .iter()
+                .filter(|(_, (o, _))| o == owner)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                let statement = Statement::Set {
+                    id,
+                    amount: 1_000_000 + round,
+                };
+                client
+                    .batch_execute(&statement.sql())
+                    .await
+                    .expect("update an account");
+                statement.apply(&mut model);
+            }
+        }
+    }
+    check(
+        &client,
+        &model,
+        &format!("after the last updates (seed {seed})"),
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SHOW memory_budget").await,
+        ["0MB"],
+        "the budget Eddy runs with"
+    );
+    let memory = rows(
+        &client,
+        "SELECT groups_evicted > 0, groups_read_back > 0 FROM eddy_catalog.state_memory",
+    )
+    .await;
+    assert_eq!(
+        memory,
+        ["t t"],
+        "groups left memory and came back: {:?}",
+        rows(&client, "SELECT * FROM eddy_catalog.state_memory").await
+    );
     println!(
-        "crash loop: {killed} kills ({killed_starting} during recovery), {acknowledged} statements acknowledged, {} accounts, {} events: all there",
+        "crash loop: {killed} kills ({killed_starting} during recovery), {acknowledged} statements acknowledged, {} accounts, {} events: all there; last run's state memory (budget, bytes, evicted, read back): {:?}",
         model.accounts.len(),
-        model.events.len()
+        model.events.len(),
+        rows(&client, "SELECT * FROM eddy_catalog.state_memory").await
     );
     assert!(
         acknowledged >= u64::from(kills),

@@ -346,7 +346,13 @@ impl Eddy {
     /// input every `interval`, as `eddy --data-dir` runs it.
     pub async fn durable(dir: &std::path::Path, interval: Duration) -> Result<Self> {
         let store = eddy_state::Store::open(dir, &eddy_state::StoreOptions::default())?;
-        let engine = Engine::open(store, interval).await?;
+        let options = eddy_engine::DurableOptions {
+            checkpoint_interval: interval,
+            // Kept as the server keeps it by default: a budget the
+            // benchmark's state stays within.
+            memory_budget: Some(usize::MAX),
+        };
+        let engine = Engine::open(store, options).await?;
         let session = Session::new(engine.clone())?;
         Ok(Self { engine, session })
     }

@@ -12,6 +12,7 @@
 mod call;
 mod extreme;
 mod groups;
+mod spill;
 
 use std::sync::Arc;
 
@@ -23,7 +24,8 @@ use eddy_common::row::RowCodec;
 
 use self::call::Call;
 use self::groups::{GroupId, Groups};
-use crate::state::{Checkpointing, Decoder, Encoder, StateSink};
+use self::spill::Spilled;
+use crate::state::{Checkpointing, Decoder, Encoder, Spill, StateSink};
 use crate::{schema, ChangeBatch, Error, Operator, Result};
 
 /// The aggregate functions Eddy maintains incrementally.
@@ -101,8 +103,12 @@ pub struct AggregateOperator {
     results_codec: Option<RowCodec>,
     /// Group ids of the current batch (kept to reuse the allocation).
     batch_groups: Vec<GroupId>,
+    /// Groups the current batch created.
+    batch_created: Vec<GroupId>,
     /// Once state is tracked, what changed since the last save.
     unsaved: Option<Unsaved>,
+    /// Under a memory budget, what lets groups leave memory.
+    spilled: Option<Spilled>,
     schema: SchemaRef,
 }
 
@@ -158,7 +164,9 @@ impl AggregateOperator {
             emitted: Vec::new(),
             results_codec,
             batch_groups: Vec::new(),
+            batch_created: Vec::new(),
             unsaved: None,
+            spilled: None,
             schema,
         };
         operator.resize();
@@ -181,12 +189,18 @@ impl AggregateOperator {
         if let Some(unsaved) = &mut self.unsaved {
             unsaved.changed.resize(slots, false);
         }
+        if let Some(spilled) = &mut self.spilled {
+            spilled.resize(slots);
+        }
         for call in &mut self.calls {
             call.resize(slots);
         }
     }
 
     fn touch(&mut self, group: GroupId) {
+        if let Some(spilled) = &mut self.spilled {
+            spilled.touch(group);
+        }
         let flag = &mut self.touched[group as usize];
         if !*flag {
             *flag = true;
@@ -215,6 +229,57 @@ impl AggregateOperator {
         let encoded = codec.encode(&columns)?;
         let encoded = encoded.iter().map(|row| row.data().into()).collect();
         Ok((encoded, columns))
+    }
+
+    /// Set group `group`'s row count and calls' state from a stored entry.
+    fn decode_group(&mut self, group: GroupId, value: &[u8]) -> Result<()> {
+        let mut input = Decoder::new(value);
+        self.rows[group as usize] = input.i64()?;
+        for call in &mut self.calls {
+            call.load(group, &mut input)?;
+        }
+        input.finish()
+    }
+
+    /// Read back from the store the groups among `created` that were let
+    /// go of, with the rows they emitted, before a batch changes them.
+    fn reload(&mut self, created: &[GroupId]) -> Result<()> {
+        let mut reloaded = Vec::new();
+        let mut key = vec![GROUP_ENTRY];
+        for group in created {
+            key.truncate(1);
+            self.groups.stored_key(*group, &mut key);
+            let Some(spilled) = &mut self.spilled else {
+                return Ok(());
+            };
+            let Some(value) = spilled.read(&key)? else {
+                continue;
+            };
+            spilled.reloaded(*group, key.len() + value.len());
+            self.decode_group(*group, &value)?;
+            reloaded.push(*group);
+        }
+        let (encoded, _) = self.results(&reloaded)?;
+        for (group, row) in reloaded.iter().zip(encoded) {
+            self.emitted[*group as usize] = Some(row);
+        }
+        Ok(())
+    }
+
+    /// Let go of groups while over the budget (between epochs, after a
+    /// save).
+    fn evict(&mut self) {
+        let (Some(spilled), Some(unsaved)) = (&mut self.spilled, &self.unsaved) else {
+            return;
+        };
+        for group in spilled.victims(&unsaved.changed) {
+            self.groups.release(group);
+            self.rows[group as usize] = 0;
+            self.emitted[group as usize] = None;
+            for call in &mut self.calls {
+                call.reset(group);
+            }
+        }
     }
 }
 
@@ -254,8 +319,14 @@ impl Operator for AggregateOperator {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut groups = std::mem::take(&mut self.batch_groups);
-        self.groups.intern(&columns, rows, &mut groups)?;
+        let mut created = std::mem::take(&mut self.batch_created);
+        self.groups
+            .intern(&columns, rows, &mut groups, &mut created)?;
         self.resize();
+        if self.spilled.is_some() && !created.is_empty() {
+            self.reload(&created)?;
+        }
+        self.batch_created = created;
         for (group, weight) in groups.iter().zip(changes.weights()) {
             self.rows[*group as usize] += weight;
             self.touch(*group);
@@ -342,6 +413,9 @@ impl Operator for AggregateOperator {
             if let Some(unsaved) = &mut self.unsaved {
                 let mut key = Vec::new();
                 self.groups.stored_key(group, &mut key);
+                if let Some(spilled) = &mut self.spilled {
+                    spilled.released(group, [&[GROUP_ENTRY], key.as_slice()].concat());
+                }
                 unsaved.released.push(key);
                 unsaved.changed[group as usize] = false;
             }
@@ -378,7 +452,12 @@ impl Operator for AggregateOperator {
         let Some(unsaved) = &mut self.unsaved else {
             return Ok(());
         };
+        let save = self.spilled.as_ref().map_or(0, Spilled::save);
         if unsaved.groups.is_empty() && unsaved.released.is_empty() {
+            if let Some(spilled) = &mut self.spilled {
+                spilled.save_done(save);
+            }
+            self.evict();
             return Ok(());
         }
         let mut key = vec![GROUP_ENTRY];
@@ -401,18 +480,33 @@ impl Operator for AggregateOperator {
                 call.save(group, &mut value);
             }
             out(&key, Some(value.bytes()));
+            if let Some(spilled) = &mut self.spilled {
+                spilled.saved(group, key.len() + value.bytes().len(), save);
+            }
         }
         value.clear();
         for call in &self.calls {
             call.save_shared(&mut value);
         }
         out(SHARED_ENTRY, Some(value.bytes()));
+        if let Some(spilled) = &mut self.spilled {
+            spilled.save_done(save);
+        }
+        self.evict();
         Ok(())
     }
 
+    fn spill(&mut self, spill: Spill) {
+        if !self.groups.is_global() {
+            let mut spilled = Spilled::new(spill);
+            spilled.resize(self.groups.slots());
+            self.spilled = Some(spilled);
+        }
+    }
+
     fn load_state(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut input = Decoder::new(value);
         if key == SHARED_ENTRY {
+            let mut input = Decoder::new(value);
             for call in &mut self.calls {
                 call.load_shared(&mut input)?;
             }
@@ -421,13 +515,19 @@ impl Operator for AggregateOperator {
         let Some((&GROUP_ENTRY, key)) = key.split_first() else {
             return Err(crate::state::corrupt());
         };
+        let bytes = 1 + key.len() + value.len();
+        if let Some(spilled) = &mut self.spilled {
+            if !spilled.room(bytes) {
+                // Read back when its key comes again.
+                return Ok(());
+            }
+        }
         let group = self.groups.load_key(key)?;
         self.resize();
-        self.rows[group as usize] = input.i64()?;
-        for call in &mut self.calls {
-            call.load(group, &mut input)?;
+        if let Some(spilled) = &mut self.spilled {
+            spilled.loaded(group, bytes);
         }
-        input.finish()
+        self.decode_group(group, value)
     }
 
     fn state_loaded(&mut self) -> Result<()> {
@@ -462,6 +562,7 @@ fn cast_to(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StateBudget;
     use crate::testing::{changes, check_restart, col, epoch, schema, NOTHING};
 
     fn call(function: AggregateFunction, arg: &str, distinct: bool) -> AggregateCall {
@@ -723,6 +824,150 @@ mod tests {
             check_restart(&make_global, before.clone(), after.clone())?;
             check_restart(&make_pairs, before, after)?;
         }
+        Ok(())
+    }
+
+    /// Saves reach the store `lag` saves late, as checkpoints written on
+    /// their own thread do.
+    struct LaggingStore {
+        durable: Arc<std::sync::Mutex<crate::testing::Saved>>,
+        in_flight: std::collections::VecDeque<(u64, Vec<(Vec<u8>, Option<Vec<u8>>)>)>,
+        budget: Arc<StateBudget>,
+        lag: usize,
+    }
+
+    impl LaggingStore {
+        fn new(lag: usize, limit: usize) -> Self {
+            Self {
+                durable: Arc::default(),
+                in_flight: Default::default(),
+                budget: Arc::new(StateBudget::new(limit)),
+                lag,
+            }
+        }
+
+        fn spill(&self) -> Spill {
+            let durable = self.durable.clone();
+            Spill {
+                reader: Box::new(move |key| {
+                    Ok(durable.lock().expect("not poisoned").get(key).cloned())
+                }),
+                budget: self.budget.clone(),
+            }
+        }
+
+        fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
+            let save = self.budget.begin_save();
+            let mut writes = Vec::new();
+            operator.save_state(&mut |key, value| {
+                writes.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+            })?;
+            self.in_flight.push_back((save, writes));
+            while self.in_flight.len() > self.lag {
+                self.write_one();
+            }
+            Ok(())
+        }
+
+        fn write_one(&mut self) {
+            let Some((save, writes)) = self.in_flight.pop_front() else {
+                return;
+            };
+            let mut durable = self.durable.lock().expect("not poisoned");
+            for (key, value) in writes {
+                match value {
+                    Some(value) => durable.insert(key, value),
+                    None => durable.remove(&key),
+                };
+            }
+            self.budget.written(save);
+        }
+    }
+
+    #[test]
+    fn an_aggregate_that_lets_go_of_its_groups_goes_on_like_one_that_keeps_them() -> Result<()> {
+        use AggregateFunction::*;
+        let make_grouped = || -> Box<dyn Operator> {
+            let calls = vec![
+                call(Count, "*", false),
+                call(Sum, "v", false),
+                call(Min, "v", false),
+                call(Count, "v", true),
+            ];
+            Box::new(aggregate(true, calls, "k:int n:int s:int lo:int nd:int"))
+        };
+        let make_pairs = || -> Box<dyn Operator> {
+            let input = schema("k:int v:int");
+            let keys = vec![col("k", &input), col("v", &input)];
+            let types = vec![DataType::Int64, DataType::Int64];
+            let calls = vec![call(Count, "*", false), call(Max, "v", false)];
+            Box::new(
+                AggregateOperator::new(
+                    keys,
+                    types,
+                    calls,
+                    &input,
+                    schema("k:int v:int n:int hi:int"),
+                )
+                .expect("a valid aggregate"),
+            )
+        };
+        let (mut evicted, mut reloaded) = (0, 0);
+        for seed in 0..60 {
+            for make in [&make_grouped as &dyn Fn() -> Box<dyn Operator>, &make_pairs] {
+                let epochs = random_epochs(seed, 40);
+                let (before, after) = epochs.split_at(30);
+                // No memory, or room for a few groups.
+                let limit = if seed % 2 == 0 { 0 } else { 300 };
+                let mut store = LaggingStore::new(seed as usize % 3, limit);
+                let mut kept = make();
+                kept.track_state();
+                let mut spilling = make();
+                spilling.track_state();
+                spilling.spill(store.spill());
+                for steps in before {
+                    let expected = epoch(kept.as_mut(), steps.clone())?;
+                    assert_eq!(
+                        epoch(spilling.as_mut(), steps.clone())?,
+                        expected,
+                        "seed {seed}"
+                    );
+                    store.save(spilling.as_mut())?;
+                }
+                let (out, back) = store.budget.evictions();
+                evicted += out;
+                reloaded += back;
+                // A restart loads the store with everything written: what
+                // does not fit stays on disk until its key comes.
+                while !store.in_flight.is_empty() {
+                    store.write_one();
+                }
+                drop(spilling);
+                let mut restored = make();
+                restored.track_state();
+                restored.spill(store.spill());
+                let saved = store.durable.lock().expect("not poisoned").clone();
+                for (key, value) in &saved {
+                    restored.load_state(key, value)?;
+                }
+                restored.state_loaded()?;
+                assert_eq!(epoch(restored.as_mut(), vec![])?, NOTHING);
+                for steps in after {
+                    let expected = epoch(kept.as_mut(), steps.clone())?;
+                    assert_eq!(
+                        epoch(restored.as_mut(), steps.clone())?,
+                        expected,
+                        "seed {seed}"
+                    );
+                    store.save(restored.as_mut())?;
+                }
+            }
+        }
+        // The budgets made groups leave memory and come back.
+        assert!(
+            evicted > 100 && reloaded > 100,
+            "{evicted} evicted, {reloaded} read back"
+        );
         Ok(())
     }
 }

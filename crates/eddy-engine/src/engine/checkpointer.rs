@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use eddy_common::{Error, Result};
 use eddy_connectors::sink::{SinkChanges, SinkSender};
+use eddy_dataflow::state::StateBudget;
 use eddy_state::{Checkpoint, CheckpointInfo, Store};
 use tracing::warn;
 
@@ -24,6 +25,8 @@ use tracing::warn;
 struct Job {
     checkpoint: Checkpoint,
     epoch: u64,
+    /// The number of the operators' save it holds.
+    save: u64,
     /// Exactly-once sinks' changes, sent once the checkpoint is durable.
     sinks: Vec<(SinkSender, SinkChanges)>,
     /// Where to say that it was written, if the writer waits.
@@ -44,14 +47,15 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Start the thread writing to `store`.
-    pub(crate) fn start(store: Arc<Store>) -> Result<Self> {
+    /// Start the thread writing to `store`, telling `budget` which saves
+    /// are durable.
+    pub(crate) fn start(store: Arc<Store>, budget: Option<Arc<StateBudget>>) -> Result<Self> {
         let (jobs, queue) = mpsc::sync_channel(1);
         let outcome = Arc::new(Mutex::new(Outcome::default()));
         let shared = outcome.clone();
         let thread = std::thread::Builder::new()
             .name("eddy-checkpoint".into())
-            .spawn(move || write_all(&store, queue, &shared))
+            .spawn(move || write_all(&store, budget.as_deref(), queue, &shared))
             .map_err(|e| Error::internal(format!("the checkpoint thread did not start: {e}")))?;
         Ok(Self {
             jobs: Some(jobs),
@@ -60,14 +64,16 @@ impl Checkpointer {
         })
     }
 
-    /// Write `checkpoint` as epoch `epoch`'s after every checkpoint handed
-    /// over before, then hand `sinks` their changes. With `wait`, returns
+    /// Write `checkpoint` as epoch `epoch`'s, holding the operators' save
+    /// `save`, after every checkpoint handed over before, then hand `sinks`
+    /// their changes. With `wait`, returns
     /// once it is durable; otherwise as soon as it is queued (`None`).
     /// After a failed write nothing more is written (see [`Self::failed`]).
     pub(crate) fn write(
         &self,
         checkpoint: Checkpoint,
         epoch: u64,
+        save: u64,
         sinks: Vec<(SinkSender, SinkChanges)>,
         wait: bool,
     ) -> Result<Option<CheckpointInfo>> {
@@ -80,6 +86,7 @@ impl Checkpointer {
         let job = Job {
             checkpoint,
             epoch,
+            save,
             sinks,
             done,
         };
@@ -127,7 +134,12 @@ impl Drop for Checkpointer {
     }
 }
 
-fn write_all(store: &Store, queue: Receiver<Job>, outcome: &Mutex<Outcome>) {
+fn write_all(
+    store: &Store,
+    budget: Option<&StateBudget>,
+    queue: Receiver<Job>,
+    outcome: &Mutex<Outcome>,
+) {
     let lock = || match outcome.lock() {
         Ok(outcome) => outcome,
         Err(poisoned) => poisoned.into_inner(),
@@ -145,6 +157,9 @@ fn write_all(store: &Store, queue: Receiver<Job>, outcome: &Mutex<Outcome>) {
         };
         if let Ok(info) = &written {
             lock().last = Some(info.clone());
+            if let Some(budget) = budget {
+                budget.written(job.save);
+            }
             for (sink, changes) in job.sinks {
                 sink.send(changes);
             }

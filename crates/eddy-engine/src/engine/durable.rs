@@ -33,6 +33,7 @@ use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_connectors::sink::{SinkChanges, SinkSender};
 use eddy_connectors::source::Resume;
+use eddy_dataflow::state::StateBudget;
 use eddy_dataflow::NodeId;
 use eddy_state::{CheckpointInfo, ObjectRecord, Store};
 use tracing::{info, warn};
@@ -47,6 +48,25 @@ use crate::Session;
 
 /// Rows decoded per batch when a table is loaded.
 const LOAD_ROWS: usize = 8192;
+/// How a durable engine runs.
+#[derive(Debug, Clone)]
+pub struct DurableOptions {
+    /// How often streamed input is checkpointed.
+    pub checkpoint_interval: Duration,
+    /// Bytes of saved operator state kept in memory (`None`: all of it);
+    /// the rest is read back from the store when needed.
+    pub memory_budget: Option<usize>,
+}
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: super::DEFAULT_CHECKPOINT_INTERVAL,
+            memory_budget: None,
+        }
+    }
+}
+
 /// Decoded batches a table's load may be ahead of its key index.
 const LOAD_QUEUE: usize = 16;
 
@@ -55,20 +75,25 @@ impl Engine {
     /// and every table gets its stored rows back. Objects whose definition
     /// fails now (a connector that cannot be reached, say) are skipped with
     /// a warning and stay stored, so a later restart tries them again.
-    /// Streamed input is checkpointed every `checkpoint_interval`.
-    pub async fn open(store: Store, checkpoint_interval: Duration) -> Result<Arc<Engine>> {
+    /// Streamed input is checkpointed and state kept in memory as
+    /// `options` say.
+    pub async fn open(store: Store, options: DurableOptions) -> Result<Arc<Engine>> {
         let started = Instant::now();
         let store = Arc::new(store);
         let records = store.objects().map_err(storage_error)?;
         let last = store.last_checkpoint().map_err(storage_error)?;
-        let checkpointer = super::Checkpointer::start(store.clone())?;
+        let budget = options
+            .memory_budget
+            .map(|limit| Arc::new(StateBudget::new(limit)));
+        let checkpointer = super::Checkpointer::start(store.clone(), budget.clone())?;
         let engine = Arc::new(Engine::with_store(
             Some((store, checkpointer)),
-            checkpoint_interval,
+            options.checkpoint_interval,
         ));
         {
             let mut guard = engine.write().await;
             guard.writer.replaying = true;
+            guard.writer.working.state_budget = budget;
             if let Some(checkpoint) = &last {
                 // Epochs go on from the last durable one.
                 guard.writer.working.epoch = checkpoint.epoch;
@@ -423,6 +448,11 @@ impl Writer {
             outbox.kept.insert(changes.epoch);
             outgoing.push((sink.handle.reserve(), changes));
         }
+        let save = self
+            .working
+            .state_budget
+            .as_ref()
+            .map_or(0, |b| b.begin_save());
         self.save_view_state(&mut checkpoint)?;
         if checkpoint.is_empty() {
             return Ok(None);
@@ -441,7 +471,7 @@ impl Writer {
         let Some(checkpointer) = &self.checkpointer else {
             return Ok(None);
         };
-        let written = match checkpointer.write(checkpoint, epoch, outgoing, wait) {
+        let written = match checkpointer.write(checkpoint, epoch, save, outgoing, wait) {
             Ok(written) => written,
             Err(error) => {
                 if let Error::Storage(cause) = &error {

@@ -23,6 +23,7 @@
 //! to behind [`PLAN`]; the contents in the rows family behind [`CONTENTS`].
 
 use eddy_common::{Error, Result};
+use eddy_dataflow::state::Spill;
 use eddy_dataflow::NodeId;
 use eddy_state::Checkpoint;
 
@@ -108,8 +109,24 @@ impl Writer {
                 u16::MAX
             )));
         }
-        for node in &nodes {
-            self.dataflow.operator_mut(*node)?.track_state();
+        for (ordinal, node) in nodes.iter().enumerate() {
+            let operator = self.dataflow.operator_mut(*node)?;
+            operator.track_state();
+            if let (Some(store), Some(budget)) = (&self.store, &self.working.state_budget) {
+                let store = store.clone();
+                let id = entry.created;
+                // Fewer than u16::MAX nodes: checked above.
+                let mut prefix = vec![OPERATOR];
+                prefix.extend_from_slice(&u16::try_from(ordinal).unwrap_or(u16::MAX).to_be_bytes());
+                operator.spill(Spill {
+                    reader: Box::new(move |key| {
+                        store
+                            .get_state(id, &[prefix.as_slice(), key].concat())
+                            .map_err(durable::storage_error)
+                    }),
+                    budget: budget.clone(),
+                });
+            }
         }
         let plan = self.dataflow.explain(root)?;
         let mut view = StoredView {

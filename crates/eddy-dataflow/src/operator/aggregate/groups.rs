@@ -81,23 +81,30 @@ impl Groups {
     }
 
     /// The group id of every row of `columns` (the key columns, already of
-    /// the key types), creating groups as needed.
+    /// the key types), creating groups as needed; the ids of the groups
+    /// created go to `created`.
     pub(super) fn intern(
         &mut self,
         columns: &[ArrayRef],
         rows: usize,
         out: &mut Vec<GroupId>,
+        created: &mut Vec<GroupId>,
     ) -> Result<()> {
         out.clear();
         out.reserve(rows);
+        created.clear();
         let free = &mut self.free;
         let slots = &mut self.slots;
-        let mut allocate = || match free.pop() {
-            Some(id) => id,
-            None => {
-                *slots += 1;
-                (*slots - 1) as GroupId
-            }
+        let mut allocate = || {
+            let id = match free.pop() {
+                Some(id) => id,
+                None => {
+                    *slots += 1;
+                    (*slots - 1) as GroupId
+                }
+            };
+            created.push(id);
+            id
         };
         match &mut self.keys {
             Keys::Global => out.resize(rows, 0),

@@ -1,0 +1,178 @@
+//! An aggregate's groups under a memory budget: which groups it may let go
+//! of, and what it must know to read them back exactly.
+//!
+//! A group may leave memory only once the checkpoint that saved its current
+//! state is durable, so reading its entry back gives exactly that state. A
+//! group emptied in memory is deleted from the store by a later checkpoint;
+//! until that deletion is durable its key is remembered, so that a miss on
+//! it does not read the old entry back. Victims are chosen by a clock over
+//! the group slots: a group used since the hand last passed gets another
+//! round.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use super::groups::GroupId;
+use crate::state::{Spill, StateBudget, StateReader};
+use crate::Result;
+
+/// Bytes a group holds beyond its stored entry (id maps, per-group vectors,
+/// the row it emitted), as estimated for the budget.
+const GROUP_OVERHEAD: usize = 64;
+
+/// What an aggregate that spills keeps about its groups.
+pub(super) struct Spilled {
+    reader: StateReader,
+    budget: Arc<StateBudget>,
+    /// Estimated bytes of each group in memory whose state is saved (0:
+    /// no group, or one not saved yet).
+    sizes: Vec<u32>,
+    /// The save that last wrote each group's entry.
+    saved_at: Vec<u64>,
+    /// Whether each group was used since the clock hand last passed it.
+    referenced: Vec<bool>,
+    hand: usize,
+    /// The sum of `sizes`, as counted in the budget.
+    resident: usize,
+    /// True once the store may hold groups that are not in memory.
+    on_disk: bool,
+    /// Entry keys of emptied groups whose deletion is not durable yet, with
+    /// the save that deletes them (`u64::MAX`: not saved yet).
+    deleting: HashMap<Vec<u8>, u64>,
+}
+
+impl Spilled {
+    pub(super) fn new(spill: Spill) -> Self {
+        Self {
+            reader: spill.reader,
+            budget: spill.budget,
+            sizes: Vec::new(),
+            saved_at: Vec::new(),
+            referenced: Vec::new(),
+            hand: 0,
+            resident: 0,
+            on_disk: false,
+            deleting: HashMap::new(),
+        }
+    }
+
+    pub(super) fn resize(&mut self, slots: usize) {
+        self.sizes.resize(slots, 0);
+        self.saved_at.resize(slots, 0);
+        self.referenced.resize(slots, false);
+    }
+
+    /// Group `group` was used.
+    pub(super) fn touch(&mut self, group: GroupId) {
+        self.referenced[group as usize] = true;
+    }
+
+    /// True if a stored entry of `bytes` fits in the budget as it loads
+    /// at a restart; if not, it stays on disk.
+    pub(super) fn room(&mut self, bytes: usize) -> bool {
+        let fits = self.budget.resident() + bytes + GROUP_OVERHEAD <= self.budget.limit();
+        self.on_disk |= !fits;
+        fits
+    }
+
+    /// Group `group` was loaded from its durable entry of `bytes`.
+    pub(super) fn loaded(&mut self, group: GroupId, bytes: usize) {
+        self.set_size(group, bytes);
+        self.saved_at[group as usize] = 0;
+    }
+
+    /// The stored entry `key` of a group not in memory, if the store may
+    /// hold one.
+    pub(super) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if !self.on_disk || self.deleting.contains_key(key) {
+            return Ok(None);
+        }
+        (self.reader)(key)
+    }
+
+    /// Group `group` was read back: its `bytes`-long entry is durable.
+    pub(super) fn reloaded(&mut self, group: GroupId, bytes: usize) {
+        self.loaded(group, bytes);
+        self.budget.count(0, 1);
+    }
+
+    /// The number of the save under way.
+    pub(super) fn save(&self) -> u64 {
+        self.budget.saving()
+    }
+
+    /// Group `group`'s entry of `bytes` is written by save `save`.
+    pub(super) fn saved(&mut self, group: GroupId, bytes: usize, save: u64) {
+        self.set_size(group, bytes);
+        self.saved_at[group as usize] = save;
+    }
+
+    /// Group `group`, whose entry key is `key`, has no rows left.
+    pub(super) fn released(&mut self, group: GroupId, key: Vec<u8>) {
+        self.set_size(group, 0);
+        self.deleting.insert(key, u64::MAX);
+    }
+
+    fn set_size(&mut self, group: GroupId, bytes: usize) {
+        let size = if bytes == 0 {
+            0
+        } else {
+            u32::try_from(bytes + GROUP_OVERHEAD).unwrap_or(u32::MAX)
+        };
+        let old = std::mem::replace(&mut self.sizes[group as usize], size);
+        self.resident = self.resident + size as usize - old as usize;
+        self.budget.account(size as usize, old as usize);
+    }
+
+    /// The deletions not saved yet are written by save `save`; forget the
+    /// deletions that are durable.
+    pub(super) fn save_done(&mut self, save: u64) {
+        let durable = self.budget.durable();
+        self.deleting.retain(|_, at| {
+            if *at == u64::MAX {
+                *at = save;
+            }
+            *at > durable
+        });
+    }
+
+    /// Groups to let go of to bring what this aggregate holds within its
+    /// share of the budget: durable, not `changed` since the last save, and
+    /// not used since the clock hand last passed them. They count as gone
+    /// from memory: the caller must release them.
+    pub(super) fn victims(&mut self, changed: &[bool]) -> Vec<GroupId> {
+        let target = self.budget.share(self.resident);
+        let durable = self.budget.durable();
+        let slots = self.sizes.len();
+        let mut victims = Vec::new();
+        let mut steps = 0;
+        // Two rounds at most: the first may only take away second chances.
+        while self.resident > target && steps < 2 * slots {
+            let g = self.hand;
+            self.hand = (self.hand + 1) % slots;
+            steps += 1;
+            if self.sizes[g] == 0 || changed[g] || self.saved_at[g] > durable {
+                continue;
+            }
+            if std::mem::take(&mut self.referenced[g]) {
+                continue;
+            }
+            // Its size goes to 0, so a later round does not take it again.
+            self.set_size(g as GroupId, 0);
+            victims.push(g as GroupId);
+        }
+        if !victims.is_empty() {
+            self.on_disk = true;
+            self.budget.count(victims.len() as u64, 0);
+        }
+        victims
+    }
+}
+
+impl Drop for Spilled {
+    /// What a dropped aggregate held no longer counts.
+    fn drop(&mut self) {
+        self.budget.account(0, self.resident);
+    }
+}
