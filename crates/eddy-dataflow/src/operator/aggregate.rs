@@ -827,11 +827,14 @@ mod tests {
         Ok(())
     }
 
+    /// The entries one save wrote (`None`: deleted).
+    type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
     /// Saves reach the store `lag` saves late, as checkpoints written on
     /// their own thread do.
     struct LaggingStore {
         durable: Arc<std::sync::Mutex<crate::testing::Saved>>,
-        in_flight: std::collections::VecDeque<(u64, Vec<(Vec<u8>, Option<Vec<u8>>)>)>,
+        in_flight: std::collections::VecDeque<(u64, Writes)>,
         budget: Arc<StateBudget>,
         lag: usize,
     }

@@ -1,0 +1,213 @@
+//! GROUP BY state larger than its memory budget: how much of it stays in
+//! memory, what reading groups back from the data directory costs, and
+//! whether the view stays exact.
+//!
+//! For each budget, a durable engine on a fresh data directory gets
+//! `CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL)` and
+//! `CREATE MATERIALIZED VIEW agg AS SELECT k, count(*), sum(v), min(v),
+//! max(v) FROM ev GROUP BY k`; a fill phase inserts one row for each of
+//! `--groups` keys (statements of `--chunk` rows, each a synced checkpoint),
+//! then an update phase inserts `--updates` rows with keys drawn uniformly
+//! from all groups (statements of `--chunk` rows), so most keys an update
+//! touches were let go of under a small budget and are read back. Printed:
+//! rows/s of each phase, the estimated state bytes held, groups evicted and
+//! read back, the process's resident memory (one process runs the budgets
+//! in turn, smallest first, and memory freed by one run is not given back
+//! to the system: run one budget per invocation for its own figure), and a
+//! check of the view against the inserted rows. Figures are printed, never
+//! asserted.
+//!
+//! Run: `cargo run --release -p eddy-benches --bin spill -- --groups 1000000 --budgets-mb 0,64,unlimited`.
+
+use std::time::Instant;
+
+use clap::Parser;
+use datafusion::arrow::array::{Array, Int64Array};
+use eddy_engine::{Engine, Output, Session};
+use rand::{Rng, SeedableRng};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+#[derive(Parser, Debug)]
+#[command(name = "spill", about = "GROUP BY state under a memory budget")]
+struct Args {
+    /// Distinct group keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    groups: i64,
+    /// Rows inserted with random keys after the fill.
+    #[arg(long, default_value_t = 1_000_000)]
+    updates: i64,
+    /// Rows per INSERT statement.
+    #[arg(long, default_value_t = 50_000)]
+    chunk: i64,
+    /// Budgets to run with, in MiB (`unlimited`: no budget).
+    #[arg(long, value_delimiter = ',', default_value = "0,64,unlimited")]
+    budgets_mb: Vec<String>,
+    /// Seed of the update keys.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!(
+        "spill: GROUP BY k over {} keys, then {} rows with random keys, {} rows per synced INSERT",
+        args.groups, args.updates, args.chunk
+    );
+    for budget in &args.budgets_mb {
+        let limit = match budget.as_str() {
+            "unlimited" => None,
+            mb => Some(mb.parse::<usize>()? << 20),
+        };
+        runtime.block_on(run(&args, budget, limit))?;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, label: &str, limit: Option<usize>) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("eddy-spill-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let rss_before = resident_mib();
+    let store = eddy_state::Store::open(&dir, &eddy_state::StoreOptions::default())?;
+    let options = eddy_engine::DurableOptions {
+        memory_budget: limit,
+        ..eddy_engine::DurableOptions::default()
+    };
+    let engine = Engine::open(store, options).await?;
+    let session = Session::new(engine.clone())?;
+    execute(
+        &session,
+        "CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL);
+         CREATE MATERIALIZED VIEW agg AS
+           SELECT k, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi FROM ev GROUP BY k",
+    )
+    .await?;
+    let started = Instant::now();
+    let mut next = 0;
+    while next < args.groups {
+        let end = (next + args.chunk).min(args.groups);
+        execute(
+            &session,
+            &format!(
+                "INSERT INTO ev SELECT value, value % 1000 FROM generate_series({next}, {})",
+                end - 1
+            ),
+        )
+        .await?;
+        next = end;
+    }
+    let fill = started.elapsed().as_secs_f64();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let started = Instant::now();
+    let mut done = 0;
+    let mut values_sum = 0i64;
+    while done < args.updates {
+        let rows = args.chunk.min(args.updates - done);
+        let values: Vec<String> = (0..rows)
+            .map(|i| {
+                let key = rng.random_range(0..args.groups);
+                let value = (done + i) % 997;
+                values_sum += value;
+                format!("({key}, {value})")
+            })
+            .collect();
+        execute(
+            &session,
+            &format!("INSERT INTO ev VALUES {}", values.join(", ")),
+        )
+        .await?;
+        done += rows;
+    }
+    let update = started.elapsed().as_secs_f64();
+    let memory = execute(
+        &session,
+        "SELECT coalesce(budget_bytes, -1), state_bytes, groups_evicted, groups_read_back FROM eddy_catalog.state_memory",
+    )
+    .await?;
+    let memory = first_row(&memory);
+    let check = execute(&session, "SELECT sum(n), sum(total), count(*) FROM agg").await?;
+    let check = first_row(&check);
+    let fill_sum: i64 = (0..args.groups).map(|k| k % 1000).sum();
+    let expected = [
+        args.groups + args.updates,
+        fill_sum + values_sum,
+        args.groups,
+    ];
+    let exact = check == expected;
+    println!(
+        "budget {label:>9} MiB: fill {:.0} rows/s, updates {:.0} rows/s; state held {:.1} MiB, {} groups evicted, {} read back; resident memory {} -> {} MiB; view {}",
+        args.groups as f64 / fill,
+        args.updates as f64 / update,
+        memory.get(1).copied().unwrap_or(0) as f64 / (1 << 20) as f64,
+        memory.get(2).copied().unwrap_or(0),
+        memory.get(3).copied().unwrap_or(0),
+        rss_before,
+        resident_mib(),
+        if exact {
+            "exact".to_string()
+        } else {
+            format!("WRONG: {check:?}, expected {expected:?}")
+        }
+    );
+    drop(session);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn execute(session: &Session, sql: &str) -> Result<Vec<Output>> {
+    let (outputs, error) = session.execute_sql(sql).await;
+    match error {
+        Some(error) => Err(format!("{}: {error}", &sql[..sql.len().min(120)]).into()),
+        None => Ok(outputs),
+    }
+}
+
+/// The integer columns of the first row of the last output.
+fn first_row(outputs: &[Output]) -> Vec<i64> {
+    let Some(Output::Rows { batches, .. }) = outputs.last() else {
+        return Vec::new();
+    };
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Vec::new();
+    };
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let column = datafusion::arrow::compute::cast(
+                column,
+                &datafusion::arrow::datatypes::DataType::Int64,
+            );
+            column
+                .ok()
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
+                .unwrap_or(-1)
+        })
+        .collect()
+}
+
+/// This process's resident memory, in MiB (0 where it cannot be read).
+fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib / 1024)
+}
