@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use eddy_engine::Engine;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Default Postgres-wire listen address.
 pub const DEFAULT_PG_ADDR: &str = "127.0.0.1:6543";
@@ -109,7 +109,12 @@ impl Server {
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?
             }
-            None => Arc::new(Engine::new()),
+            None => {
+                if config.memory_budget_mb.is_some() {
+                    warn!("--memory-budget-mb applies with --data-dir only: without one, all state stays in memory");
+                }
+                Arc::new(Engine::new())
+            }
         };
         let listener = TcpListener::bind(&config.pg_addr).await?;
         let addr = listener.local_addr()?;

@@ -45,7 +45,9 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
     // checkpoints of streamed input. (tansu answers a fetch only after
     // fetch.wait.max.ms, 500 ms by default: the tables set 5 ms, so that
     // Eddy reads while it runs rather than only after the last start.)
-    let args = ["--checkpoint-interval-ms", "150"];
+    // A memory budget of 0: GROUP BY groups leave memory once their
+    // checkpoint is written and are read back when their key comes again.
+    let args = ["--checkpoint-interval-ms", "150", "--memory-budget-mb", "0"];
 
     let mut running = EddyProcess::spawn_with(&data, &log, &args);
     let client = running.ready(Duration::from_secs(60)).await;
@@ -219,8 +221,51 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
         [expected_total],
         "stock_total {context}"
     );
+    // The restart left the views' groups on disk (a budget of 0 loads
+    // none): a reading of every sensor reads each group back.
+    for sensor in 0..SENSORS {
+        let id = readings.len() as i64 + 1;
+        readings.push((id, sensor, 1));
+        let payload = format!(r#"{{"id": {id}, "sensor": {sensor}, "v": 1}}"#);
+        broker
+            .produce("readings", (id % 2) as i32, None, Some(payload.as_bytes()))
+            .await;
+    }
+    let expected: Vec<String> = {
+        let mut per_sensor: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (_, sensor, v) in &readings {
+            let slot = per_sensor.entry(*sensor).or_default();
+            slot.0 += 1;
+            slot.1 += v;
+        }
+        per_sensor
+            .iter()
+            .map(|(s, (n, t))| format!("{s} {n} {t}"))
+            .collect()
+    };
+    let waited = std::time::Instant::now();
+    let query = "SELECT sensor, n, total FROM per_sensor_src ORDER BY sensor";
+    while rows(&client, query).await != expected && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        rows(&client, query).await,
+        expected,
+        "per_sensor_src after the last readings {context}"
+    );
+    client.batch_execute("FLUSH").await.expect("flush");
+    let memory = rows(&client, "SELECT * FROM eddy_catalog.state_memory").await;
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT groups_read_back > 0 FROM eddy_catalog.state_memory"
+        )
+        .await,
+        ["t"],
+        "groups were read back from the data directory: {memory:?}"
+    );
     println!(
-        "kafka crash loop: {killed} kills ({during_recovery} during recovery), {} readings and {} skus: exact",
+        "kafka crash loop: {killed} kills ({during_recovery} during recovery), {} readings and {} skus: exact; last run's state memory (budget, bytes, evicted, read back): {memory:?}",
         readings.len(),
         stock.len()
     );
@@ -233,8 +278,9 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
     let store = eddy_state::Store::open(&data, &Default::default()).expect("open the data dir");
     let objects = store.objects().expect("the stored catalog");
     for (view, expected) in [
-        ("per_sensor_src", per_sensor.len()),
-        ("per_sensor_twice", per_sensor.len()),
+        // Every sensor has readings now.
+        ("per_sensor_src", SENSORS as usize),
+        ("per_sensor_twice", SENSORS as usize),
         ("stocked_readings", 1),
     ] {
         let id = objects

@@ -595,6 +595,16 @@ mod tests {
             .expect("a valid aggregate")
     }
 
+    /// `SELECT k, v, <calls> FROM t(k, v) GROUP BY k, v`: two key columns,
+    /// so groups are keyed by their row encoding.
+    fn by_pairs(calls: Vec<AggregateCall>, output: &str) -> AggregateOperator {
+        let input = schema("k:int v:int");
+        let keys = vec![col("k", &input), col("v", &input)];
+        let types = vec![DataType::Int64, DataType::Int64];
+        AggregateOperator::new(keys, types, calls, &input, schema(output))
+            .expect("a valid aggregate")
+    }
+
     fn count_sum_min_max(grouped: bool) -> AggregateOperator {
         use AggregateFunction::*;
         let calls = vec![
@@ -799,22 +809,9 @@ mod tests {
             ))
         };
         let make_global = || -> Box<dyn Operator> { Box::new(count_sum_min_max(false)) };
-        // Two key columns: groups keyed by their row encoding.
         let make_pairs = || -> Box<dyn Operator> {
-            let input = schema("k:int v:int");
-            let keys = vec![col("k", &input), col("v", &input)];
-            let types = vec![DataType::Int64, DataType::Int64];
             let calls = vec![call(Count, "*", false), call(Min, "v", false)];
-            Box::new(
-                AggregateOperator::new(
-                    keys,
-                    types,
-                    calls,
-                    &input,
-                    schema("k:int v:int n:int lo:int"),
-                )
-                .expect("a valid aggregate"),
-            )
+            Box::new(by_pairs(calls, "k:int v:int n:int lo:int"))
         };
         for seed in 0..40 {
             let epochs = random_epochs(seed, 12);
@@ -900,20 +897,8 @@ mod tests {
             Box::new(aggregate(true, calls, "k:int n:int s:int lo:int nd:int"))
         };
         let make_pairs = || -> Box<dyn Operator> {
-            let input = schema("k:int v:int");
-            let keys = vec![col("k", &input), col("v", &input)];
-            let types = vec![DataType::Int64, DataType::Int64];
             let calls = vec![call(Count, "*", false), call(Max, "v", false)];
-            Box::new(
-                AggregateOperator::new(
-                    keys,
-                    types,
-                    calls,
-                    &input,
-                    schema("k:int v:int n:int hi:int"),
-                )
-                .expect("a valid aggregate"),
-            )
+            Box::new(by_pairs(calls, "k:int v:int n:int hi:int"))
         };
         let (mut evicted, mut reloaded) = (0, 0);
         for seed in 0..60 {
