@@ -63,12 +63,15 @@ use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
 
 mod options;
+mod startup;
 
 use options::{
     check_format, key_columns, metadata_columns, KafkaOptions, MetadataColumn, OnError, Positions,
     Startup, ValueEncoding,
 };
 pub(crate) use options::{client_settings, kafka_schema};
+pub(crate) use startup::start_positions;
+use startup::{start_offsets, watermarks};
 
 /// Messages decoded into one batch at most.
 const BATCH_MESSAGES: usize = 8192;
@@ -80,86 +83,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// With `on_error = 'fail'`: how often the bad message is read again.
 const FAIL_RETRY: Duration = Duration::from_secs(5);
-
-/// Where each of `partitions` (id, low and high watermark) of `topic`
-/// starts under `startup`.
-fn start_offsets(
-    consumer: &impl Consumer,
-    topic: &str,
-    startup: Startup,
-    partitions: &[(i32, i64, i64)],
-) -> Result<Vec<(i32, i64)>> {
-    let mut starts = Vec::new();
-    let mut by_time = TopicPartitionList::new();
-    for (partition, low, high) in partitions {
-        match startup {
-            Startup::Earliest => starts.push((*partition, *low)),
-            Startup::Latest => starts.push((*partition, *high)),
-            Startup::Timestamp(ms) => by_time
-                .add_partition_offset(topic, *partition, Offset::Offset(ms))
-                .map_err(kafka_error)?,
-        }
-    }
-    if by_time.count() > 0 {
-        let found = consumer
-            .offsets_for_times(by_time, REQUEST_TIMEOUT)
-            .map_err(kafka_error)?;
-        for element in found.elements() {
-            let high = partitions
-                .iter()
-                .find(|(p, _, _)| *p == element.partition())
-                .map_or(0, |(_, _, h)| *h);
-            let start = match element.offset() {
-                Offset::Offset(offset) => offset,
-                _ => high,
-            };
-            starts.push((element.partition(), start));
-        }
-    }
-    Ok(starts)
-}
-
-/// Where a reader of `spec` starting now begins, as the last offset taken
-/// of each partition (one before the first it reads), for `latest` and
-/// timestamp startup modes: resolved when the view is created, so that it
-/// reads exactly what comes after, and so that the positions can be stored
-/// before anything is read. `None` for `earliest`. Blocking.
-pub(crate) fn start_positions(spec: &SourceSpec) -> Result<Option<BTreeMap<String, i64>>> {
-    let options = KafkaOptions::parse(spec)?;
-    if let Startup::Earliest = options.startup {
-        return Ok(None);
-    }
-    let mut config = ClientConfig::new();
-    config.set("enable.auto.commit", "false");
-    for (key, value) in &options.client {
-        config.set(key, value);
-    }
-    let consumer: rdkafka::consumer::BaseConsumer = config.create().map_err(kafka_error)?;
-    let topic = &options.topic;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(kafka_error)?;
-    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(Error::Source(format!("topic \"{topic}\" does not exist")));
-    };
-    if let Some(error) = found.error() {
-        return Err(Error::Source(format!("topic \"{topic}\": {error:?}")));
-    }
-    let mut watermarks = Vec::new();
-    for partition in found.partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)
-            .map_err(kafka_error)?;
-        watermarks.push((partition.id(), low, high));
-    }
-    let starts = start_offsets(&consumer, topic, options.startup, &watermarks)?;
-    Ok(Some(
-        starts
-            .into_iter()
-            .map(|(partition, start)| (partition.to_string(), start - 1))
-            .collect(),
-    ))
-}
 
 /// Start reading a Kafka source.
 pub(crate) fn open_kafka(
@@ -419,22 +342,7 @@ impl KafkaReader {
             Startup::Earliest
         };
         let lookup = tokio::task::spawn_blocking(move || -> Result<(Positions, Positions)> {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-                .map_err(kafka_error)?;
-            let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-                return Err(Error::Source(format!("topic \"{topic}\" does not exist")));
-            };
-            if let Some(error) = found.error() {
-                return Err(Error::Source(format!("topic \"{topic}\": {:?}", error)));
-            }
-            let mut watermarks = Vec::new();
-            for partition in found.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, partition.id(), REQUEST_TIMEOUT)
-                    .map_err(kafka_error)?;
-                watermarks.push((partition.id(), low, high));
-            }
+            let watermarks = watermarks(consumer.as_ref(), &topic)?;
             // Start offsets, resolved here so that the reader knows
             // where it stands before any message arrives.
             let mut added = Vec::new();
