@@ -12,6 +12,12 @@
 //! the answers, so process start-up counts. Figures are printed, never
 //! asserted.
 //!
+//! With `--per-key-view`, a second view `per_key` (`GROUP BY k`) holds N
+//! groups of operator state and N rows of contents, which the recovery
+//! loads too and counts; `--memory-budget-mb M` runs every child with that
+//! memory budget for GROUP BY state (default: none), so a recovery reads
+//! back only the groups that fit.
+//!
 //! Run: `cargo run --release -p eddy-benches --bin recovery -- --keys 1000000,10000000`.
 
 use std::path::{Path, PathBuf};
@@ -45,6 +51,32 @@ struct Args {
     /// Where data directories go (default: the system's temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// What the children's state holds and may keep in memory.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct StateArgs {
+    /// Also a `GROUP BY k` view: N groups of operator state.
+    #[arg(long, global = true)]
+    per_key_view: bool,
+    /// Memory budget for GROUP BY state, in MiB (default: none).
+    #[arg(long, global = true)]
+    memory_budget_mb: Option<usize>,
+}
+
+impl StateArgs {
+    fn to_args(self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.per_key_view {
+            args.push("--per-key-view".to_string());
+        }
+        if let Some(mb) = self.memory_budget_mb {
+            args.extend(["--memory-budget-mb".to_string(), mb.to_string()]);
+        }
+        args
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,17 +108,17 @@ fn main() -> Result<()> {
             data_dir,
             keys,
             chunk,
-        }) => runtime.block_on(load(&data_dir, keys, chunk)),
-        Some(Phase::Recover { data_dir }) => runtime.block_on(recover(&data_dir)),
+        }) => runtime.block_on(load(&data_dir, keys, chunk, args.state)),
+        Some(Phase::Recover { data_dir }) => runtime.block_on(recover(&data_dir, args.state)),
         None => parent(&args),
     }
 }
 
-async fn open(dir: &Path) -> Result<std::sync::Arc<Engine>> {
+async fn open(dir: &Path, state: StateArgs) -> Result<std::sync::Arc<Engine>> {
     let store = eddy_state::Store::open(dir, &eddy_state::StoreOptions::default())?;
     let options = eddy_engine::DurableOptions {
         checkpoint_interval: Duration::from_secs(1),
-        memory_budget: Some(usize::MAX),
+        memory_budget: Some(state.memory_budget_mb.map_or(usize::MAX, |mb| mb << 20)),
     };
     Ok(Engine::open(store, options).await?)
 }
@@ -110,8 +142,8 @@ fn single_i64(outputs: &[Output]) -> Option<i64> {
     }
 }
 
-async fn load(dir: &Path, keys: u64, chunk: u64) -> Result<()> {
-    let engine = open(dir).await?;
+async fn load(dir: &Path, keys: u64, chunk: u64, state: StateArgs) -> Result<()> {
+    let engine = open(dir, state).await?;
     let session = Session::new(engine)?;
     run(
         &session,
@@ -120,6 +152,14 @@ async fn load(dir: &Path, keys: u64, chunk: u64) -> Result<()> {
            SELECT k % 1000 AS bucket, count(*) AS n, sum(v) AS total FROM kv GROUP BY k % 1000",
     )
     .await?;
+    if state.per_key_view {
+        run(
+            &session,
+            "CREATE MATERIALIZED VIEW per_key AS
+               SELECT k, count(*) AS n, sum(v) AS total FROM kv GROUP BY k",
+        )
+        .await?;
+    }
     let started = Instant::now();
     let mut next = 0u64;
     while next < keys {
@@ -150,13 +190,19 @@ async fn load(dir: &Path, keys: u64, chunk: u64) -> Result<()> {
     Ok(())
 }
 
-async fn recover(dir: &Path) -> Result<()> {
-    let engine = open(dir).await?;
+async fn recover(dir: &Path, state: StateArgs) -> Result<()> {
+    let engine = open(dir, state).await?;
     let session = Session::new(engine)?;
     let count = single_i64(&run(&session, "SELECT count(*) FROM kv").await?).unwrap_or(-1);
     let buckets = single_i64(&run(&session, "SELECT count(*) FROM by_bucket WHERE n > 0").await?)
         .unwrap_or(-1);
-    println!("recovered {count} {buckets}");
+    if state.per_key_view {
+        let groups =
+            single_i64(&run(&session, "SELECT count(*) FROM per_key").await?).unwrap_or(-1);
+        println!("recovered {count} {buckets} {groups}");
+    } else {
+        println!("recovered {count} {buckets}");
+    }
     Ok(())
 }
 
@@ -164,12 +210,21 @@ fn parent(args: &Args) -> Result<()> {
     let exe = std::env::current_exe()?;
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     println!(
-        "recovery: time from spawning a process to it answering a query over the recovered state"
+        "recovery: time from spawning a process to it answering a query over the recovered state ({}, memory budget for GROUP BY state: {})",
+        if args.state.per_key_view {
+            "table kv, views by_bucket and per_key"
+        } else {
+            "table kv, view by_bucket"
+        },
+        args.state
+            .memory_budget_mb
+            .map_or("none".to_string(), |mb| format!("{mb} MiB"))
     );
     for &keys in &args.keys {
         let dir = base.join(format!("eddy-recovery-{keys}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let loaded = Command::new(&exe)
+            .args(args.state.to_args())
             .args(["load", "--data-dir"])
             .arg(&dir)
             .args([
@@ -199,12 +254,18 @@ fn parent(args: &Args) -> Result<()> {
         for run in 0..args.runs {
             let started = Instant::now();
             let out = Command::new(&exe)
+                .args(args.state.to_args())
                 .args(["recover", "--data-dir"])
                 .arg(&dir)
                 .output()?;
             let elapsed = started.elapsed();
             let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !out.status.success() || answer != format!("recovered {keys} 1000") {
+            let expected = if args.state.per_key_view {
+                format!("recovered {keys} 1000 {keys}")
+            } else {
+                format!("recovered {keys} 1000")
+            };
+            if !out.status.success() || answer != expected {
                 return Err(format!(
                     "recovery answered {answer:?}: {}",
                     String::from_utf8_lossy(&out.stderr)
