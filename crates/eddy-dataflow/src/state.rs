@@ -68,6 +68,11 @@ impl StateBudget {
         self.limit
     }
 
+    /// The budget, unless it is `usize::MAX` (one never reached).
+    pub fn bounded(&self) -> Option<usize> {
+        (self.limit < usize::MAX).then_some(self.limit)
+    }
+
     /// Estimated bytes of saved state the operators hold now.
     pub fn resident(&self) -> usize {
         self.resident.load(Ordering::Relaxed)
@@ -124,7 +129,8 @@ impl StateBudget {
         if total <= self.limit {
             return own;
         }
-        let share = (own as u128 * self.limit as u128) / total.max(1) as u128;
+        // total > limit >= 0, so total > 0.
+        let share = (own as u128 * self.limit as u128) / total as u128;
         usize::try_from(share).unwrap_or(usize::MAX)
     }
 

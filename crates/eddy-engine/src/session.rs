@@ -6,6 +6,7 @@
 //! changes are committed in every view.
 
 mod connectors;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use eddy_common::{ChangeBatch, Error, Result};
 use crate::catalog::ObjectKind;
 use crate::provider::SnapshotSchema;
 use crate::{split_statements, Engine};
+use settings::variable_name;
 
 /// Name of the database (DataFusion catalog) every session sees.
 pub const DATABASE: &str = "eddy";
@@ -113,39 +115,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// The server's checkpoint interval, as `SHOW` names it.
-const CHECKPOINT_INTERVAL: &str = "checkpoint_interval";
-/// The server's memory budget for operator state, as `SHOW` names it.
-const MEMORY_BUDGET: &str = "memory_budget";
-/// The server settings `SHOW` gives, with the flag that sets each.
-const SERVER_SETTINGS: [(&str, &str); 2] = [
-    (CHECKPOINT_INTERVAL, "--checkpoint-interval-ms"),
-    (MEMORY_BUDGET, "--memory-budget-mb"),
-];
-
-/// Defaults of the settings clients ask for on connect.
-const DEFAULT_SETTINGS: &[(&str, &str)] = &[
-    ("application_name", ""),
-    ("client_encoding", "UTF8"),
-    ("datestyle", "ISO, MDY"),
-    ("default_transaction_isolation", "read committed"),
-    ("extra_float_digits", "1"),
-    ("integer_datetimes", "on"),
-    ("intervalstyle", "postgres"),
-    ("is_superuser", "on"),
-    ("lc_collate", "C"),
-    ("max_identifier_length", "63"),
-    ("search_path", "public"),
-    ("server_encoding", "UTF8"),
-    ("server_version", "16.6"),
-    ("server_version_num", "160006"),
-    ("standard_conforming_strings", "on"),
-    ("statement_timeout", "0"),
-    ("timezone", "UTC"),
-    ("transaction_isolation", "read committed"),
-    ("transaction_read_only", "off"),
-];
-
 impl Drop for Session {
     fn drop(&mut self) {
         // datafusion-pg-catalog's schema holds the catalog list it sits in;
@@ -188,20 +157,7 @@ impl Session {
         context.register_udf(crate::functions::version());
         schema.set_state(context.state_weak_ref());
         engine.start_ingest();
-        let mut variables: BTreeMap<String, String> = DEFAULT_SETTINGS
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        // Server settings, shown but not settable per session.
-        variables.insert(
-            CHECKPOINT_INTERVAL.into(),
-            format!("{}ms", engine.checkpoint_interval.as_millis()),
-        );
-        let budget = match &engine.snapshot().state_budget {
-            Some(budget) if budget.limit() < usize::MAX => format!("{}MB", budget.limit() >> 20),
-            _ => "unlimited".into(),
-        };
-        variables.insert(MEMORY_BUDGET.into(), budget);
+        let variables = settings::initial(&engine);
         Ok(Self {
             engine,
             context,
@@ -746,75 +702,6 @@ impl Session {
             batches: batch.into_iter().collect(),
         }
     }
-
-    fn show(&self, variable: &[ast::Ident]) -> Result<Output> {
-        let name = variable_name(variable);
-        match name.as_str() {
-            "materialized views" => return Ok(self.list(ObjectKind::MaterializedView, "name")),
-            "sources" => return Ok(self.list(ObjectKind::Source, "name")),
-            "sinks" => return Ok(self.list(ObjectKind::Sink, "name")),
-            "tables" => return Ok(self.list(ObjectKind::Table, "name")),
-            "views" => return Ok(self.list(ObjectKind::View, "name")),
-            _ => {}
-        }
-        let key = match name.as_str() {
-            "transaction isolation level" => "transaction_isolation".to_string(),
-            "time zone" => "timezone".to_string(),
-            other => other.to_string(),
-        };
-        let value = self
-            .variables
-            .lock()
-            .map_err(|_| Error::internal("session settings poisoned"))?
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| {
-                Error::plan(
-                    "42704",
-                    format!("unrecognized configuration parameter \"{name}\""),
-                )
-            })?;
-        let schema = text_schema(&[key.as_str()]);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from(vec![value]))],
-        )?;
-        Ok(Output::Rows {
-            schema,
-            batches: vec![batch],
-        })
-    }
-
-    fn set(&self, set: &ast::Set) -> Result<Output> {
-        let mut variables = self
-            .variables
-            .lock()
-            .map_err(|_| Error::internal("session settings poisoned"))?;
-        match set {
-            ast::Set::SingleAssignment {
-                variable, values, ..
-            } => {
-                let name = variable.to_string().to_ascii_lowercase();
-                if let Some((_, flag)) = SERVER_SETTINGS.iter().find(|(n, _)| *n == name) {
-                    return Err(Error::plan(
-                        "55P02",
-                        format!("parameter \"{name}\" cannot be changed now: it is set when Eddy starts ({flag})"),
-                    ));
-                }
-                let value = values
-                    .iter()
-                    .map(setting_value)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                variables.insert(name, value);
-            }
-            ast::Set::SetTimeZone { value, .. } => {
-                variables.insert("timezone".into(), setting_value(value));
-            }
-            _ => {}
-        }
-        Ok(Output::Command(CommandTag::new("SET")))
-    }
 }
 
 /// Substitute `$n` parameters.
@@ -920,25 +807,6 @@ fn object_name(name: &ast::ObjectName) -> String {
             None => part.to_string(),
         })
         .unwrap_or_default()
-}
-
-fn variable_name(variable: &[ast::Ident]) -> String {
-    variable
-        .iter()
-        .map(|i| i.value.to_ascii_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn setting_value(value: &ast::Expr) -> String {
-    match value {
-        ast::Expr::Value(v) => match &v.value {
-            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
-            other => other.to_string(),
-        },
-        ast::Expr::Identifier(ident) => ident.value.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn text_schema(columns: &[&str]) -> SchemaRef {

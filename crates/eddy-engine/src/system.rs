@@ -272,10 +272,9 @@ impl SystemSchema {
         let mut evicted = Int64Builder::new();
         let mut read_back = Int64Builder::new();
         if let Some(budget) = &self.public.pinned().state_budget {
-            let bytes = |n: usize| i64::try_from(n).ok();
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            limit.append_option(bytes(budget.limit()).filter(|_| budget.limit() < usize::MAX));
-            held.append_value(bytes(budget.resident()).unwrap_or(i64::MAX));
+            limit.append_option(budget.bounded().and_then(|l| i64::try_from(l).ok()));
+            held.append_value(i64::try_from(budget.resident()).unwrap_or(i64::MAX));
             let (out, back) = budget.evictions();
             evicted.append_value(count(out));
             read_back.append_value(count(back));

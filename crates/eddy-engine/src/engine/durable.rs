@@ -48,6 +48,9 @@ use crate::Session;
 
 /// Rows decoded per batch when a table is loaded.
 const LOAD_ROWS: usize = 8192;
+/// Decoded batches a table's load may be ahead of its key index.
+const LOAD_QUEUE: usize = 16;
+
 /// How a durable engine runs.
 #[derive(Debug, Clone)]
 pub struct DurableOptions {
@@ -66,9 +69,6 @@ impl Default for DurableOptions {
         }
     }
 }
-
-/// Decoded batches a table's load may be ahead of its key index.
-const LOAD_QUEUE: usize = 16;
 
 impl Engine {
     /// An engine over `store`: every object stored there is created again

@@ -115,9 +115,7 @@ impl Writer {
             if let (Some(store), Some(budget)) = (&self.store, &self.working.state_budget) {
                 let store = store.clone();
                 let id = entry.created;
-                // Fewer than u16::MAX nodes: checked above.
-                let mut prefix = vec![OPERATOR];
-                prefix.extend_from_slice(&u16::try_from(ordinal).unwrap_or(u16::MAX).to_be_bytes());
+                let prefix = operator_prefix(ordinal);
                 operator.spill(Spill {
                     reader: Box::new(move |key| {
                         store
@@ -224,11 +222,8 @@ impl Writer {
                 }
             }
             for (ordinal, node) in view.nodes.iter().enumerate() {
-                // Fewer than u16::MAX nodes: checked at install.
-                let ordinal = u16::try_from(ordinal).unwrap_or(u16::MAX);
                 key.clear();
-                key.push(OPERATOR);
-                key.extend_from_slice(&ordinal.to_be_bytes());
+                key.extend_from_slice(&operator_prefix(ordinal));
                 let prefix = key.len();
                 let id = view.id;
                 self.dataflow
@@ -245,4 +240,11 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The prefix of the state entries of the operator at `ordinal` among a
+/// view's nodes (fewer than `u16::MAX`: checked at install).
+fn operator_prefix(ordinal: usize) -> [u8; 3] {
+    let [high, low] = u16::try_from(ordinal).unwrap_or(u16::MAX).to_be_bytes();
+    [OPERATOR, high, low]
 }
