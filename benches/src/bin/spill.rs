@@ -1,19 +1,24 @@
-//! GROUP BY state larger than its memory budget: how much of it stays in
-//! memory, what reading groups back from the data directory costs, and
-//! whether the view stays exact.
+//! GROUP BY or join state larger than its memory budget: how much of it
+//! stays in memory, what reading state back from the data directory costs,
+//! and whether the view stays exact.
 //!
 //! For each budget, a durable engine on a fresh data directory gets
 //! `CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL)` and
 //! `CREATE MATERIALIZED VIEW agg AS SELECT k, count(*), sum(v), min(v),
-//! max(v) FROM ev GROUP BY k`; a fill phase inserts one row for each of
-//! `--groups` keys (statements of `--chunk` rows, each a synced checkpoint),
+//! max(v) FROM ev GROUP BY k`; with `--query join` instead a table
+//! `dim (k, grp)` with one row per key (`grp = k % 100`) and `CREATE
+//! MATERIALIZED VIEW agg AS SELECT d.grp, count(*), sum(e.v) FROM ev e JOIN
+//! dim d ON e.k = d.k GROUP BY d.grp`, whose join holds every row of both
+//! tables by key while its GROUP BY holds 100 groups. A fill phase inserts
+//! one row for each of `--groups` keys (into `dim` first for the join;
+//! statements of `--chunk` rows, each a synced checkpoint),
 //! then an update phase inserts `--updates` rows with keys spread over all
 //! groups (row i of the phase gets key `(i * 7919 + seed) % groups`, so
 //! each statement touches `--chunk` keys scattered over the whole range;
 //! statements of `--chunk` rows), so most keys an update touches were let
 //! go of under a small budget and are read back. Printed:
-//! rows/s of each phase, the estimated state bytes held, groups evicted and
-//! read back, the process's resident memory (one process runs the budgets
+//! rows/s of each phase, the estimated state bytes held, keys (groups and
+//! join keys of one side) evicted and read back, the process's resident memory (one process runs the budgets
 //! in turn, smallest first, and memory freed by one run is not given back
 //! to the system: run one budget per invocation for its own figure), and a
 //! check of the view against the inserted rows. Figures are printed, never
@@ -31,8 +36,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 #[derive(Parser, Debug)]
-#[command(name = "spill", about = "GROUP BY state under a memory budget")]
+#[command(name = "spill", about = "GROUP BY or join state under a memory budget")]
 struct Args {
+    /// The view: `group-by` (GROUP BY k) or `join` (ev JOIN dim on k, then
+    /// GROUP BY a column of dim with 100 values).
+    #[arg(long, default_value = "group-by")]
+    query: Query,
     /// Distinct group keys.
     #[arg(long, default_value_t = 1_000_000)]
     groups: i64,
@@ -51,14 +60,24 @@ struct Args {
     seed: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Query {
+    GroupBy,
+    Join,
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let view = match args.query {
+        Query::GroupBy => "GROUP BY k",
+        Query::Join => "ev JOIN dim ON k, GROUP BY grp,",
+    };
     println!(
-        "spill: GROUP BY k over {} keys, then {} rows with keys scattered over them, {} rows per synced INSERT",
+        "spill: {view} over {} keys, then {} rows with keys scattered over them, {} rows per synced INSERT",
         args.groups, args.updates, args.chunk
     );
     for budget in &args.budgets_mb {
@@ -83,26 +102,42 @@ async fn run(args: &Args, label: &str, limit: usize) -> Result<()> {
     };
     let engine = Engine::open(store, options).await?;
     let session = Session::new(engine.clone())?;
-    execute(
-        &session,
-        "CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL);
-         CREATE MATERIALIZED VIEW agg AS
-           SELECT k, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi FROM ev GROUP BY k",
-    )
-    .await?;
+    let (ddl, fill_tables) = match args.query {
+        Query::GroupBy => (
+            "CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL);
+             CREATE MATERIALIZED VIEW agg AS
+               SELECT k, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi
+               FROM ev GROUP BY k",
+            &["ev SELECT value, value % 1000"][..],
+        ),
+        Query::Join => (
+            "CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL);
+             CREATE TABLE dim (k BIGINT NOT NULL, grp BIGINT NOT NULL);
+             CREATE MATERIALIZED VIEW agg AS
+               SELECT d.grp, count(*) AS n, sum(e.v) AS total
+               FROM ev e JOIN dim d ON e.k = d.k GROUP BY d.grp",
+            &[
+                "dim SELECT value, value % 100",
+                "ev SELECT value, value % 1000",
+            ][..],
+        ),
+    };
+    execute(&session, ddl).await?;
     let started = Instant::now();
-    let mut next = 0;
-    while next < args.groups {
-        let end = (next + args.chunk).min(args.groups);
-        execute(
-            &session,
-            &format!(
-                "INSERT INTO ev SELECT value, value % 1000 FROM generate_series({next}, {})",
-                end - 1
-            ),
-        )
-        .await?;
-        next = end;
+    for insert in fill_tables {
+        let mut next = 0;
+        while next < args.groups {
+            let end = (next + args.chunk).min(args.groups);
+            execute(
+                &session,
+                &format!(
+                    "INSERT INTO {insert} FROM generate_series({next}, {})",
+                    end - 1
+                ),
+            )
+            .await?;
+            next = end;
+        }
     }
     let fill = started.elapsed().as_secs_f64();
     let started = Instant::now();
@@ -126,22 +161,22 @@ async fn run(args: &Args, label: &str, limit: usize) -> Result<()> {
     let update = started.elapsed().as_secs_f64();
     let memory = execute(
         &session,
-        "SELECT coalesce(budget_bytes, -1), state_bytes, groups_evicted, groups_read_back FROM eddy_catalog.state_memory",
+        "SELECT coalesce(budget_bytes, -1), state_bytes, keys_evicted, keys_read_back FROM eddy_catalog.state_memory",
     )
     .await?;
     let memory = first_row(&memory);
     let check = execute(&session, "SELECT sum(n), sum(total), count(*) FROM agg").await?;
     let check = first_row(&check);
     let fill_sum: i64 = (0..args.groups).map(|k| k % 1000).sum();
-    let expected = [
-        args.groups + args.updates,
-        fill_sum + values_sum,
-        args.groups,
-    ];
+    let groups = match args.query {
+        Query::GroupBy => args.groups,
+        Query::Join => args.groups.min(100),
+    };
+    let expected = [args.groups + args.updates, fill_sum + values_sum, groups];
     let exact = check == expected;
     println!(
-        "budget {label:>9} MiB: fill {:.0} rows/s, updates {:.0} rows/s; state held {:.1} MiB, {} groups evicted, {} read back; resident memory {} -> {} MiB; view {}",
-        args.groups as f64 / fill,
+        "budget {label:>9} MiB: fill {:.0} rows/s, updates {:.0} rows/s; state held {:.1} MiB, {} keys evicted, {} read back; resident memory {} -> {} MiB; view {}",
+        (args.groups * fill_tables.len() as i64) as f64 / fill,
         args.updates as f64 / update,
         memory.get(1).copied().unwrap_or(0) as f64 / (1 << 20) as f64,
         memory.get(2).copied().unwrap_or(0),

@@ -80,9 +80,17 @@ pub trait Operator: Send {
     /// Keep saved state within `spill`'s budget: let go of entries whose
     /// checkpoint is durable and read them back through `spill` when they
     /// are needed again. Called after [`Operator::track_state`] and before
-    /// any entry loads; loading may then leave entries on disk. Operators
-    /// that keep all their state in memory ignore it.
+    /// any entry loads. Operators that keep all their state in memory
+    /// ignore it.
     fn spill(&mut self, _spill: Spill) {}
+
+    /// The key prefixes of the saved entries a restart must hand to
+    /// [`Operator::load_state`] (`None`: every entry). An operator that
+    /// spills reads the others back when it needs them, so a restart need
+    /// not read them at all. Called after [`Operator::spill`].
+    fn entries_to_load(&self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
 
     /// Every saved entry is loaded: the operator is where it was when it
     /// saved them, its output included, and emits nothing for them.

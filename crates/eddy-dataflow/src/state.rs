@@ -26,9 +26,16 @@ pub enum Checkpointing {
 /// entry, `None` removes it.
 pub type StateSink<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
 
-/// Where an operator that lets go of saved entries reads them back: the
-/// value of one of its entries as the last durable checkpoint holds it.
-pub type StateReader = Box<dyn Fn(&[u8]) -> Result<Option<Vec<u8>>> + Send>;
+/// Where an operator that lets go of saved entries reads them back, as the
+/// last durable checkpoint holds them.
+pub trait StateReader: Send {
+    /// The value of entry `key`, if there is one.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Every entry whose key starts with `prefix`, in key order, as (the
+    /// rest of its key, its value).
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
 
 /// The memory the operators of a durable engine may keep of state they
 /// have saved, shared by all of them, and which checkpoints are durable.
@@ -144,9 +151,45 @@ impl StateBudget {
 /// What an operator needs to let go of saved entries under a budget.
 pub struct Spill {
     /// Reads the operator's entries back.
-    pub reader: StateReader,
+    pub reader: Box<dyn StateReader>,
     /// The budget shared with the engine's other operators.
     pub budget: Arc<StateBudget>,
+    /// True if the operator restarts from stored entries: the store may
+    /// hold entries it does not load (see
+    /// [`crate::Operator::entries_to_load`]).
+    pub restored: bool,
+}
+
+/// Keys an operator emptied in memory whose deletion from the store is not
+/// durable yet: until it is, the store still holds their old entries, which
+/// must not be read back.
+#[derive(Debug, Default)]
+pub struct Deleting {
+    /// Each key, with the save that deletes it (`u64::MAX`: not saved yet).
+    keys: hashbrown::HashMap<Vec<u8>, u64>,
+}
+
+impl Deleting {
+    /// Key `key` was emptied; the next save deletes it.
+    pub fn insert(&mut self, key: Vec<u8>) {
+        self.keys.insert(key, u64::MAX);
+    }
+
+    /// True if the store may still hold an old entry of `key`.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// The deletions not saved yet are written by save `save`; forget those
+    /// that saves up to `durable` made durable.
+    pub fn saved(&mut self, save: u64, durable: u64) {
+        self.keys.retain(|_, at| {
+            if *at == u64::MAX {
+                *at = save;
+            }
+            *at > durable
+        });
+    }
 }
 
 /// Builds a state entry's value.

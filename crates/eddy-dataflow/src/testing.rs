@@ -7,7 +7,8 @@
 //! renders the consolidated output in the same notation, sorted.
 #![allow(clippy::expect_used)]
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -15,6 +16,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
 
+use crate::state::{Spill, StateBudget, StateReader};
 use crate::{ChangeBatch, Operator, Result};
 
 /// The empty output, for `assert_eq!(epoch(..)?, NOTHING)`.
@@ -174,6 +176,140 @@ pub fn check_restart(
     let keys = |saved: &Saved| saved.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&saved_after), keys(&saved));
     Ok(())
+}
+
+/// The entries one save wrote (`None`: deleted).
+type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// A store whose saves become durable `lag` saves late, as checkpoints
+/// written on their own thread do.
+struct LaggingStore {
+    durable: Arc<Mutex<Saved>>,
+    in_flight: VecDeque<(u64, Writes)>,
+    budget: Arc<StateBudget>,
+    lag: usize,
+}
+
+/// Reads what a [`LaggingStore`] made durable.
+struct DurableReader(Arc<Mutex<Saved>>);
+
+impl StateReader for DurableReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.lock().expect("not poisoned").get(key).cloned())
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let durable = self.0.lock().expect("not poisoned");
+        Ok(durable
+            .range(prefix.to_vec()..)
+            .map_while(|(key, value)| Some((key.strip_prefix(prefix)?.to_vec(), value.clone())))
+            .collect())
+    }
+}
+
+impl LaggingStore {
+    fn new(lag: usize, limit: usize) -> Self {
+        Self {
+            durable: Arc::default(),
+            in_flight: VecDeque::new(),
+            budget: Arc::new(StateBudget::new(limit)),
+            lag,
+        }
+    }
+
+    fn spill(&self, restored: bool) -> Spill {
+        Spill {
+            reader: Box::new(DurableReader(self.durable.clone())),
+            budget: self.budget.clone(),
+            restored,
+        }
+    }
+
+    fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
+        let save = self.budget.begin_save();
+        let mut writes = Vec::new();
+        operator.save_state(&mut |key, value| {
+            writes.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        })?;
+        self.in_flight.push_back((save, writes));
+        while self.in_flight.len() > self.lag {
+            self.write_one();
+        }
+        Ok(())
+    }
+
+    fn write_one(&mut self) {
+        let Some((save, writes)) = self.in_flight.pop_front() else {
+            return;
+        };
+        let mut durable = self.durable.lock().expect("not poisoned");
+        for (key, value) in writes {
+            match value {
+                Some(value) => durable.insert(key, value),
+                None => durable.remove(&key),
+            };
+        }
+        self.budget.written(save);
+    }
+}
+
+/// Feed `epochs` to two new operators from `make`, one keeping all its
+/// state and one spilling it under a budget of `limit` bytes into a store
+/// `lag` saves behind; after the first `cut` epochs restart the spilling
+/// one from what its store made durable (loading the entries it asks for). Checks both
+/// emit the same after every epoch, and that the restarted one emits
+/// nothing by itself; returns the entries let go of and read back. `case`
+/// names the run in failures.
+pub fn check_spill(
+    case: &str,
+    make: &dyn Fn() -> Box<dyn Operator>,
+    epochs: &[Vec<(usize, ChangeBatch)>],
+    cut: usize,
+    limit: usize,
+    lag: usize,
+) -> Result<(u64, u64)> {
+    let (before, after) = epochs.split_at(cut);
+    let mut store = LaggingStore::new(lag, limit);
+    let mut kept = make();
+    kept.track_state();
+    let mut spilling = make();
+    spilling.track_state();
+    spilling.spill(store.spill(false));
+    for (i, steps) in before.iter().enumerate() {
+        let expected = epoch(kept.as_mut(), steps.clone())?;
+        let got = epoch(spilling.as_mut(), steps.clone())?;
+        assert_eq!(got, expected, "{case}: epoch {i}");
+        store.save(spilling.as_mut())?;
+    }
+    let evictions = store.budget.evictions();
+    // A restart with everything written loads what the operator asks
+    // for; the rest stays on disk until its key comes.
+    while !store.in_flight.is_empty() {
+        store.write_one();
+    }
+    drop(spilling);
+    let mut restored = make();
+    restored.track_state();
+    restored.spill(store.spill(true));
+    let saved = store.durable.lock().expect("not poisoned").clone();
+    let wanted = restored.entries_to_load();
+    for (key, value) in &saved {
+        let load = wanted
+            .as_ref()
+            .is_none_or(|prefixes| prefixes.iter().any(|p| key.starts_with(p)));
+        if load {
+            restored.load_state(key, value)?;
+        }
+    }
+    restored.state_loaded()?;
+    assert_eq!(epoch(restored.as_mut(), vec![])?, NOTHING, "{case}");
+    for (i, steps) in after.iter().enumerate() {
+        let expected = epoch(kept.as_mut(), steps.clone())?;
+        let got = epoch(restored.as_mut(), steps.clone())?;
+        assert_eq!(got, expected, "{case}: epoch {} after the restart", cut + i);
+        store.save(restored.as_mut())?;
+    }
+    Ok(evictions)
 }
 
 #[test]

@@ -264,8 +264,8 @@ impl SystemSchema {
         let schema: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("budget_bytes", DataType::Int64, true),
             Field::new("state_bytes", DataType::Int64, false),
-            Field::new("groups_evicted", DataType::Int64, false),
-            Field::new("groups_read_back", DataType::Int64, false),
+            Field::new("keys_evicted", DataType::Int64, false),
+            Field::new("keys_read_back", DataType::Int64, false),
         ]));
         let mut limit = Int64Builder::new();
         let mut held = Int64Builder::new();

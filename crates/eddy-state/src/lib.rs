@@ -67,6 +67,9 @@ pub enum Error {
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One object's stored definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {
@@ -267,6 +270,30 @@ impl Store {
         Ok(self.db.get_cf(self.family(STATE)?, object_key(id, key))?)
     }
 
+    /// The few state entries of object `id` whose keys start with `prefix`,
+    /// as the last checkpoint left them, in key order, as (key without `id`
+    /// and `prefix`, value). Unlike [`Store::state`], made for reading some
+    /// entries back while running: what it reads stays cached.
+    pub fn state_under(&self, id: u64, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let start = object_key(id, prefix);
+        let mut options = ReadOptions::default();
+        if let Some(end) = successor(&start) {
+            options.set_iterate_upper_bound(end);
+        }
+        let mut entries = self.db.raw_iterator_cf_opt(self.family(STATE)?, options);
+        entries.seek(&start);
+        let mut found = Vec::new();
+        while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
+            let Some(key) = key.strip_prefix(&start[..]) else {
+                break;
+            };
+            found.push((key.to_vec(), value.to_vec()));
+            entries.next();
+        }
+        entries.status()?;
+        Ok(found)
+    }
+
     /// Every entry of `family` under object `id` whose key starts with
     /// `within`, in key order, as (key without the object's number and
     /// `within`, value).
@@ -455,6 +482,15 @@ fn object_key(id: u64, key: &[u8]) -> Vec<u8> {
     full
 }
 
+/// The first key after every key that starts with `prefix`, unless no key
+/// is (a prefix of only 0xFF bytes).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|b| *b != 0xFF)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
 fn encode_object(record: &ObjectRecord) -> Vec<u8> {
     let name = record.name.as_bytes();
     let mut value = Vec::with_capacity(4 + name.len() + record.definition.len());
@@ -602,6 +638,31 @@ mod tests {
             .state(4, &[], |k, _| state.push(k.to_vec()))
             .expect("state");
         assert_eq!(state, vec![b"o0".to_vec()]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn state_under_a_prefix_reads_only_its_entries() {
+        let dir = temp_dir("under");
+        let store = Store::open(&dir, &StoreOptions::default()).expect("open");
+        let mut checkpoint = Checkpoint::default();
+        for key in [&b"a"[..], b"ab", b"ab\xff", b"ac", b"\xff", b"\xff\xff"] {
+            checkpoint.put(5, key, key);
+        }
+        checkpoint.put(6, b"ab", b"other object");
+        store.commit(checkpoint, 1).expect("commit");
+        let under = |prefix: &[u8]| {
+            let found = store.state_under(5, prefix).expect("state");
+            for (key, value) in &found {
+                assert_eq!(&[prefix, key].concat(), value, "its value");
+            }
+            found.into_iter().map(|(key, _)| key).collect::<Vec<_>>()
+        };
+        assert_eq!(under(b"ab"), [&b""[..], b"\xff"]);
+        assert_eq!(under(b"\xff"), [&b""[..], b"\xff"]);
+        assert_eq!(under(b"b"), Vec::<Vec<u8>>::new());
+        assert_eq!(under(b"").len(), 6);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

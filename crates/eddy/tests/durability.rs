@@ -442,7 +442,7 @@ async fn acknowledged_dml_survives_sigkill_loop() {
     );
     let memory = rows(
         &client,
-        "SELECT groups_evicted > 0, groups_read_back > 0 FROM eddy_catalog.state_memory",
+        "SELECT keys_evicted > 0, keys_read_back > 0 FROM eddy_catalog.state_memory",
     )
     .await;
     assert_eq!(

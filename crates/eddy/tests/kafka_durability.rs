@@ -258,7 +258,7 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
     assert_eq!(
         rows(
             &client,
-            "SELECT groups_read_back > 0 FROM eddy_catalog.state_memory"
+            "SELECT keys_read_back > 0 FROM eddy_catalog.state_memory"
         )
         .await,
         ["t"],

@@ -308,11 +308,11 @@ impl AggregateOperator {
 
     /// After save `save`: let go of groups while over the budget.
     fn let_go(&mut self, save: u64) {
-        let (Some(spilled), Some(unsaved)) = (&mut self.spilled, &self.unsaved) else {
+        let Some(spilled) = &mut self.spilled else {
             return;
         };
         spilled.save_done(save);
-        for group in spilled.victims(&unsaved.changed) {
+        for group in spilled.victims() {
             self.groups.release(group);
             self.rows[group as usize] = 0;
             self.emitted[group as usize] = None;
@@ -503,6 +503,12 @@ impl Operator for AggregateOperator {
         }
     }
 
+    /// Spilling, only the calls' shared entry: groups are read back when
+    /// their keys come.
+    fn entries_to_load(&self) -> Option<Vec<Vec<u8>>> {
+        self.spilled.as_ref().map(|_| vec![SHARED_ENTRY.to_vec()])
+    }
+
     fn load_state(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         if key == SHARED_ENTRY {
             let mut input = Decoder::new(value);
@@ -514,17 +520,10 @@ impl Operator for AggregateOperator {
         let Some((&GROUP_ENTRY, key)) = key.split_first() else {
             return Err(crate::state::corrupt());
         };
-        let bytes = 1 + key.len() + value.len();
-        if let Some(spilled) = &mut self.spilled {
-            if !spilled.room(bytes) {
-                // Read back when its key comes again.
-                return Ok(());
-            }
-        }
         let group = self.groups.load_key(key)?;
         self.resize();
         if let Some(spilled) = &mut self.spilled {
-            spilled.loaded(group, bytes);
+            spilled.loaded(group, 1 + key.len() + value.len());
         }
         self.decode_group(group, value)
     }

@@ -6,6 +6,12 @@
 //! anti joins every stored row also counts its matches (the summed weights
 //! of the rows it joins with); a row's NULL-extended, semi or anti output
 //! appears or disappears exactly when that count crosses zero.
+//!
+//! Under a memory budget (see [`Operator::spill`]) the join lets go of the
+//! rows of keys it saved and reads them back when a change with their key
+//! comes (see `spill`).
+
+mod spill;
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -20,7 +26,8 @@ use eddy_common::row::RowCodec;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::SmallVec;
 
-use crate::state::{Checkpointing, Decoder, Encoder, StateSink};
+use self::spill::{Residence, Spilled};
+use crate::state::{Checkpointing, Decoder, Encoder, Spill, StateSink};
 use crate::{schema, ChangeBatch, Error, Operator, Result};
 
 /// Which rows a join emits.
@@ -101,7 +108,13 @@ pub struct JoinOperator {
     /// Once state is tracked, the stored rows of each side changed since
     /// the last save, by key.
     unsaved: Option<[hashbrown::HashSet<KeyedRow>; 2]>,
+    /// Under a memory budget, what the join knows of the keys it let go of.
+    spilled: Option<Spilled>,
 }
+
+/// Bytes a stored row holds beyond its encoding (its hash, pointer, weight
+/// and match count, its allocation's header), as estimated for a budget.
+const ROW_OVERHEAD: usize = 64;
 
 /// The stored rows of one join key, each with its weight and match count.
 ///
@@ -111,6 +124,10 @@ pub struct JoinOperator {
 #[derive(Default)]
 struct RowsOfKey {
     rows: HashTable<(u64, Arc<[u8]>, Entry)>,
+    /// Estimated bytes of the rows.
+    bytes: usize,
+    /// How the key counts in a memory budget.
+    residence: Residence,
 }
 
 impl RowsOfKey {
@@ -150,11 +167,13 @@ impl RowsOfKey {
                 entry.matches = matches;
                 if entry.weight == 0 {
                     slot.remove();
+                    self.bytes -= row.len() + ROW_OVERHEAD;
                 }
             }
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 if weight != 0 {
                     slot.insert((hash, Arc::from(row), Entry { weight, matches }));
+                    self.bytes += row.len() + ROW_OVERHEAD;
                 }
             }
         }
@@ -171,6 +190,22 @@ type KeyedRow = (Box<[u8]>, Arc<[u8]>);
 
 /// Candidate pairs of one delta: delta row, other row, other weight.
 type Pairs = Vec<(u32, Arc<[u8]>, i64)>;
+
+/// The start of the entry keys of the rows of join key `key` on side
+/// `side`: the row follows.
+fn entry_prefix(side: usize, key: &[u8]) -> Vec<u8> {
+    let mut prefix = Encoder::new();
+    prefix.count(side).slice(key);
+    prefix.bytes().to_vec()
+}
+
+/// A stored row's weight and match count.
+fn decode_entry(value: &[u8]) -> Result<(i64, i64)> {
+    let mut value = Decoder::new(value);
+    let entry = (value.i64()?, value.i64()?);
+    value.finish()?;
+    Ok(entry)
+}
 
 impl JoinOperator {
     /// Join rows of `left_schema` and `right_schema` on
@@ -215,7 +250,37 @@ impl JoinOperator {
             schema,
             display,
             unsaved: None,
+            spilled: None,
         })
+    }
+
+    /// Before a change of side `side` with join key `key` is joined: read
+    /// back the rows of that key that either side let go of.
+    fn read_back(&mut self, side: usize, key: &[u8]) -> Result<()> {
+        let Some(spilled) = &mut self.spilled else {
+            return Ok(());
+        };
+        for s in [side, 1 - side] {
+            let own = &mut self.sides[s];
+            if let Some(rows) = own.index.get_mut(key) {
+                rows.residence.referenced = true;
+                continue;
+            }
+            let entries = spilled.read(s, key)?;
+            if entries.is_empty() {
+                continue;
+            }
+            let rows = own.index.entry_ref(key).or_default();
+            for (row, value) in entries {
+                let (weight, matches) = decode_entry(&value)?;
+                rows.update(&own.hasher, &row, weight, matches);
+            }
+            rows.residence.referenced = true;
+            // Its entries are durable: it may go again.
+            spilled.count(s, key, rows, 0);
+            spilled.reloaded();
+        }
+        Ok(())
     }
 
     /// Columns of a batch laid out as the join's output (or filter input)
@@ -373,6 +438,14 @@ impl Operator for JoinOperator {
             Some(self.sides[side].codec.encode(data.columns())?)
         };
         let row_of = |i: usize| -> &[u8] { encoded.as_ref().map_or(&[], |e| e.row(i).data()) };
+        if self.spilled.is_some() {
+            let mut seen = hashbrown::HashSet::new();
+            for i in (0..count).filter(|i| matchable[*i]) {
+                if seen.insert(key_of(i)) {
+                    self.read_back(side, key_of(i))?;
+                }
+            }
+        }
 
         // Pairs of a delta row with the current rows of the other side.
         let mut pairs: Pairs = Vec::new();
@@ -491,7 +564,11 @@ impl Operator for JoinOperator {
             let row = row_of(i);
             let rows = own.index.entry_ref(key).or_default();
             rows.update(&own.hasher, row, weights[i], matches[i]);
+            rows.residence.referenced = true;
             if rows.is_empty() {
+                if let Some(spilled) = &mut self.spilled {
+                    spilled.released(side, key, rows);
+                }
                 own.index.remove(key);
             }
             if let Some(unsaved) = &mut self.unsaved {
@@ -524,19 +601,18 @@ impl Operator for JoinOperator {
         let Some(unsaved) = &mut self.unsaved else {
             return Ok(());
         };
-        let mut entry_key = Encoder::new();
+        let save = self.spilled.as_ref().map_or(0, Spilled::save);
         let mut value = Encoder::new();
         for (side, changed) in unsaved.iter_mut().enumerate() {
-            let Side { index, hasher, .. } = &self.sides[side];
+            let Side { index, hasher, .. } = &mut self.sides[side];
             for (key, row) in changed.drain() {
-                entry_key.clear();
-                entry_key.count(side).slice(&key);
-                let mut full = entry_key.bytes().to_vec();
+                let mut full = entry_prefix(side, &key);
                 full.extend_from_slice(&row);
-                match index
-                    .get(key.as_ref())
-                    .and_then(|rows| rows.get(hasher, &row))
-                {
+                let Some(rows) = index.get_mut(key.as_ref()) else {
+                    out(&full, None);
+                    continue;
+                };
+                match rows.get(hasher, &row) {
                     Some(entry) => {
                         value.clear();
                         value.i64(entry.weight).i64(entry.matches);
@@ -544,9 +620,24 @@ impl Operator for JoinOperator {
                     }
                     None => out(&full, None),
                 }
+                if let Some(spilled) = &mut self.spilled {
+                    spilled.count(side, &key, rows, save);
+                }
             }
         }
+        if let Some(spilled) = &mut self.spilled {
+            spilled.let_go(save, &mut self.sides);
+        }
         Ok(())
+    }
+
+    fn spill(&mut self, spill: Spill) {
+        self.spilled = Some(Spilled::new(spill));
+    }
+
+    /// Spilling, nothing: keys are read back when they come.
+    fn entries_to_load(&self) -> Option<Vec<Vec<u8>>> {
+        self.spilled.as_ref().map(|_| Vec::new())
     }
 
     fn load_state(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -554,261 +645,16 @@ impl Operator for JoinOperator {
         let side = entry_key.count()?;
         let join_key = entry_key.slice()?;
         let row = entry_key.rest();
-        let mut value = Decoder::new(value);
-        let (weight, matches) = (value.i64()?, value.i64()?);
-        value.finish()?;
+        let (weight, matches) = decode_entry(value)?;
         let own = self.sides.get_mut(side).ok_or_else(crate::state::corrupt)?;
-        own.index
-            .entry_ref(join_key)
-            .or_default()
-            .update(&own.hasher, row, weight, matches);
+        let rows = own.index.entry_ref(join_key).or_default();
+        rows.update(&own.hasher, row, weight, matches);
+        if let Some(spilled) = &mut self.spilled {
+            spilled.count(side, join_key, rows, 0);
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::{changes, check_restart, col, epoch, schema, NOTHING};
-
-    fn left() -> SchemaRef {
-        schema("a:int x:str")
-    }
-
-    fn right() -> SchemaRef {
-        schema("b:int y:str")
-    }
-
-    /// `left(a, x) <kind> JOIN right(b, y) ON a = b`.
-    fn join(kind: JoinKind, nulls_equal: bool) -> JoinOperator {
-        let output = match kind {
-            JoinKind::LeftSemi | JoinKind::LeftAnti => left(),
-            JoinKind::RightSemi | JoinKind::RightAnti => right(),
-            _ => schema("a:int x:str b:int y:str"),
-        };
-        JoinOperator::new(
-            kind,
-            vec![col("a", &left())],
-            vec![col("b", &right())],
-            vec![DataType::Int64],
-            nulls_equal,
-            None,
-            left(),
-            right(),
-            output,
-            format!("{kind:?}"),
-        )
-        .expect("a valid join")
-    }
-
-    fn l(text: &str) -> (usize, ChangeBatch) {
-        (0, changes(&left(), text))
-    }
-
-    fn r(text: &str) -> (usize, ChangeBatch) {
-        (1, changes(&right(), text))
-    }
-
-    #[test]
-    fn inner_with_changes_on_both_sides_in_one_epoch() -> Result<()> {
-        let mut op = join(JoinKind::Inner, false);
-        let steps = vec![l("1 l1 +1; 2 l2 +1"), r("1 r1 +1; 3 r3 +1"), l("3 l3 +2")];
-        assert_eq!(epoch(&mut op, steps)?, ["1 l1 1 r1 +1", "3 l3 3 r3 +2"]);
-        // Right first, then left; a left delete and a right insert on one key.
-        let steps = vec![r("1 r1b +1; 2 r2 +3"), l("1 l1 -1; 2 l2b +1")];
-        assert_eq!(
-            epoch(&mut op, steps)?,
-            ["1 l1 1 r1 -1", "2 l2 2 r2 +3", "2 l2b 2 r2 +3"]
-        );
-        // r1b met l1 above, and l1's deletion cancelled that pair.
-        assert_eq!(
-            epoch(&mut op, vec![l("1 l9 +1")])?,
-            ["1 l9 1 r1 +1", "1 l9 1 r1b +1"]
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn left_join_pads_while_unmatched() -> Result<()> {
-        let mut op = join(JoinKind::Left, false);
-        assert_eq!(epoch(&mut op, vec![l("1 l +2")])?, ["1 l NULL NULL +2"]);
-        // A match appears: the padded row is retracted.
-        assert_eq!(
-            epoch(&mut op, vec![r("1 r +1")])?,
-            ["1 l 1 r +2", "1 l NULL NULL -2"]
-        );
-        // A second match changes nothing about padding.
-        assert_eq!(epoch(&mut op, vec![r("1 s +1")])?, ["1 l 1 s +2"]);
-        assert_eq!(epoch(&mut op, vec![r("1 r -1")])?, ["1 l 1 r -2"]);
-        // The last match goes: the padded row comes back.
-        assert_eq!(
-            epoch(&mut op, vec![r("1 s -1")])?,
-            ["1 l 1 s -2", "1 l NULL NULL +2"]
-        );
-        // Match and unmatch within one epoch: nothing.
-        assert_eq!(epoch(&mut op, vec![r("1 t +1"), r("1 t -1")])?, NOTHING);
-        // The left row goes while unmatched.
-        assert_eq!(epoch(&mut op, vec![l("1 l -2")])?, ["1 l NULL NULL -2"]);
-        // Right rows without left rows emit nothing.
-        assert_eq!(epoch(&mut op, vec![r("5 z +1")])?, NOTHING);
-        Ok(())
-    }
-
-    #[test]
-    fn full_join_pads_both_sides() -> Result<()> {
-        let mut op = join(JoinKind::Full, false);
-        let steps = vec![l("1 l +1; 2 m +1"), r("2 r +1; 3 s +1")];
-        assert_eq!(
-            epoch(&mut op, steps)?,
-            ["1 l NULL NULL +1", "2 m 2 r +1", "NULL NULL 3 s +1"]
-        );
-        assert_eq!(
-            epoch(&mut op, vec![l("2 m -1")])?,
-            ["2 m 2 r -1", "NULL NULL 2 r +1"]
-        );
-        let steps = vec![l("3 n +1"), r("1 q +1")];
-        assert_eq!(
-            epoch(&mut op, steps)?,
-            [
-                "1 l 1 q +1",
-                "1 l NULL NULL -1",
-                "3 n 3 s +1",
-                "NULL NULL 3 s -1"
-            ]
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn semi_join_emits_each_row_once_while_matched() -> Result<()> {
-        let mut op = join(JoinKind::LeftSemi, false);
-        assert_eq!(epoch(&mut op, vec![l("1 l +2; 2 m +1")])?, NOTHING);
-        assert_eq!(epoch(&mut op, vec![r("1 r +1")])?, ["1 l +2"]);
-        assert_eq!(epoch(&mut op, vec![r("1 s +3")])?, NOTHING);
-        assert_eq!(epoch(&mut op, vec![r("1 r -1")])?, NOTHING);
-        assert_eq!(epoch(&mut op, vec![r("1 s -3")])?, ["1 l -2"]);
-        // A left row arriving into an existing match.
-        assert_eq!(epoch(&mut op, vec![r("2 t +1"), l("2 m +1")])?, ["2 m +2"]);
-        assert_eq!(epoch(&mut op, vec![l("2 m -2")])?, ["2 m -2"]);
-        Ok(())
-    }
-
-    #[test]
-    fn anti_join_emits_rows_while_unmatched() -> Result<()> {
-        let mut op = join(JoinKind::LeftAnti, false);
-        assert_eq!(
-            epoch(&mut op, vec![l("1 l +2; 2 m +1")])?,
-            ["1 l +2", "2 m +1"]
-        );
-        assert_eq!(epoch(&mut op, vec![r("1 r +1")])?, ["1 l -2"]);
-        assert_eq!(epoch(&mut op, vec![r("1 s +1"), r("1 r -1")])?, NOTHING);
-        assert_eq!(epoch(&mut op, vec![r("1 s -1")])?, ["1 l +2"]);
-        assert_eq!(epoch(&mut op, vec![l("1 l -2")])?, ["1 l -2"]);
-        Ok(())
-    }
-
-    #[test]
-    fn right_semi_and_anti_mirror_the_left_ones() -> Result<()> {
-        let mut semi = join(JoinKind::RightSemi, false);
-        assert_eq!(epoch(&mut semi, vec![r("1 r +1")])?, NOTHING);
-        assert_eq!(epoch(&mut semi, vec![l("1 l +1")])?, ["1 r +1"]);
-        assert_eq!(epoch(&mut semi, vec![l("1 l -1")])?, ["1 r -1"]);
-
-        let mut anti = join(JoinKind::RightAnti, false);
-        assert_eq!(epoch(&mut anti, vec![r("1 r +1")])?, ["1 r +1"]);
-        assert_eq!(epoch(&mut anti, vec![l("1 l +1")])?, ["1 r -1"]);
-        assert_eq!(epoch(&mut anti, vec![l("1 l -1")])?, ["1 r +1"]);
-        Ok(())
-    }
-
-    #[test]
-    fn null_keys_never_match() -> Result<()> {
-        let mut inner = join(JoinKind::Inner, false);
-        assert_eq!(
-            epoch(&mut inner, vec![l("NULL l +1"), r("NULL r +1")])?,
-            NOTHING
-        );
-
-        let mut left_join = join(JoinKind::Left, false);
-        let steps = vec![l("NULL l +1"), r("NULL r +1")];
-        assert_eq!(epoch(&mut left_join, steps)?, ["NULL l NULL NULL +1"]);
-        assert_eq!(epoch(&mut left_join, vec![r("NULL s +1")])?, NOTHING);
-        assert_eq!(
-            epoch(&mut left_join, vec![l("NULL l -1")])?,
-            ["NULL l NULL NULL -1"]
-        );
-
-        let mut full = join(JoinKind::Full, false);
-        let steps = vec![l("NULL l +1"), r("NULL r +1")];
-        assert_eq!(
-            epoch(&mut full, steps)?,
-            ["NULL NULL NULL r +1", "NULL l NULL NULL +1"]
-        );
-
-        let mut anti = join(JoinKind::LeftAnti, false);
-        let steps = vec![r("NULL r +1"), l("NULL l +1")];
-        assert_eq!(epoch(&mut anti, steps)?, ["NULL l +1"]);
-        assert_eq!(epoch(&mut anti, vec![l("NULL l -1")])?, ["NULL l -1"]);
-        Ok(())
-    }
-
-    #[test]
-    fn null_keys_match_when_nulls_are_equal() -> Result<()> {
-        let mut inner = join(JoinKind::Inner, true);
-        let steps = vec![l("NULL l +1; 1 m +1"), r("NULL r +1")];
-        assert_eq!(epoch(&mut inner, steps)?, ["NULL l NULL r +1"]);
-
-        let mut anti = join(JoinKind::LeftAnti, true);
-        assert_eq!(epoch(&mut anti, vec![l("NULL l +1")])?, ["NULL l +1"]);
-        assert_eq!(epoch(&mut anti, vec![r("NULL r +1")])?, ["NULL l -1"]);
-        Ok(())
-    }
-
-    #[test]
-    fn a_restored_join_goes_on_like_the_original() -> Result<()> {
-        use rand::{Rng, SeedableRng};
-        use JoinKind::*;
-        for seed in 0..30u64 {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let mut present: [Vec<String>; 2] = Default::default();
-            let epochs: Vec<Vec<(usize, ChangeBatch)>> = (0..10)
-                .map(|_| {
-                    (0..rng.random_range(1..4))
-                        .map(|_| {
-                            let side = rng.random_range(0..2);
-                            let rows = &mut present[side];
-                            let row = if !rows.is_empty() && rng.random_bool(0.4) {
-                                let row = rows.swap_remove(rng.random_range(0..rows.len()));
-                                format!("{row} -1")
-                            } else {
-                                let key = match rng.random_range(0..4) {
-                                    0 => "NULL".to_string(),
-                                    k => k.to_string(),
-                                };
-                                let row = format!("{key} v{}", rng.random_range(0..3));
-                                rows.push(row.clone());
-                                format!("{row} +1")
-                            };
-                            if side == 0 {
-                                l(&row)
-                            } else {
-                                r(&row)
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            let cut = 1 + seed as usize % 9;
-            let kinds = [
-                Inner, Left, Right, Full, LeftSemi, LeftAnti, RightSemi, RightAnti,
-            ];
-            for kind in kinds {
-                for nulls_equal in [false, true] {
-                    let make = || -> Box<dyn Operator> { Box::new(join(kind, nulls_equal)) };
-                    check_restart(&make, epochs[..cut].to_vec(), epochs[cut..].to_vec())?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
+mod tests;

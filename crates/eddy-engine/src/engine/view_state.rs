@@ -23,9 +23,11 @@
 //! to behind [`PLAN`]; the contents in the rows family behind [`CONTENTS`].
 
 use eddy_common::{Error, Result};
-use eddy_dataflow::state::Spill;
+use std::sync::Arc;
+
+use eddy_dataflow::state::{Spill, StateReader};
 use eddy_dataflow::NodeId;
-use eddy_state::Checkpoint;
+use eddy_state::{Checkpoint, Store};
 
 use super::{durable, Writer};
 use crate::catalog::{CatalogEntry, ObjectKind};
@@ -113,16 +115,14 @@ impl Writer {
             let operator = self.dataflow.operator_mut(*node)?;
             operator.track_state();
             if let (Some(store), Some(budget)) = (&self.store, &self.working.state_budget) {
-                let store = store.clone();
-                let id = entry.created;
-                let prefix = operator_prefix(ordinal);
                 operator.spill(Spill {
-                    reader: Box::new(move |key| {
-                        store
-                            .get_state(id, &[prefix.as_slice(), key].concat())
-                            .map_err(durable::storage_error)
+                    reader: Box::new(OperatorReader {
+                        store: store.clone(),
+                        id: entry.created,
+                        prefix: operator_prefix(ordinal),
                     }),
                     budget: budget.clone(),
+                    restored: self.replaying,
                 });
             }
         }
@@ -157,33 +157,32 @@ impl Writer {
                 entry.name
             )));
         }
-        let mut failure: Option<Error> = None;
         let mut entries = 0u64;
-        let dataflow = &mut self.dataflow;
-        store
-            .state(view.id, &[OPERATOR], |key, value| {
-                if failure.is_some() {
-                    return;
+        for (ordinal, node) in view.nodes.iter().enumerate() {
+            let operator = self.dataflow.operator_mut(*node)?;
+            // Each prefix the operator asks for; an operator that spills
+            // reads the rest back when it needs them.
+            let prefixes = operator
+                .entries_to_load()
+                .unwrap_or_else(|| vec![Vec::new()]);
+            for prefix in prefixes {
+                let within = [operator_prefix(ordinal).as_slice(), &prefix].concat();
+                let mut failure: Option<Error> = None;
+                let mut key = prefix.clone();
+                store
+                    .state(view.id, &within, |rest, value| {
+                        if failure.is_none() {
+                            entries += 1;
+                            key.truncate(prefix.len());
+                            key.extend_from_slice(rest);
+                            failure = operator.load_state(&key, value).err();
+                        }
+                    })
+                    .map_err(durable::storage_error)?;
+                if let Some(error) = failure {
+                    return Err(error);
                 }
-                let loaded = match key {
-                    [high, low, key @ ..] => {
-                        entries += 1;
-                        let ordinal = usize::from(u16::from_be_bytes([*high, *low]));
-                        view.nodes
-                            .get(ordinal)
-                            .ok_or_else(eddy_dataflow::state::corrupt)
-                            .and_then(|node| dataflow.operator_mut(*node))
-                            .and_then(|operator| operator.load_state(key, value))
-                    }
-                    _ => Err(eddy_dataflow::state::corrupt()),
-                };
-                if let Err(error) = loaded {
-                    failure = Some(error);
-                }
-            })
-            .map_err(durable::storage_error)?;
-        if let Some(error) = failure {
-            return Err(error);
+            }
         }
         for node in &view.nodes {
             self.dataflow.operator_mut(*node)?.state_loaded()?;
@@ -247,4 +246,26 @@ impl Writer {
 fn operator_prefix(ordinal: usize) -> [u8; 3] {
     let [high, low] = u16::try_from(ordinal).unwrap_or(u16::MAX).to_be_bytes();
     [OPERATOR, high, low]
+}
+
+/// Reads back the state entries of one operator of a stored view that it
+/// let go of.
+struct OperatorReader {
+    store: Arc<Store>,
+    id: u64,
+    prefix: [u8; 3],
+}
+
+impl StateReader for OperatorReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.store
+            .get_state(self.id, &[self.prefix.as_slice(), key].concat())
+            .map_err(durable::storage_error)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.store
+            .state_under(self.id, &[self.prefix.as_slice(), prefix].concat())
+            .map_err(durable::storage_error)
+    }
 }

@@ -11,10 +11,8 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-
 use super::groups::GroupId;
-use crate::state::{Spill, StateBudget, StateReader};
+use crate::state::{Deleting, Spill, StateBudget, StateReader};
 use crate::Result;
 
 /// Bytes a group holds beyond its stored entry (id maps, per-group vectors,
@@ -23,7 +21,7 @@ const GROUP_OVERHEAD: usize = 64;
 
 /// What an aggregate that spills keeps about its groups.
 pub(super) struct Spilled {
-    reader: StateReader,
+    reader: Box<dyn StateReader>,
     budget: Arc<StateBudget>,
     /// Estimated bytes of each group in memory whose state is saved (0:
     /// no group, or one not saved yet).
@@ -37,9 +35,8 @@ pub(super) struct Spilled {
     resident: usize,
     /// True once the store may hold groups that are not in memory.
     on_disk: bool,
-    /// Entry keys of emptied groups whose deletion is not durable yet, with
-    /// the save that deletes them (`u64::MAX`: not saved yet).
-    deleting: HashMap<Vec<u8>, u64>,
+    /// Entry keys of emptied groups whose deletion is not durable yet.
+    deleting: Deleting,
 }
 
 impl Spilled {
@@ -52,8 +49,8 @@ impl Spilled {
             referenced: Vec::new(),
             hand: 0,
             resident: 0,
-            on_disk: false,
-            deleting: HashMap::new(),
+            on_disk: spill.restored,
+            deleting: Deleting::default(),
         }
     }
 
@@ -68,14 +65,6 @@ impl Spilled {
         self.referenced[group as usize] = true;
     }
 
-    /// True if a stored entry of `bytes` fits in the budget as it loads
-    /// at a restart; if not, it stays on disk.
-    pub(super) fn room(&mut self, bytes: usize) -> bool {
-        let fits = self.budget.resident() + bytes + GROUP_OVERHEAD <= self.budget.limit();
-        self.on_disk |= !fits;
-        fits
-    }
-
     /// Group `group` was loaded from its durable entry of `bytes`.
     pub(super) fn loaded(&mut self, group: GroupId, bytes: usize) {
         self.set_size(group, bytes);
@@ -85,10 +74,10 @@ impl Spilled {
     /// The stored entry `key` of a group not in memory, if the store may
     /// hold one.
     pub(super) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if !self.on_disk || self.deleting.contains_key(key) {
+        if !self.on_disk || self.deleting.contains(key) {
             return Ok(None);
         }
-        (self.reader)(key)
+        self.reader.get(key)
     }
 
     /// Group `group` was read back: its `bytes`-long entry is durable.
@@ -111,7 +100,7 @@ impl Spilled {
     /// Group `group`, whose entry key is `key`, has no rows left.
     pub(super) fn released(&mut self, group: GroupId, key: Vec<u8>) {
         self.set_size(group, 0);
-        self.deleting.insert(key, u64::MAX);
+        self.deleting.insert(key);
     }
 
     fn set_size(&mut self, group: GroupId, bytes: usize) {
@@ -128,20 +117,14 @@ impl Spilled {
     /// The deletions not saved yet are written by save `save`; forget the
     /// deletions that are durable.
     pub(super) fn save_done(&mut self, save: u64) {
-        let durable = self.budget.durable();
-        self.deleting.retain(|_, at| {
-            if *at == u64::MAX {
-                *at = save;
-            }
-            *at > durable
-        });
+        self.deleting.saved(save, self.budget.durable());
     }
 
     /// Groups to let go of to bring what this aggregate holds within its
-    /// share of the budget: durable, not `changed` since the last save, and
-    /// not used since the clock hand last passed them. They count as gone
+    /// share of the budget: saved by a durable save, and not used since the
+    /// clock hand last passed them. They count as gone
     /// from memory: the caller must release them.
-    pub(super) fn victims(&mut self, changed: &[bool]) -> Vec<GroupId> {
+    pub(super) fn victims(&mut self) -> Vec<GroupId> {
         let target = self.budget.share(self.resident);
         let durable = self.budget.durable();
         let slots = self.sizes.len();
@@ -152,7 +135,9 @@ impl Spilled {
             let g = self.hand;
             self.hand = (self.hand + 1) % slots;
             steps += 1;
-            if self.sizes[g] == 0 || changed[g] || self.saved_at[g] > durable {
+            // Right after a save every change is saved: a group changed
+            // since the last durable save is one saved since.
+            if self.sizes[g] == 0 || self.saved_at[g] > durable {
                 continue;
             }
             if std::mem::take(&mut self.referenced[g]) {

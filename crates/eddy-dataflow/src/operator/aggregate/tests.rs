@@ -2,8 +2,7 @@
 //! from saved state, and groups let go of under a memory budget.
 
 use super::*;
-use crate::state::StateBudget;
-use crate::testing::{changes, check_restart, col, epoch, schema, NOTHING};
+use crate::testing::{changes, check_restart, check_spill, col, epoch, schema, NOTHING};
 
 fn call(function: AggregateFunction, arg: &str, distinct: bool) -> AggregateCall {
     let input = schema("k:int v:int");
@@ -261,66 +260,6 @@ fn a_restored_aggregate_goes_on_like_the_original() -> Result<()> {
     Ok(())
 }
 
-/// The entries one save wrote (`None`: deleted).
-type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// Saves reach the store `lag` saves late, as checkpoints written on
-/// their own thread do.
-struct LaggingStore {
-    durable: Arc<std::sync::Mutex<crate::testing::Saved>>,
-    in_flight: std::collections::VecDeque<(u64, Writes)>,
-    budget: Arc<StateBudget>,
-    lag: usize,
-}
-
-impl LaggingStore {
-    fn new(lag: usize, limit: usize) -> Self {
-        Self {
-            durable: Arc::default(),
-            in_flight: Default::default(),
-            budget: Arc::new(StateBudget::new(limit)),
-            lag,
-        }
-    }
-
-    fn spill(&self) -> Spill {
-        let durable = self.durable.clone();
-        Spill {
-            reader: Box::new(move |key| {
-                Ok(durable.lock().expect("not poisoned").get(key).cloned())
-            }),
-            budget: self.budget.clone(),
-        }
-    }
-
-    fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
-        let save = self.budget.begin_save();
-        let mut writes = Vec::new();
-        operator.save_state(&mut |key, value| {
-            writes.push((key.to_vec(), value.map(<[u8]>::to_vec)));
-        })?;
-        self.in_flight.push_back((save, writes));
-        while self.in_flight.len() > self.lag {
-            self.write_one();
-        }
-        Ok(())
-    }
-
-    fn write_one(&mut self) {
-        let Some((save, writes)) = self.in_flight.pop_front() else {
-            return;
-        };
-        let mut durable = self.durable.lock().expect("not poisoned");
-        for (key, value) in writes {
-            match value {
-                Some(value) => durable.insert(key, value),
-                None => durable.remove(&key),
-            };
-        }
-        self.budget.written(save);
-    }
-}
-
 #[test]
 fn an_aggregate_that_lets_go_of_its_groups_goes_on_like_one_that_keeps_them() -> Result<()> {
     use AggregateFunction::*;
@@ -341,51 +280,12 @@ fn an_aggregate_that_lets_go_of_its_groups_goes_on_like_one_that_keeps_them() ->
     for seed in 0..60 {
         for make in [&make_grouped as &dyn Fn() -> Box<dyn Operator>, &make_pairs] {
             let epochs = random_epochs(seed, 40);
-            let (before, after) = epochs.split_at(30);
             // No memory, or room for a few groups.
             let limit = if seed % 2 == 0 { 0 } else { 300 };
-            let mut store = LaggingStore::new(seed as usize % 3, limit);
-            let mut kept = make();
-            kept.track_state();
-            let mut spilling = make();
-            spilling.track_state();
-            spilling.spill(store.spill());
-            for steps in before {
-                let expected = epoch(kept.as_mut(), steps.clone())?;
-                assert_eq!(
-                    epoch(spilling.as_mut(), steps.clone())?,
-                    expected,
-                    "seed {seed}"
-                );
-                store.save(spilling.as_mut())?;
-            }
-            let (out, back) = store.budget.evictions();
+            let case = format!("seed {seed}");
+            let (out, back) = check_spill(&case, make, &epochs, 30, limit, seed as usize % 3)?;
             evicted += out;
             reloaded += back;
-            // A restart loads the store with everything written: what
-            // does not fit stays on disk until its key comes.
-            while !store.in_flight.is_empty() {
-                store.write_one();
-            }
-            drop(spilling);
-            let mut restored = make();
-            restored.track_state();
-            restored.spill(store.spill());
-            let saved = store.durable.lock().expect("not poisoned").clone();
-            for (key, value) in &saved {
-                restored.load_state(key, value)?;
-            }
-            restored.state_loaded()?;
-            assert_eq!(epoch(restored.as_mut(), vec![])?, NOTHING);
-            for steps in after {
-                let expected = epoch(kept.as_mut(), steps.clone())?;
-                assert_eq!(
-                    epoch(restored.as_mut(), steps.clone())?,
-                    expected,
-                    "seed {seed}"
-                );
-                store.save(restored.as_mut())?;
-            }
         }
     }
     // The budgets made groups leave memory and come back.

@@ -1,0 +1,175 @@
+//! A join's stored rows under a memory budget: which join keys it may let
+//! go of, and how it reads them back.
+//!
+//! The unit is one join key of one side: all its rows leave memory
+//! together, and come back together through one prefix read of their
+//! entries (side, key, then row), before a change with that key is joined.
+//! As for the aggregate's groups (see `aggregate::spill`), a key leaves only
+//! once the checkpoint that saved its rows last is durable; a key emptied in memory is remembered until its deletion is
+//! durable. Victims are chosen by a clock: a ring of resident keys, where a
+//! key used since the hand last passed gets another round.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::{entry_prefix, Key, RowsOfKey, Side};
+use crate::state::{Deleting, Spill, StateBudget, StateReader};
+use crate::Result;
+
+/// Bytes a resident key holds beyond its rows (its index slot, its ring
+/// place, its key), as estimated for the budget.
+const KEY_OVERHEAD: usize = 96;
+
+/// How a key in memory counts in the budget.
+#[derive(Debug, Default)]
+pub(super) struct Residence {
+    /// Bytes counted in the budget for the key (0 until its rows are saved).
+    counted: usize,
+    /// The save that last wrote one of its rows.
+    saved_at: u64,
+    /// Its place in the ring (0: none yet).
+    ticket: u64,
+    /// Used since the clock hand last passed it.
+    pub(super) referenced: bool,
+}
+
+/// What a join that spills keeps about its keys.
+pub(super) struct Spilled {
+    reader: Box<dyn StateReader>,
+    budget: Arc<StateBudget>,
+    /// Resident keys in clock order, each with the ticket it had when it
+    /// joined the ring (an entry whose key has another ticket, or is gone,
+    /// is stale).
+    ring: VecDeque<(u8, Key, u64)>,
+    tickets: u64,
+    /// Keys in memory with a ticket.
+    live: usize,
+    /// The sum of what the keys count.
+    resident: usize,
+    /// True once the store may hold keys that are not in memory.
+    on_disk: bool,
+    /// Entry prefixes of emptied keys whose deletion is not durable yet.
+    deleting: Deleting,
+}
+
+impl Spilled {
+    pub(super) fn new(spill: Spill) -> Self {
+        Self {
+            reader: spill.reader,
+            budget: spill.budget,
+            ring: VecDeque::new(),
+            tickets: 0,
+            live: 0,
+            resident: 0,
+            on_disk: spill.restored,
+            deleting: Deleting::default(),
+        }
+    }
+
+    /// Count `rows` of key `key` of side `side` at their current size, as
+    /// saved by save `saved_at`.
+    pub(super) fn count(&mut self, side: usize, key: &[u8], rows: &mut RowsOfKey, saved_at: u64) {
+        let bytes = rows.bytes + key.len() + KEY_OVERHEAD;
+        let residence = &mut rows.residence;
+        self.budget.account(bytes, residence.counted);
+        self.resident = self.resident + bytes - residence.counted;
+        residence.counted = bytes;
+        residence.saved_at = saved_at;
+        if residence.ticket == 0 {
+            self.tickets += 1;
+            residence.ticket = self.tickets;
+            self.live += 1;
+            // `side` is 0 or 1.
+            self.ring.push_back((side as u8, key.into(), self.tickets));
+        }
+    }
+
+    /// The rows of key `key` of side `side` have all gone.
+    pub(super) fn released(&mut self, side: usize, key: &[u8], rows: &RowsOfKey) {
+        self.forget(&rows.residence);
+        self.deleting.insert(entry_prefix(side, key));
+    }
+
+    fn forget(&mut self, residence: &Residence) {
+        self.budget.account(0, residence.counted);
+        self.resident -= residence.counted;
+        if residence.ticket != 0 {
+            self.live -= 1;
+        }
+    }
+
+    /// The stored entries (row, value) of key `key` of side `side`, if the
+    /// store may hold any that are not in memory.
+    pub(super) fn read(&self, side: usize, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let prefix = entry_prefix(side, key);
+        if !self.on_disk || self.deleting.contains(&prefix) {
+            return Ok(Vec::new());
+        }
+        self.reader.scan(&prefix)
+    }
+
+    /// A key was read back.
+    pub(super) fn reloaded(&self) {
+        self.budget.count(0, 1);
+    }
+
+    /// The number of the save under way.
+    pub(super) fn save(&self) -> u64 {
+        self.budget.saving()
+    }
+
+    /// After save `save`: let go of keys while over this join's share of
+    /// the budget.
+    pub(super) fn let_go(&mut self, save: u64, sides: &mut [Side; 2]) {
+        self.deleting.saved(save, self.budget.durable());
+        let target = self.budget.share(self.resident);
+        let durable = self.budget.durable();
+        let mut evicted = 0;
+        // Two rounds at most: the first may only take away second chances.
+        let mut steps = 2 * self.ring.len();
+        while self.resident > target && steps > 0 {
+            steps -= 1;
+            let Some((side, key, ticket)) = self.ring.pop_front() else {
+                break;
+            };
+            let index = &mut sides[usize::from(side)].index;
+            let Some(rows) = index.get_mut(key.as_slice()) else {
+                continue;
+            };
+            let residence = &mut rows.residence;
+            if residence.ticket != ticket {
+                continue;
+            }
+            // Right after a save every change is saved: a key changed since
+            // the last durable one is one saved since.
+            if residence.saved_at > durable || std::mem::take(&mut residence.referenced) {
+                self.ring.push_back((side, key, ticket));
+                continue;
+            }
+            if let Some(rows) = index.remove(key.as_slice()) {
+                self.forget(&rows.residence);
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            self.on_disk = true;
+            self.budget.count(evicted, 0);
+        }
+        // Drop stale entries once they outnumber the live ones.
+        if self.ring.len() > 2 * self.live + 1024 {
+            self.ring.retain(|(side, key, ticket)| {
+                sides[usize::from(*side)]
+                    .index
+                    .get(key.as_slice())
+                    .is_some_and(|rows| rows.residence.ticket == *ticket)
+            });
+        }
+    }
+}
+
+impl Drop for Spilled {
+    /// What a dropped join held no longer counts.
+    fn drop(&mut self) {
+        self.budget.account(0, self.resident);
+    }
+}
