@@ -13,10 +13,11 @@
 //! asserted.
 //!
 //! With `--per-key-view`, a second view `per_key` (`GROUP BY k`) holds N
-//! groups of operator state and N rows of contents, which the recovery
-//! loads too and counts; `--memory-budget-mb M` runs every child with that
-//! memory budget for GROUP BY state (default: none), so a recovery reads
-//! back only the groups that fit.
+//! groups of operator state and N rows of contents; the recovery loads and
+//! counts its contents, while its groups, as every aggregate's under a
+//! memory budget, are read back when their keys next change.
+//! `--memory-budget-mb M` runs every child with that memory budget
+//! (default: one never reached).
 //!
 //! Run: `cargo run --release -p eddy-benches --bin recovery -- --keys 1000000,10000000`.
 
@@ -210,7 +211,7 @@ fn parent(args: &Args) -> Result<()> {
     let exe = std::env::current_exe()?;
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     println!(
-        "recovery: time from spawning a process to it answering a query over the recovered state ({}, memory budget for GROUP BY state: {})",
+        "recovery: time from spawning a process to it answering a query over the recovered state ({}, memory budget: {})",
         if args.state.per_key_view {
             "table kv, views by_bucket and per_key"
         } else {
@@ -218,7 +219,7 @@ fn parent(args: &Args) -> Result<()> {
         },
         args.state
             .memory_budget_mb
-            .map_or("none".to_string(), |mb| format!("{mb} MiB"))
+            .map_or("unlimited".to_string(), |mb| format!("{mb} MiB"))
     );
     for &keys in &args.keys {
         let dir = base.join(format!("eddy-recovery-{keys}-{}", std::process::id()));

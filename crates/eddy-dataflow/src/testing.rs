@@ -127,6 +127,12 @@ pub fn render(schema: &SchemaRef, batches: &[ChangeBatch]) -> Result<Vec<String>
 /// State entries as a store holds them after saves.
 pub type Saved = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// The keys of `saved`: what two operators store alike (values may list
+/// the same sets in other orders).
+fn keys(saved: &Saved) -> Vec<Vec<u8>> {
+    saved.keys().cloned().collect()
+}
+
 /// Apply what `operator` saves now to `saved`.
 pub fn save(operator: &mut dyn Operator, saved: &mut Saved) -> Result<()> {
     operator.save_state(&mut |key, value| match value {
@@ -173,7 +179,6 @@ pub fn check_restart(
         save(restored.as_mut(), &mut saved_after)?;
     }
     // The restored operator's saves keep the store as the first's do.
-    let keys = |saved: &Saved| saved.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&saved_after), keys(&saved));
     Ok(())
 }
@@ -257,9 +262,11 @@ impl LaggingStore {
 /// state and one spilling it under a budget of `limit` bytes into a store
 /// `lag` saves behind; after the first `cut` epochs restart the spilling
 /// one from what its store made durable (loading the entries it asks for). Checks both
-/// emit the same after every epoch, and that the restarted one emits
-/// nothing by itself; returns the entries let go of and read back. `case`
-/// names the run in failures.
+/// emit the same after every epoch, that the restarted one emits nothing
+/// by itself, and that in the end its store holds the entries the first
+/// one saved;
+/// returns the entries let go of and read back. `case` names the run in
+/// failures.
 pub fn check_spill(
     case: &str,
     make: &dyn Fn() -> Box<dyn Operator>,
@@ -272,6 +279,7 @@ pub fn check_spill(
     let mut store = LaggingStore::new(lag, limit);
     let mut kept = make();
     kept.track_state();
+    let mut kept_saved = Saved::new();
     let mut spilling = make();
     spilling.track_state();
     spilling.spill(store.spill(false));
@@ -279,6 +287,7 @@ pub fn check_spill(
         let expected = epoch(kept.as_mut(), steps.clone())?;
         let got = epoch(spilling.as_mut(), steps.clone())?;
         assert_eq!(got, expected, "{case}: epoch {i}");
+        save(kept.as_mut(), &mut kept_saved)?;
         store.save(spilling.as_mut())?;
     }
     let evictions = store.budget.evictions();
@@ -307,8 +316,14 @@ pub fn check_spill(
         let expected = epoch(kept.as_mut(), steps.clone())?;
         let got = epoch(restored.as_mut(), steps.clone())?;
         assert_eq!(got, expected, "{case}: epoch {} after the restart", cut + i);
+        save(kept.as_mut(), &mut kept_saved)?;
         store.save(restored.as_mut())?;
     }
+    while !store.in_flight.is_empty() {
+        store.write_one();
+    }
+    let durable = store.durable.lock().expect("not poisoned").clone();
+    assert_eq!(keys(&durable), keys(&kept_saved), "{case}: stored entries");
     Ok(evictions)
 }
 
