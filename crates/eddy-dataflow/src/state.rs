@@ -160,35 +160,95 @@ pub struct Spill {
     pub restored: bool,
 }
 
-/// Keys an operator emptied in memory whose deletion from the store is not
-/// durable yet: until it is, the store still holds their old entries, which
-/// must not be read back.
-#[derive(Debug, Default)]
-pub struct Deleting {
-    /// Each key, with the save that deletes it (`u64::MAX`: not saved yet).
-    keys: hashbrown::HashMap<Vec<u8>, u64>,
+/// What every operator that spills keeps: where it reads entries back, the
+/// shared budget and what it counts there, and which keys the store may
+/// hold that it does not.
+pub struct Spiller {
+    reader: Box<dyn StateReader>,
+    budget: Arc<StateBudget>,
+    /// What the operator counts in the budget.
+    resident: usize,
+    /// True once the store may hold entries that are not in memory.
+    on_disk: bool,
+    /// Keys emptied in memory whose deletion is not durable yet, with the
+    /// save that deletes them (`u64::MAX`: not saved yet): until then the
+    /// store still holds their old entries, which must not be read back.
+    deleting: hashbrown::HashMap<Vec<u8>, u64>,
 }
 
-impl Deleting {
-    /// Key `key` was emptied; the next save deletes it.
-    pub fn insert(&mut self, key: Vec<u8>) {
-        self.keys.insert(key, u64::MAX);
+impl Spiller {
+    pub fn new(spill: Spill) -> Self {
+        Self {
+            reader: spill.reader,
+            budget: spill.budget,
+            resident: 0,
+            on_disk: spill.restored,
+            deleting: hashbrown::HashMap::new(),
+        }
     }
 
-    /// True if the store may still hold an old entry of `key`.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.keys.contains_key(key)
+    /// The reader of entries under `key` (a key, or a key prefix), if the
+    /// store may hold any that are not in memory.
+    pub fn reader(&self, key: &[u8]) -> Option<&dyn StateReader> {
+        (self.on_disk && !self.deleting.contains_key(key)).then_some(self.reader.as_ref())
     }
 
-    /// The deletions not saved yet are written by save `save`; forget those
-    /// that saves up to `durable` made durable.
-    pub fn saved(&mut self, save: u64, durable: u64) {
-        self.keys.retain(|_, at| {
+    pub fn budget(&self) -> &StateBudget {
+        &self.budget
+    }
+
+    /// What the operator counts in the budget.
+    pub fn resident(&self) -> usize {
+        self.resident
+    }
+
+    /// The operator now holds `added` bytes more and `removed` fewer.
+    pub fn account(&mut self, added: usize, removed: usize) {
+        self.resident = self.resident + added - removed;
+        self.budget.account(added, removed);
+    }
+
+    /// How much the operator should keep: all it holds while the total is
+    /// within the budget, else its share.
+    pub fn target(&self) -> usize {
+        self.budget.share(self.resident)
+    }
+
+    /// The operator let go of `count` entries (or groups of them).
+    pub fn evicted(&mut self, count: u64) {
+        if count > 0 {
+            self.on_disk = true;
+            self.budget.count(count, 0);
+        }
+    }
+
+    /// The operator read entries back.
+    pub fn reloaded(&self) {
+        self.budget.count(0, 1);
+    }
+
+    /// Key `key` was emptied in memory; the next save deletes it.
+    pub fn deleted(&mut self, key: Vec<u8>) {
+        self.deleting.insert(key, u64::MAX);
+    }
+
+    /// Save `save` wrote the deletions not saved yet; forget the deletions
+    /// that are durable.
+    pub fn saved(&mut self, save: u64) {
+        let durable = self.budget.durable();
+        self.deleting.retain(|_, at| {
             if *at == u64::MAX {
                 *at = save;
             }
             *at > durable
         });
+    }
+}
+
+impl Drop for Spiller {
+    /// What a dropped operator held no longer counts.
+    fn drop(&mut self) {
+        self.budget.account(0, self.resident);
     }
 }
 

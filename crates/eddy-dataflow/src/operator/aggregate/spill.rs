@@ -9,10 +9,8 @@
 //! the group slots: a group used since the hand last passed gets another
 //! round.
 
-use std::sync::Arc;
-
 use super::groups::GroupId;
-use crate::state::{Deleting, Spill, StateBudget, StateReader};
+use crate::state::{Spill, Spiller};
 use crate::Result;
 
 /// Bytes a group holds beyond its stored entry (id maps, per-group vectors,
@@ -21,8 +19,7 @@ const GROUP_OVERHEAD: usize = 64;
 
 /// What an aggregate that spills keeps about its groups.
 pub(super) struct Spilled {
-    reader: Box<dyn StateReader>,
-    budget: Arc<StateBudget>,
+    spiller: Spiller,
     /// Estimated bytes of each group in memory whose state is saved (0:
     /// no group, or one not saved yet).
     sizes: Vec<u32>,
@@ -31,26 +28,16 @@ pub(super) struct Spilled {
     /// Whether each group was used since the clock hand last passed it.
     referenced: Vec<bool>,
     hand: usize,
-    /// The sum of `sizes`, as counted in the budget.
-    resident: usize,
-    /// True once the store may hold groups that are not in memory.
-    on_disk: bool,
-    /// Entry keys of emptied groups whose deletion is not durable yet.
-    deleting: Deleting,
 }
 
 impl Spilled {
     pub(super) fn new(spill: Spill) -> Self {
         Self {
-            reader: spill.reader,
-            budget: spill.budget,
+            spiller: Spiller::new(spill),
             sizes: Vec::new(),
             saved_at: Vec::new(),
             referenced: Vec::new(),
             hand: 0,
-            resident: 0,
-            on_disk: spill.restored,
-            deleting: Deleting::default(),
         }
     }
 
@@ -74,21 +61,21 @@ impl Spilled {
     /// The stored entry `key` of a group not in memory, if the store may
     /// hold one.
     pub(super) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if !self.on_disk || self.deleting.contains(key) {
-            return Ok(None);
+        match self.spiller.reader(key) {
+            Some(reader) => reader.get(key),
+            None => Ok(None),
         }
-        self.reader.get(key)
     }
 
     /// Group `group` was read back: its `bytes`-long entry is durable.
     pub(super) fn reloaded(&mut self, group: GroupId, bytes: usize) {
         self.loaded(group, bytes);
-        self.budget.count(0, 1);
+        self.spiller.reloaded();
     }
 
     /// The number of the save under way.
     pub(super) fn save(&self) -> u64 {
-        self.budget.saving()
+        self.spiller.budget().saving()
     }
 
     /// Group `group`'s entry of `bytes` is written by save `save`.
@@ -100,7 +87,7 @@ impl Spilled {
     /// Group `group`, whose entry key is `key`, has no rows left.
     pub(super) fn released(&mut self, group: GroupId, key: Vec<u8>) {
         self.set_size(group, 0);
-        self.deleting.insert(key);
+        self.spiller.deleted(key);
     }
 
     fn set_size(&mut self, group: GroupId, bytes: usize) {
@@ -110,14 +97,13 @@ impl Spilled {
             u32::try_from(bytes + GROUP_OVERHEAD).unwrap_or(u32::MAX)
         };
         let old = std::mem::replace(&mut self.sizes[group as usize], size);
-        self.resident = self.resident + size as usize - old as usize;
-        self.budget.account(size as usize, old as usize);
+        self.spiller.account(size as usize, old as usize);
     }
 
     /// The deletions not saved yet are written by save `save`; forget the
     /// deletions that are durable.
     pub(super) fn save_done(&mut self, save: u64) {
-        self.deleting.saved(save, self.budget.durable());
+        self.spiller.saved(save);
     }
 
     /// Groups to let go of to bring what this aggregate holds within its
@@ -125,13 +111,13 @@ impl Spilled {
     /// clock hand last passed them. They count as gone
     /// from memory: the caller must release them.
     pub(super) fn victims(&mut self) -> Vec<GroupId> {
-        let target = self.budget.share(self.resident);
-        let durable = self.budget.durable();
+        let target = self.spiller.target();
+        let durable = self.spiller.budget().durable();
         let slots = self.sizes.len();
         let mut victims = Vec::new();
         let mut steps = 0;
         // Two rounds at most: the first may only take away second chances.
-        while self.resident > target && steps < 2 * slots {
+        while self.spiller.resident() > target && steps < 2 * slots {
             let g = self.hand;
             self.hand = (self.hand + 1) % slots;
             steps += 1;
@@ -147,17 +133,7 @@ impl Spilled {
             self.set_size(g as GroupId, 0);
             victims.push(g as GroupId);
         }
-        if !victims.is_empty() {
-            self.on_disk = true;
-            self.budget.count(victims.len() as u64, 0);
-        }
+        self.spiller.evicted(victims.len() as u64);
         victims
-    }
-}
-
-impl Drop for Spilled {
-    /// What a dropped aggregate held no longer counts.
-    fn drop(&mut self) {
-        self.budget.account(0, self.resident);
     }
 }

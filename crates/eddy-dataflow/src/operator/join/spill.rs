@@ -10,10 +10,9 @@
 //! key used since the hand last passed gets another round.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::{entry_prefix, Key, RowsOfKey, Side};
-use crate::state::{Deleting, Spill, StateBudget, StateReader};
+use crate::state::{Spill, Spiller};
 use crate::Result;
 
 /// Bytes a resident key holds beyond its rows (its index slot, its ring
@@ -35,8 +34,7 @@ pub(super) struct Residence {
 
 /// What a join that spills keeps about its keys.
 pub(super) struct Spilled {
-    reader: Box<dyn StateReader>,
-    budget: Arc<StateBudget>,
+    spiller: Spiller,
     /// Resident keys in clock order, each with the ticket it had when it
     /// joined the ring (an entry whose key has another ticket, or is gone,
     /// is stale).
@@ -44,25 +42,15 @@ pub(super) struct Spilled {
     tickets: u64,
     /// Keys in memory with a ticket.
     live: usize,
-    /// The sum of what the keys count.
-    resident: usize,
-    /// True once the store may hold keys that are not in memory.
-    on_disk: bool,
-    /// Entry prefixes of emptied keys whose deletion is not durable yet.
-    deleting: Deleting,
 }
 
 impl Spilled {
     pub(super) fn new(spill: Spill) -> Self {
         Self {
-            reader: spill.reader,
-            budget: spill.budget,
+            spiller: Spiller::new(spill),
             ring: VecDeque::new(),
             tickets: 0,
             live: 0,
-            resident: 0,
-            on_disk: spill.restored,
-            deleting: Deleting::default(),
         }
     }
 
@@ -71,8 +59,7 @@ impl Spilled {
     pub(super) fn count(&mut self, side: usize, key: &[u8], rows: &mut RowsOfKey, saved_at: u64) {
         let bytes = rows.bytes + key.len() + KEY_OVERHEAD;
         let residence = &mut rows.residence;
-        self.budget.account(bytes, residence.counted);
-        self.resident = self.resident + bytes - residence.counted;
+        self.spiller.account(bytes, residence.counted);
         residence.counted = bytes;
         residence.saved_at = saved_at;
         if residence.ticket == 0 {
@@ -87,12 +74,11 @@ impl Spilled {
     /// The rows of key `key` of side `side` have all gone.
     pub(super) fn released(&mut self, side: usize, key: &[u8], rows: &RowsOfKey) {
         self.forget(&rows.residence);
-        self.deleting.insert(entry_prefix(side, key));
+        self.spiller.deleted(entry_prefix(side, key));
     }
 
     fn forget(&mut self, residence: &Residence) {
-        self.budget.account(0, residence.counted);
-        self.resident -= residence.counted;
+        self.spiller.account(0, residence.counted);
         if residence.ticket != 0 {
             self.live -= 1;
         }
@@ -102,32 +88,32 @@ impl Spilled {
     /// store may hold any that are not in memory.
     pub(super) fn read(&self, side: usize, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let prefix = entry_prefix(side, key);
-        if !self.on_disk || self.deleting.contains(&prefix) {
-            return Ok(Vec::new());
+        match self.spiller.reader(&prefix) {
+            Some(reader) => reader.scan(&prefix),
+            None => Ok(Vec::new()),
         }
-        self.reader.scan(&prefix)
     }
 
     /// A key was read back.
     pub(super) fn reloaded(&self) {
-        self.budget.count(0, 1);
+        self.spiller.reloaded();
     }
 
     /// The number of the save under way.
     pub(super) fn save(&self) -> u64 {
-        self.budget.saving()
+        self.spiller.budget().saving()
     }
 
     /// After save `save`: let go of keys while over this join's share of
     /// the budget.
     pub(super) fn let_go(&mut self, save: u64, sides: &mut [Side; 2]) {
-        self.deleting.saved(save, self.budget.durable());
-        let target = self.budget.share(self.resident);
-        let durable = self.budget.durable();
+        self.spiller.saved(save);
+        let target = self.spiller.target();
+        let durable = self.spiller.budget().durable();
         let mut evicted = 0;
         // Two rounds at most: the first may only take away second chances.
         let mut steps = 2 * self.ring.len();
-        while self.resident > target && steps > 0 {
+        while self.spiller.resident() > target && steps > 0 {
             steps -= 1;
             let Some((side, key, ticket)) = self.ring.pop_front() else {
                 break;
@@ -151,10 +137,7 @@ impl Spilled {
                 evicted += 1;
             }
         }
-        if evicted > 0 {
-            self.on_disk = true;
-            self.budget.count(evicted, 0);
-        }
+        self.spiller.evicted(evicted);
         // Drop stale entries once they outnumber the live ones.
         if self.ring.len() > 2 * self.live + 1024 {
             self.ring.retain(|(side, key, ticket)| {
@@ -164,12 +147,5 @@ impl Spilled {
                     .is_some_and(|rows| rows.residence.ticket == *ticket)
             });
         }
-    }
-}
-
-impl Drop for Spilled {
-    /// What a dropped join held no longer counts.
-    fn drop(&mut self) {
-        self.budget.account(0, self.resident);
     }
 }
