@@ -193,6 +193,11 @@ impl Spiller {
         (self.on_disk && !self.deleting.contains_key(key)).then_some(self.reader.as_ref())
     }
 
+    /// True once the store may hold entries that are not in memory.
+    pub fn on_disk(&self) -> bool {
+        self.on_disk
+    }
+
     pub fn budget(&self) -> &StateBudget {
         &self.budget
     }

@@ -280,17 +280,11 @@ impl Store {
         if let Some(end) = successor(&start) {
             options.set_iterate_upper_bound(end);
         }
-        let mut entries = self.db.raw_iterator_cf_opt(self.family(STATE)?, options);
-        entries.seek(&start);
         let mut found = Vec::new();
-        while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
-            let Some(key) = key.strip_prefix(&start[..]) else {
-                break;
-            };
+        self.iterate(STATE, &start, options, |key, value| {
             found.push((key.to_vec(), value.to_vec()));
-            entries.next();
-        }
-        entries.status()?;
+            Ok(())
+        })?;
         Ok(found)
     }
 
@@ -302,10 +296,8 @@ impl Store {
         family: &'static str,
         id: u64,
         within: &[u8],
-        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+        each: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let mut prefix = id.to_be_bytes().to_vec();
-        prefix.extend_from_slice(within);
         let mut options = ReadOptions::default();
         // A scan reads a whole object once, at start-up: its blocks would
         // only push out of the cache what is read again.
@@ -314,12 +306,24 @@ impl Store {
         if let Some(next) = id.checked_add(1) {
             options.set_iterate_upper_bound(next.to_be_bytes());
         }
+        self.iterate(family, &object_key(id, within), options, each)
+    }
+
+    /// Every entry of `family` whose key starts with `prefix`, read with
+    /// `options`, in key order, as (key without `prefix`, value).
+    fn iterate(
+        &self,
+        family: &'static str,
+        prefix: &[u8],
+        options: ReadOptions,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         // A raw iterator lends each entry instead of copying it into two
         // new boxes.
         let mut entries = self.db.raw_iterator_cf_opt(self.family(family)?, options);
-        entries.seek(&prefix);
+        entries.seek(prefix);
         while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
-            let Some(key) = key.strip_prefix(&prefix[..]) else {
+            let Some(key) = key.strip_prefix(prefix) else {
                 break;
             };
             each(key, value)?;

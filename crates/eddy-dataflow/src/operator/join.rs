@@ -262,8 +262,7 @@ impl JoinOperator {
         };
         for s in [side, 1 - side] {
             let own = &mut self.sides[s];
-            if let Some(rows) = own.index.get_mut(key) {
-                rows.residence.referenced = true;
+            if own.index.contains_key(key) {
                 continue;
             }
             let entries = spilled.read(s, key)?;
@@ -438,7 +437,8 @@ impl Operator for JoinOperator {
             Some(self.sides[side].codec.encode(data.columns())?)
         };
         let row_of = |i: usize| -> &[u8] { encoded.as_ref().map_or(&[], |e| e.row(i).data()) };
-        if self.spilled.is_some() {
+        // Only once the store may hold keys that are not in memory.
+        if self.spilled.as_ref().is_some_and(Spilled::may_read) {
             let mut seen = hashbrown::HashSet::new();
             for i in (0..count).filter(|i| matchable[*i]) {
                 if seen.insert(key_of(i)) {
@@ -450,7 +450,8 @@ impl Operator for JoinOperator {
         // Pairs of a delta row with the current rows of the other side.
         let mut pairs: Pairs = Vec::new();
         for (i, _) in matchable.iter().enumerate().filter(|(_, m)| **m) {
-            if let Some(rows) = self.sides[other].index.get(key_of(i)) {
+            if let Some(rows) = self.sides[other].index.get_mut(key_of(i)) {
+                rows.residence.referenced = true;
                 for (row, entry) in rows.iter() {
                     pairs.push((i as u32, row.clone(), entry.weight));
                 }

@@ -5,8 +5,8 @@
 //! together, and come back together through one prefix read of their
 //! entries (side, key, then row), before a change with that key is joined.
 //! As for the aggregate's groups (see `aggregate::spill`), a key leaves only
-//! once the checkpoint that saved its rows last is durable; a key emptied in memory is remembered until its deletion is
-//! durable. Victims are chosen by a clock: a ring of resident keys, where a
+//! once the checkpoint that saved its rows last is durable; a key emptied
+//! in memory is remembered until its deletion is durable. Victims are chosen by a clock: a ring of resident keys, where a
 //! key used since the hand last passed gets another round.
 
 use std::collections::VecDeque;
@@ -92,6 +92,11 @@ impl Spilled {
             Some(reader) => reader.scan(&prefix),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// True if the store may hold keys that are not in memory.
+    pub(super) fn may_read(&self) -> bool {
+        self.spiller.on_disk()
     }
 
     /// A key was read back.
