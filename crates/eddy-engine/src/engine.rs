@@ -801,11 +801,17 @@ impl Writer {
                 continue;
             };
             if !log {
-                // Keyed rows are replaced and deleted: stored by row.
+                // Keyed rows are replaced and deleted: stored by row, each
+                // there once or not at all, so a change sets its count.
                 let changes = changes.consolidate()?;
                 let rows = relation.encode(&changes)?;
                 for (row, weight) in rows.iter().zip(changes.weights()) {
-                    self.pending.add_row(id, row.data(), *weight);
+                    if weight.abs() != 1 {
+                        return Err(Error::internal(format!(
+                            "a row of keyed table {view} changed by {weight} copies"
+                        )));
+                    }
+                    self.pending.set_row(id, row.data(), i64::from(*weight > 0));
                 }
             } else {
                 let epoch = self.working.epoch + 1;

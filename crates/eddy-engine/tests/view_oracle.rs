@@ -19,6 +19,9 @@
 //! the views it reads), finds the first step that fails, then greedily drops
 //! statements and inserted rows while the mismatch persists, and prints the
 //! minimal case as SQL.
+//!
+//! `views_survive_restarts` (in `view_oracle/restarts.rs`) runs the same
+//! shapes over a durable engine that is closed and opened again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,6 +38,8 @@ use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+#[path = "view_oracle/restarts.rs"]
+mod restarts;
 #[path = "view_oracle/shapes.rs"]
 mod shapes;
 #[path = "view_oracle/statements.rs"]

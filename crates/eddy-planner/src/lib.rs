@@ -7,6 +7,7 @@
 //! so a view is either maintained exactly or not created at all.
 
 mod check;
+mod keys;
 
 use std::sync::Arc;
 
@@ -30,6 +31,9 @@ use eddy_dataflow::schema::nullable;
 use eddy_dataflow::{Dataflow, NodeId, Operator};
 
 pub use check::reject_time_dependent;
+pub use keys::{distinct_rows, RelationKey};
+
+use keys::at_most_one_row;
 
 /// The operators built for one view.
 #[derive(Debug, Clone)]
@@ -573,24 +577,6 @@ fn rewrite_not_in(join: &datafusion::logical_expr::Join) -> Result<LogicalPlan> 
         .filter(keep)?
         .project(columns)?
         .build()?)
-}
-
-/// True when `plan` returns at most one row whatever its input.
-fn at_most_one_row(plan: &LogicalPlan) -> bool {
-    match plan {
-        LogicalPlan::Aggregate(aggregate) => aggregate.group_expr.is_empty(),
-        LogicalPlan::Projection(p) => at_most_one_row(&p.input),
-        LogicalPlan::SubqueryAlias(a) => at_most_one_row(&a.input),
-        LogicalPlan::Filter(f) => at_most_one_row(&f.input),
-        LogicalPlan::Sort(s) => s.fetch.is_some_and(|f| f <= 1) || at_most_one_row(&s.input),
-        LogicalPlan::Limit(l) => {
-            matches!(l.get_fetch_type(), Ok(FetchType::Literal(Some(0 | 1))))
-                || at_most_one_row(&l.input)
-        }
-        LogicalPlan::EmptyRelation(_) => true,
-        LogicalPlan::Values(v) => v.values.len() <= 1,
-        _ => false,
-    }
 }
 
 fn plan_name(plan: &LogicalPlan) -> String {

@@ -9,8 +9,9 @@
 //!   number and the row's encoding, valued by the row's multiplicity. Writes
 //!   are deltas merged by addition, so a commit writes only what changed,
 //!   or, where the writer knows a row's multiplicity (a table with a
-//!   primary key holds a row at most once), the multiplicity itself: a read
-//!   of such a row has no deltas to add up.
+//!   primary key, or a view whose plan has a key, holds a row at most
+//!   once), the multiplicity itself: a read of such a row has no deltas to
+//!   add up.
 //! * `state`: other keyed state of an object, keyed by the object's
 //!   creation number and a key of its own (a connector table's source
 //!   offsets and the primary key each Kafka message key last set).

@@ -54,6 +54,10 @@ pub(crate) struct StoredView {
     /// Changes of the view's contents since the last checkpoint, by row
     /// encoding: a row that changes in many epochs is written once.
     contents: hashbrown::HashMap<Box<[u8]>, i64>,
+    /// Whether the view's plan has a key (see [`eddy_planner::distinct_rows`]):
+    /// each row is there once or not at all, so a checkpoint stores a
+    /// changed row's count, which a restart reads without adding deltas up.
+    distinct: bool,
 }
 
 impl StoredView {
@@ -127,17 +131,44 @@ impl Writer {
             }
         }
         let plan = self.dataflow.explain(root)?;
+        let distinct = entry.kind == ObjectKind::MaterializedView
+            && entry.plan.as_deref().is_some_and(|plan| {
+                eddy_planner::distinct_rows(plan, &|name| self.relation_key(name))
+            });
         let mut view = StoredView {
             id: entry.created,
             nodes,
             plan: Some(plan),
             contents: hashbrown::HashMap::new(),
+            distinct,
         };
         if self.replaying {
             self.load_state(entry, &mut view)?;
         }
         self.stored_views.insert(entry.name.clone(), view);
         Ok(())
+    }
+
+    /// A key of relation `name` as [`eddy_planner::distinct_rows`] takes
+    /// it: a table's primary key (a keyed connector table's too), or every
+    /// column of a stored view whose rows are distinct.
+    fn relation_key(&self, name: &str) -> Option<Vec<usize>> {
+        let entry = self.working.objects.get(name)?;
+        match entry.kind {
+            ObjectKind::Table
+                if !entry.primary_key.is_empty()
+                    && entry
+                        .connector
+                        .as_deref()
+                        .is_none_or(eddy_connectors::source::keyed) =>
+            {
+                Some(entry.primary_key.clone())
+            }
+            ObjectKind::MaterializedView if self.stored_views.get(name)?.distinct => {
+                Some((0..entry.schema.fields().len()).collect())
+            }
+            _ => None,
+        }
     }
 
     fn load_state(&mut self, entry: &CatalogEntry, view: &mut StoredView) -> Result<()> {
@@ -213,11 +244,21 @@ impl Writer {
                 checkpoint.put(view.id, &[PLAN], plan.as_bytes());
             }
             for (row, weight) in view.contents.drain() {
-                if weight != 0 {
-                    key.clear();
-                    key.push(CONTENTS);
-                    key.extend_from_slice(&row);
+                if weight == 0 {
+                    continue;
+                }
+                key.clear();
+                key.push(CONTENTS);
+                key.extend_from_slice(&row);
+                if !view.distinct {
                     checkpoint.add_row(view.id, &key, weight);
+                } else if weight.abs() == 1 {
+                    // There before and after at most once: now once or not.
+                    checkpoint.set_row(view.id, &key, i64::from(weight > 0));
+                } else {
+                    return Err(Error::internal(format!(
+                        "a row of a materialized view whose rows are distinct changed by {weight} copies"
+                    )));
                 }
             }
             for (ordinal, node) in view.nodes.iter().enumerate() {
