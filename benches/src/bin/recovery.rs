@@ -292,7 +292,11 @@ fn parent(args: &Args) -> Result<()> {
             let phases: Vec<f64> = stderr
                 .lines()
                 .find_map(|l| l.strip_prefix("phases "))
-                .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+                .map(|l| {
+                    l.split_whitespace()
+                        .filter_map(|v| v.parse().ok())
+                        .collect()
+                })
                 .unwrap_or_default();
             let breakdown = match phases.as_slice() {
                 [store, engine, served] => format!(

@@ -60,19 +60,32 @@ async fn open(dir: &Path, budget: Option<usize>) -> Db {
     db
 }
 
-fn temp_dir(seed: u64) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "eddy-oracle-restarts-{}-{seed}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory, removed when dropped (after the database in it,
+/// which is declared later).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(seed: u64) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "eddy-oracle-restarts-{}-{seed}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// One seed: failures found, as reports.
 async fn run_seed(seed: u64, budget: Option<usize>, steps: usize) -> Vec<String> {
-    let dir = temp_dir(seed);
+    let temp = TempDir::new(seed);
+    let dir = temp.0.clone();
     let mut failures = Vec::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut db = open(&dir, budget).await;
@@ -128,8 +141,6 @@ async fn run_seed(seed: u64, budget: Option<usize>, steps: usize) -> Vec<String>
         "seed {seed}: {} views still equal their queries at the end",
         live.len()
     );
-    drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
     failures
 }
 
