@@ -23,11 +23,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, ReadOptions, WriteBatch,
-    WriteOptions, DB,
+    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, ReadOptions,
+    SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
 };
 
 const CATALOG: &str = "catalog";
@@ -278,7 +279,7 @@ impl Store {
             if count != 0 {
                 each(row, count);
             }
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -287,7 +288,7 @@ impl Store {
     pub fn state(&self, id: u64, prefix: &[u8], mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
         self.scan(STATE, id, prefix, |key, value| {
             each(key, value);
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -309,7 +310,7 @@ impl Store {
         let mut found = Vec::new();
         self.iterate(STATE, &start, options, |key, value| {
             found.push((key.to_vec(), value.to_vec()));
-            Ok(())
+            Ok(true)
         })?;
         Ok(found)
     }
@@ -322,7 +323,7 @@ impl Store {
         family: &'static str,
         id: u64,
         within: &[u8],
-        each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+        each: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         let mut options = ReadOptions::default();
         // A scan reads a whole object once, at start-up: its blocks would
@@ -342,7 +343,7 @@ impl Store {
         family: &'static str,
         prefix: &[u8],
         options: ReadOptions,
-        mut each: impl FnMut(&[u8], &[u8]) -> Result<()>,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         // A raw iterator lends each entry instead of copying it into two
         // new boxes.
@@ -352,11 +353,21 @@ impl Store {
             let Some(key) = key.strip_prefix(prefix) else {
                 break;
             };
-            each(key, value)?;
+            if !each(key, value)? {
+                break;
+            }
             entries.next();
         }
         entries.status()?;
         Ok(())
+    }
+
+    /// The store as it is now, readable as such while later commits land
+    /// (until the snapshot is dropped, RocksDB keeps what it reads).
+    pub fn snapshot(self: &Arc<Self>) -> StoreSnapshot {
+        StoreSnapshot(PinnedSnapshot::new(self.clone(), |store| {
+            store.db.snapshot()
+        }))
     }
 
     /// The last checkpoint written, if any.
@@ -431,6 +442,69 @@ impl Store {
             bytes,
             duration: Some(started.elapsed()),
         })
+    }
+}
+
+type DbSnapshot<'a> = SnapshotWithThreadMode<'a, DB>;
+
+self_cell::self_cell!(
+    /// A RocksDB snapshot with the store it borrows from (a snapshot that
+    /// outlives the call that took it, without `unsafe` of our own).
+    struct PinnedSnapshot {
+        owner: Arc<Store>,
+        #[covariant]
+        dependent: DbSnapshot,
+    }
+);
+
+/// The store as one moment left it: what [`Store::snapshot`] returns.
+pub struct StoreSnapshot(PinnedSnapshot);
+
+impl std::fmt::Debug for StoreSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSnapshot")
+            .field("path", &self.0.borrow_owner().path)
+            .field("sequence", &self.0.borrow_dependent().sequence_number())
+            .finish()
+    }
+}
+
+impl StoreSnapshot {
+    /// The rows of relation `id` whose keys start with `prefix`, as
+    /// [`Store::rows`] reads them but as of the snapshot, handed to `each`
+    /// until it returns false. What it reads stays cached: a snapshot is
+    /// read by queries, again and again.
+    pub fn rows(
+        &self,
+        id: u64,
+        prefix: &[u8],
+        mut each: impl FnMut(&[u8], i64) -> bool,
+    ) -> Result<()> {
+        let start = object_key(id, prefix);
+        let mut options = ReadOptions::default();
+        options.set_snapshot(self.0.borrow_dependent());
+        options.set_readahead_size(SCAN_READAHEAD);
+        if let Some(end) = successor(&start) {
+            options.set_iterate_upper_bound(end);
+        }
+        self.0
+            .borrow_owner()
+            .iterate(ROWS, &start, options, |row, value| {
+                let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
+                Ok(count == 0 || each(row, count))
+            })
+    }
+
+    /// The multiplicity of row `row` of relation `id` (its key's `prefix`
+    /// first) as of the snapshot.
+    pub fn row(&self, id: u64, prefix: &[u8], row: &[u8]) -> Result<i64> {
+        let key = object_key(id, &[prefix, row].concat());
+        let store = self.0.borrow_owner();
+        let value = self.0.borrow_dependent().get_cf(store.family(ROWS)?, key)?;
+        match value {
+            None => Ok(0),
+            Some(value) => decode_count(&value).ok_or(Error::Corrupt { what: "row" }),
+        }
     }
 }
 
@@ -581,6 +655,48 @@ mod tests {
             .rows(id, &[], |row, count| rows.push((row.to_vec(), count)))
             .expect("rows");
         rows
+    }
+
+    #[test]
+    fn a_snapshot_reads_what_was_there_when_it_was_taken() {
+        let dir = temp_dir("snapshot");
+        let store = Arc::new(Store::open(&dir, &StoreOptions::default()).expect("open"));
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.add_row(3, b"\xffa", 2);
+        checkpoint.set_row(3, b"\xffb", 1);
+        checkpoint.add_row(3, b"c", 1);
+        checkpoint.add_row(4, b"\xffd", 1);
+        store.commit(checkpoint, 1).expect("commit");
+        let snapshot = store.snapshot();
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.add_row(3, b"\xffa", -2);
+        checkpoint.add_row(3, b"\xffb", 4);
+        checkpoint.add_row(3, b"\xffe", 1);
+        store.commit(checkpoint, 2).expect("commit");
+        let read = |snapshot: &StoreSnapshot, limit: usize| {
+            let mut rows = Vec::new();
+            snapshot
+                .rows(3, b"\xff", |row, count| {
+                    rows.push((row.to_vec(), count));
+                    rows.len() < limit
+                })
+                .expect("rows");
+            rows
+        };
+        assert_eq!(
+            read(&snapshot, usize::MAX),
+            vec![(b"a".to_vec(), 2), (b"b".to_vec(), 1)]
+        );
+        assert_eq!(read(&snapshot, 1), vec![(b"a".to_vec(), 2)]);
+        assert_eq!(snapshot.row(3, b"\xff", b"b").expect("row"), 1);
+        assert_eq!(snapshot.row(3, b"\xff", b"e").expect("row"), 0);
+        let now = store.snapshot();
+        assert_eq!(
+            read(&now, usize::MAX),
+            vec![(b"b".to_vec(), 5), (b"e".to_vec(), 1)]
+        );
+        drop((snapshot, now, store));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
