@@ -24,9 +24,11 @@ mod commit;
 mod durable;
 mod install;
 mod keys;
+mod placement;
 mod view_state;
 
 use checkpointer::Checkpointer;
+pub(crate) use durable::storage_error;
 pub use durable::DurableOptions;
 
 use keys::KeyIndex;
@@ -93,6 +95,13 @@ pub(crate) struct Writer {
     store: Option<Arc<Store>>,
     /// Writes the store's checkpoints.
     checkpointer: Option<Checkpointer>,
+    /// The number of the last checkpoint handed to the checkpointer.
+    handed: u64,
+    /// The store as it was opened: what relations left on disk at a
+    /// restart read until a checkpoint is written.
+    opened: Option<Arc<eddy_state::StoreSnapshot>>,
+    /// Bytes of relations last accounted against the memory budget.
+    relation_bytes: usize,
     /// Changes to make durable at the next checkpoint.
     pub(crate) pending: Checkpoint,
     /// The epoch and number of the last change set logged for a connector
@@ -154,6 +163,9 @@ impl Engine {
                 next_created: 0,
                 store,
                 checkpointer,
+                handed: 0,
+                opened: None,
+                relation_bytes: 0,
                 pending: Checkpoint::default(),
                 logged: (0, 0),
                 unsynced: false,

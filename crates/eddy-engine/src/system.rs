@@ -21,8 +21,10 @@
 //!
 //! * `state_memory`: for a durable engine, what GROUP BY operators keep in
 //!   memory of their checkpointed state: the budget (NULL: unlimited), the
-//!   estimated bytes held now, and how many groups left memory and were
-//!   read back from the store since the engine started.
+//!   estimated bytes held now (operators' state, tables and views'
+//!   contents), how many groups and join keys left memory and were read
+//!   back from the store since the engine started, and how many tables and
+//!   materialized views are read from the store instead of memory.
 //!
 //! The tables are built when a statement reads them, from the snapshot the
 //! statement pinned (which readers exist) and the readers' live counters.
@@ -266,24 +268,30 @@ impl SystemSchema {
             Field::new("state_bytes", DataType::Int64, false),
             Field::new("keys_evicted", DataType::Int64, false),
             Field::new("keys_read_back", DataType::Int64, false),
+            Field::new("relations_on_disk", DataType::Int64, false),
         ]));
         let mut limit = Int64Builder::new();
         let mut held = Int64Builder::new();
         let mut evicted = Int64Builder::new();
         let mut read_back = Int64Builder::new();
-        if let Some(budget) = &self.public.pinned().state_budget {
+        let mut on_disk = Int64Builder::new();
+        let pinned = self.public.pinned();
+        if let Some(budget) = &pinned.state_budget {
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             limit.append_option(budget.bounded().and_then(|l| i64::try_from(l).ok()));
             held.append_value(i64::try_from(budget.resident()).unwrap_or(i64::MAX));
             let (out, back) = budget.evictions();
             evicted.append_value(count(out));
             read_back.append_value(count(back));
+            let relations = pinned.relations.values().filter(|r| r.on_disk_now());
+            on_disk.append_value(count(relations.count() as u64));
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(limit.finish()),
             Arc::new(held.finish()),
             Arc::new(evicted.finish()),
             Arc::new(read_back.finish()),
+            Arc::new(on_disk.finish()),
         ];
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         MemTable::try_new(schema, vec![vec![batch]])

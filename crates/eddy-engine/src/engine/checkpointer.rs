@@ -18,12 +18,14 @@ use std::sync::{Arc, Mutex};
 use eddy_common::{Error, Result};
 use eddy_connectors::sink::{SinkChanges, SinkSender};
 use eddy_dataflow::state::StateBudget;
-use eddy_state::{Checkpoint, CheckpointInfo, Store};
+use eddy_state::{Checkpoint, CheckpointInfo, Store, StoreSnapshot};
 use tracing::warn;
 
 /// One checkpoint to write, and what to do once it is written.
 struct Job {
     checkpoint: Checkpoint,
+    /// Checkpoints are numbered from 1 as they are handed over.
+    number: u64,
     epoch: u64,
     /// The number of the operators' save it holds.
     save: u64,
@@ -36,6 +38,9 @@ struct Job {
 #[derive(Default)]
 struct Outcome {
     last: Option<CheckpointInfo>,
+    /// The number of the last checkpoint written, and the store right
+    /// after it (before the next one).
+    durable: Option<(u64, Arc<StoreSnapshot>)>,
     failed: Option<String>,
 }
 
@@ -64,7 +69,7 @@ impl Checkpointer {
         })
     }
 
-    /// Write `checkpoint` as epoch `epoch`'s, holding the operators' save
+    /// Write `checkpoint` (number `number`) as epoch `epoch`'s, holding the operators' save
     /// `save`, after every checkpoint handed over before, then hand `sinks`
     /// their changes. With `wait`, returns
     /// once it is durable; otherwise as soon as it is queued (`None`).
@@ -72,6 +77,7 @@ impl Checkpointer {
     pub(crate) fn write(
         &self,
         checkpoint: Checkpoint,
+        number: u64,
         epoch: u64,
         save: u64,
         sinks: Vec<(SinkSender, SinkChanges)>,
@@ -85,6 +91,7 @@ impl Checkpointer {
         };
         let job = Job {
             checkpoint,
+            number,
             epoch,
             save,
             sinks,
@@ -111,6 +118,12 @@ impl Checkpointer {
         self.lock().last.clone()
     }
 
+    /// The number of the last checkpoint written, and a snapshot of the
+    /// store as that checkpoint left it.
+    pub(crate) fn durable(&self) -> Option<(u64, Arc<StoreSnapshot>)> {
+        self.lock().durable.clone()
+    }
+
     /// Why a checkpoint could not be written, if one could not.
     pub(crate) fn failed(&self) -> Option<String> {
         self.lock().failed.clone()
@@ -135,7 +148,7 @@ impl Drop for Checkpointer {
 }
 
 fn write_all(
-    store: &Store,
+    store: &Arc<Store>,
     budget: Option<&StateBudget>,
     queue: Receiver<Job>,
     outcome: &Mutex<Outcome>,
@@ -156,7 +169,13 @@ fn write_all(
             }),
         };
         if let Ok(info) = &written {
-            lock().last = Some(info.clone());
+            // Taken before the next checkpoint is written: it shows exactly
+            // the checkpoints up to this one.
+            let snapshot = Arc::new(store.snapshot());
+            let mut outcome = lock();
+            outcome.last = Some(info.clone());
+            outcome.durable = Some((job.number, snapshot));
+            drop(outcome);
             if let Some(budget) = budget {
                 budget.written(job.save);
             }

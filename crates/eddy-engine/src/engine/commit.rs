@@ -64,6 +64,7 @@ impl WriteGuard<'_> {
         // Between writes the working state is the committed one.
         let committed = self.engine.snapshot();
         writer.persist(&committed, committed.epoch, durable == Durable::Now)?;
+        writer.place_relations();
         if writer.refresh_checkpoint() {
             self.engine.publish(writer.working.clone());
         }
@@ -104,6 +105,7 @@ impl WriteGuard<'_> {
                     .set_status(format!("failed: {error}"));
             }
         }
+        self.writer.place_relations();
         self.writer.working.epoch = epoch;
         debug!(epoch, "epoch committed");
         self.engine.publish(self.writer.working.clone());

@@ -43,6 +43,7 @@ use super::view_state::CONTENTS;
 use super::{consolidated, Engine, Writer, LOG, MESSAGE_KEY, OUTBOX, POSITION, SCAN};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::ingest::{SourceScan, Stored};
+use crate::relation::{Location, RowChunk};
 use crate::Relation;
 use crate::Session;
 
@@ -95,6 +96,7 @@ impl Engine {
             let mut guard = engine.write().await;
             guard.writer.replaying = true;
             guard.writer.working.state_budget = budget;
+            guard.writer.opened = guard.writer.store.as_ref().map(|s| Arc::new(s.snapshot()));
             if let Some(checkpoint) = &last {
                 // Epochs go on from the last durable one.
                 guard.writer.working.epoch = checkpoint.epoch;
@@ -168,10 +170,12 @@ impl Writer {
             None => self.keys.remove(&entry.name),
             Some(_) => None,
         };
-        let (loaded, index) = std::thread::scope(|scope| -> Result<_> {
+        // A connector table's reader resumes from its rows in memory.
+        let room = entry.connector.is_none().then(|| self.room()).flatten();
+        let ((loaded, whole), index) = std::thread::scope(|scope| -> Result<_> {
             let Some(mut index) = index else {
                 return Ok((
-                    read_rows(&store, entry.created, &[], &mut relation, None)?,
+                    read_rows(&store, entry.created, &[], &mut relation, None, room)?,
                     None,
                 ));
             };
@@ -187,7 +191,7 @@ impl Writer {
                 .map_err(|error| {
                     Error::internal(format!("no thread to build a key index on: {error}"))
                 })?;
-            let read = read_rows(&store, entry.created, &[], &mut relation, Some(&keys));
+            let read = read_rows(&store, entry.created, &[], &mut relation, Some(&keys), room);
             // Once the sender is gone the index has every row.
             drop(keys);
             let index = indexer
@@ -200,8 +204,29 @@ impl Writer {
         if let Some(index) = index {
             self.keys.insert(entry.name.clone(), index);
         }
+        if !whole {
+            let location = self.relation_location(&entry.name);
+            relation = self.left_on_disk(&entry.name, &relation, location)?;
+        }
         self.working.relations.insert(entry.name.clone(), relation);
         Ok(loaded)
+    }
+
+    /// Relation `name` (loaded as `loaded` until it outgrew its room at a
+    /// restart) read from `location` in the store as opened.
+    pub(super) fn left_on_disk(
+        &self,
+        name: &str,
+        loaded: &Relation,
+        location: Option<Location>,
+    ) -> Result<Relation> {
+        let (Some(location), Some((_, snapshot))) = (location, self.durable_snapshot()) else {
+            return Err(Error::internal(format!(
+                "{name} outgrew the memory budget but is not stored"
+            )));
+        };
+        info!(relation = %name, "over the memory budget: left on disk");
+        Relation::on_disk(loaded.schema().clone(), snapshot, location)
     }
 
     /// What the last checkpoint holds of connector table `entry`: its rows
@@ -332,7 +357,7 @@ impl Writer {
         let Some(store) = self.store.clone() else {
             return Ok((resume, relation));
         };
-        read_rows(&store, view.created, &[scan], &mut relation, None)?;
+        read_rows(&store, view.created, &[scan], &mut relation, None, None)?;
         read_positions(&store, view, &[SCAN, scan], &mut resume)?;
         if !resume.message_keys.is_empty() {
             // A keyed reader retracts a key's row from its own copy.
@@ -476,8 +501,16 @@ impl Writer {
         let Some(checkpointer) = &self.checkpointer else {
             return Ok(None);
         };
-        let written = match checkpointer.write(checkpoint, epoch, save, outgoing, wait) {
-            Ok(written) => written,
+        let number = self.handed + 1;
+        let written = match checkpointer.write(checkpoint, number, epoch, save, outgoing, wait) {
+            Ok(written) => {
+                // What relations leaving memory changed went with it.
+                self.handed = number;
+                for relation in self.working.relations.values_mut() {
+                    relation.seal(number);
+                }
+                written
+            }
             Err(error) => {
                 if let Error::Storage(cause) = &error {
                     self.storage_failed = Some(cause.clone());
@@ -532,7 +565,10 @@ fn read_positions(
 
 /// Read the rows stored under `id` whose keys start with `prefix` (the
 /// prefix dropped) into `relation`, handing them to `keys` as well if
-/// given. Returns the number of rows read.
+/// given, while `relation` holds at most `room` bytes. Returns the number
+/// of rows read and whether `relation` took them all; if it did not, what
+/// it took is meaningless (the caller leaves the relation on disk), and
+/// `keys` got every row all the same.
 ///
 /// With a key index (building on a thread of its own) this thread reads
 /// RocksDB and decodes; without one, RocksDB is read on a second thread
@@ -545,74 +581,90 @@ pub(super) fn read_rows(
     prefix: &[u8],
     relation: &mut Relation,
     keys: Option<&SyncSender<ChangeBatch>>,
-) -> Result<u64> {
-    match keys {
-        Some(_) => read_rows_here(store, id, prefix, relation, keys),
-        None => read_rows_alongside(store, id, prefix, relation),
+    room: Option<usize>,
+) -> Result<(u64, bool)> {
+    let mut load = Load {
+        relation,
+        keys,
+        room: room.unwrap_or(usize::MAX),
+        whole: true,
+    };
+    let rows = match keys {
+        Some(_) => read_rows_here(store, id, prefix, &mut load)?,
+        None => read_rows_alongside(store, id, prefix, &mut load)?,
+    };
+    Ok((rows, load.whole))
+}
+
+/// Where a load's rows go.
+struct Load<'a> {
+    relation: &'a mut Relation,
+    keys: Option<&'a SyncSender<ChangeBatch>>,
+    room: usize,
+    /// False once the relation outgrew `room` and stopped taking rows.
+    whole: bool,
+}
+
+impl Load<'_> {
+    /// Decode `chunk` into the relation (while it has room) and the keys,
+    /// then empty it. Returns false once there is nothing more to read
+    /// for: the relation is over its room and no keys take rows.
+    fn take(&mut self, chunk: &mut RowChunk) -> Result<bool> {
+        let changes = self.relation.decode(chunk.rows(), &chunk.weights)?;
+        chunk.clear();
+        if self.whole {
+            self.relation.apply(&changes)?;
+            if self.relation.bytes() > self.room {
+                self.whole = false;
+                *self.relation = Relation::new(self.relation.schema().clone())?;
+            }
+        }
+        if let Some(keys) = self.keys {
+            keys.send(changes)
+                .map_err(|_| Error::internal("the key index stopped taking rows"))?;
+        }
+        Ok(self.whole || self.keys.is_some())
     }
 }
 
-/// Decode `chunk` into `relation` (and `keys`), then empty it.
-fn take(
-    relation: &mut Relation,
-    chunk: &mut StoredRows,
-    keys: Option<&SyncSender<ChangeBatch>>,
-) -> Result<()> {
-    let changes = relation.decode(chunk.rows(), &chunk.weights)?;
-    chunk.clear();
-    relation.apply(&changes)?;
-    if let Some(keys) = keys {
-        keys.send(changes)
-            .map_err(|_| Error::internal("the key index stopped taking rows"))?;
-    }
-    Ok(())
-}
-
-fn read_rows_here(
-    store: &Store,
-    id: u64,
-    prefix: &[u8],
-    relation: &mut Relation,
-    keys: Option<&SyncSender<ChangeBatch>>,
-) -> Result<u64> {
+fn read_rows_here(store: &Store, id: u64, prefix: &[u8], load: &mut Load<'_>) -> Result<u64> {
     let mut loaded = 0u64;
-    let mut chunk = StoredRows::default();
+    let mut chunk = RowChunk::default();
     let mut failure: Option<Error> = None;
+    let mut done = false;
     store
         .rows(id, prefix, |row, count| {
-            if failure.is_some() {
+            if failure.is_some() || done {
                 return;
             }
             loaded += count.unsigned_abs();
             chunk.push(row, count);
             if chunk.weights.len() == LOAD_ROWS {
-                failure = take(relation, &mut chunk, keys).err();
+                match load.take(&mut chunk) {
+                    Ok(more) => done = !more,
+                    Err(error) => failure = Some(error),
+                }
             }
         })
         .map_err(storage_error)?;
     if let Some(error) = failure {
         return Err(error);
     }
-    if !chunk.weights.is_empty() {
-        take(relation, &mut chunk, keys)?;
+    if !chunk.weights.is_empty() && !done {
+        load.take(&mut chunk)?;
     }
     Ok(loaded)
 }
 
-fn read_rows_alongside(
-    store: &Store,
-    id: u64,
-    prefix: &[u8],
-    relation: &mut Relation,
-) -> Result<u64> {
-    let (full, filled) = std::sync::mpsc::sync_channel::<StoredRows>(LOAD_QUEUE);
-    let (empty, recycled) = std::sync::mpsc::channel::<StoredRows>();
+fn read_rows_alongside(store: &Store, id: u64, prefix: &[u8], load: &mut Load<'_>) -> Result<u64> {
+    let (full, filled) = std::sync::mpsc::sync_channel::<RowChunk>(LOAD_QUEUE);
+    let (empty, recycled) = std::sync::mpsc::channel::<RowChunk>();
     std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("eddy-load-rows".into())
             .spawn_scoped(scope, move || -> Result<u64> {
                 let mut loaded = 0u64;
-                let mut chunk = StoredRows::default();
+                let mut chunk = RowChunk::default();
                 // Set once the decoding side stopped taking chunks.
                 let mut stopped = false;
                 store
@@ -637,9 +689,13 @@ fn read_rows_alongside(
             .map_err(|error| Error::internal(format!("no thread to read rows on: {error}")))?;
         let mut failure: Option<Error> = None;
         for mut chunk in filled.iter() {
-            if let Err(error) = take(relation, &mut chunk, None) {
-                failure = Some(error);
-                break;
+            match load.take(&mut chunk) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
             let _ = empty.send(chunk);
         }
@@ -653,36 +709,6 @@ fn read_rows_alongside(
             None => loaded,
         }
     })
-}
-
-/// Stored rows read and not decoded yet: their encodings end to end, so
-/// that reading a row copies it without allocating.
-#[derive(Default)]
-struct StoredRows {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-    weights: Vec<i64>,
-}
-
-impl StoredRows {
-    fn push(&mut self, row: &[u8], weight: i64) {
-        self.bytes.extend_from_slice(row);
-        self.ends.push(self.bytes.len());
-        self.weights.push(weight);
-    }
-
-    fn rows(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, end)| self.bytes.get(start..*end).unwrap_or_default())
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-        self.weights.clear();
-    }
 }
 
 fn outbox_key(epoch: u64) -> Vec<u8> {
@@ -756,7 +782,7 @@ fn decode_rows(bytes: &[u8]) -> Result<(RecordBatch, Vec<i64>)> {
     Ok((rows, weights))
 }
 
-pub(super) fn storage_error(error: eddy_state::Error) -> Error {
+pub(crate) fn storage_error(error: eddy_state::Error) -> Error {
     Error::Storage(error.to_string())
 }
 

@@ -229,10 +229,25 @@ impl Writer {
             .get(&entry.name)
             .cloned()
             .ok_or_else(|| Error::internal(format!("view {} has no contents", entry.name)))?;
-        let rows = durable::read_rows(&store, view.id, &[CONTENTS], &mut relation, None)?;
+        let room = self.room();
+        let (rows, whole) =
+            durable::read_rows(&store, view.id, &[CONTENTS], &mut relation, None, room)?;
+        if !whole {
+            let location = crate::relation::Location {
+                id: view.id,
+                prefix: vec![CONTENTS],
+            };
+            relation = self.left_on_disk(&entry.name, &relation, Some(location))?;
+        }
         self.working.relations.insert(entry.name.clone(), relation);
         tracing::info!(view = %entry.name, entries, rows, "materialized view state loaded");
         Ok(())
+    }
+
+    /// True if a stored view's contents changed since the last checkpoint
+    /// handed over.
+    pub(super) fn view_contents_unsaved(&self) -> bool {
+        self.stored_views.values().any(|v| !v.contents.is_empty())
     }
 
     /// Add to `checkpoint` what the contents and operators of stored views

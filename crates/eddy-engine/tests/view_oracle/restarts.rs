@@ -87,6 +87,9 @@ async fn run_seed(seed: u64, budget: Option<usize>, steps: usize) -> Vec<String>
     let temp = TempDir::new(seed);
     let dir = temp.0.clone();
     let mut failures = Vec::new();
+    // Under a budget of 0 every stored relation leaves memory: the most
+    // relations seen on disk at once.
+    let mut most_on_disk = 0;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut db = open(&dir, budget).await;
     for stmt in initial_load(&mut rng) {
@@ -136,6 +139,20 @@ async fn run_seed(seed: u64, budget: Option<usize>, steps: usize) -> Vec<String>
         }
         // A view whose input differs would differ too: check no further.
         live.retain(|s| !failed.contains(&s.name));
+        let on_disk = db
+            .query("SELECT relations_on_disk FROM eddy_catalog.state_memory")
+            .await
+            .unwrap_or_default();
+        let on_disk: usize = on_disk.keys().find_map(|n| n.parse().ok()).unwrap_or(0);
+        most_on_disk = most_on_disk.max(on_disk);
+    }
+    println!("seed {seed}: at most {most_on_disk} tables and views on disk at once");
+    // The three tables and nearly every view store their rows; a budget of
+    // 0 leaves them all on disk.
+    if budget == Some(0) && most_on_disk < 3 + live.len() / 2 {
+        failures.push(format!(
+            "seed {seed}: with a memory budget of 0 only {most_on_disk} relations were ever on disk at once"
+        ));
     }
     println!(
         "seed {seed}: {} views still equal their queries at the end",

@@ -1,0 +1,119 @@
+//! Which relations stay in memory under the memory budget.
+//!
+//! Tables and materialized views count against the same budget as
+//! operator state. When what all of them hold is over it, the largest
+//! stored relations (plain tables, and materialized views whose contents
+//! are checkpointed) leave memory, largest first, until the rest fits: a
+//! relation leaving memory records its changes by the checkpoint that
+//! carries them, and once a checkpoint that holds everything it had before
+//! is durable, it is read from a snapshot of the store taken right after
+//! that checkpoint, plus the changes recorded since (see
+//! [`crate::Relation`]). A relation on disk stays there; a restart under
+//! the budget leaves on disk what does not fit as it loads.
+
+use std::sync::Arc;
+
+use eddy_state::StoreSnapshot;
+
+use super::view_state::CONTENTS;
+use super::Writer;
+use crate::catalog::ObjectKind;
+use crate::relation::Location;
+
+impl Writer {
+    /// Where relation `name`'s rows are stored, if all of them are, as
+    /// they change: a plain table's or a stored view's.
+    pub(super) fn relation_location(&self, name: &str) -> Option<Location> {
+        self.store.as_ref()?;
+        if let Some(view) = self.stored_views.get(name) {
+            return Some(Location {
+                id: view.id,
+                prefix: vec![CONTENTS],
+            });
+        }
+        let entry = self.working.objects.get(name)?;
+        (entry.kind == ObjectKind::Table && entry.connector.is_none()).then(|| Location {
+            id: entry.created,
+            prefix: Vec::new(),
+        })
+    }
+
+    /// The last durable checkpoint's number and the store as it left it
+    /// (before any checkpoint of this process: the store as opened).
+    pub(super) fn durable_snapshot(&self) -> Option<(u64, Arc<StoreSnapshot>)> {
+        self.checkpointer
+            .as_ref()
+            .and_then(|c| c.durable())
+            .or_else(|| self.opened.clone().map(|s| (0, s)))
+    }
+
+    /// Bytes a relation being loaded at a restart may take before it is
+    /// left on disk instead (`None`: no bound).
+    pub(super) fn room(&self) -> Option<usize> {
+        let limit = self.working.state_budget.as_ref()?.bounded()?;
+        let held: usize = self.working.relations.values().map(|r| r.bytes()).sum();
+        Some(limit.saturating_sub(held))
+    }
+
+    /// Account what relations hold against the budget, start the largest
+    /// stored ones leaving memory while it is exceeded, and move those
+    /// whose checkpoint is durable onto disk.
+    pub(super) fn place_relations(&mut self) {
+        let Some(budget) = self.working.state_budget.clone() else {
+            return;
+        };
+        let held: usize = self.working.relations.values().map(|r| r.bytes()).sum();
+        budget.account(held, self.relation_bytes);
+        self.relation_bytes = held;
+        let leaving = self
+            .working
+            .relations
+            .values()
+            .any(|r| !r.in_memory() && !r.on_disk_now());
+        if let Some(limit) = budget.bounded().filter(|_| !leaving && !self.replaying) {
+            let mut over = budget.resident().saturating_sub(limit);
+            let mut candidates: Vec<(usize, String)> = self
+                .working
+                .relations
+                .iter()
+                .filter(|(_, r)| r.in_memory() && r.bytes() > 0)
+                .map(|(name, r)| (r.bytes(), name.clone()))
+                .collect();
+            candidates.sort_unstable_by(|a, b| b.cmp(a));
+            for (bytes, name) in candidates {
+                if over == 0 {
+                    break;
+                }
+                let Some(location) = self.relation_location(&name) else {
+                    continue;
+                };
+                // Changes not handed over yet go with the next checkpoint.
+                let after = if self.pending.is_empty() && !self.view_contents_unsaved() {
+                    self.handed
+                } else {
+                    self.handed + 1
+                };
+                if let Some(relation) = self.working.relations.get_mut(&name) {
+                    tracing::info!(relation = %name, bytes, "over the memory budget: leaves memory");
+                    relation.leave(after, location);
+                    over = over.saturating_sub(bytes);
+                }
+            }
+        }
+        if self
+            .checkpointer
+            .as_ref()
+            .and_then(|c| c.durable())
+            .is_some()
+        {
+            // Nothing reads the store as opened any more: let RocksDB drop
+            // what only it kept.
+            self.opened = None;
+        }
+        if let Some((durable, snapshot)) = self.durable_snapshot() {
+            for relation in self.working.relations.values_mut() {
+                relation.settle(durable, &snapshot);
+            }
+        }
+    }
+}
