@@ -11,8 +11,11 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 
 use crate::catalog::{Failure, ObjectKind, Snapshot};
 use crate::Relation;
@@ -161,6 +164,20 @@ impl TableProvider for SnapshotTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.relation.on_disk_now() {
+            let partition = Arc::new(StoredPartition {
+                relation: self.relation.clone(),
+                schema: self.schema(),
+            });
+            return Ok(Arc::new(StreamingTableExec::try_new(
+                self.schema(),
+                vec![partition],
+                projection,
+                Vec::new(),
+                false,
+                None,
+            )?));
+        }
         let batches = self
             .relation
             .batches()
@@ -170,6 +187,44 @@ impl TableProvider for SnapshotTable {
             self.schema(),
             projection.cloned(),
         )?)
+    }
+}
+
+/// Batches of a relation on disk read ahead of the query at most.
+const READ_AHEAD: usize = 2;
+
+/// A relation on disk, read as a query takes its rows: RocksDB is read on
+/// a blocking thread a few batches ahead, so a query over a relation larger
+/// than memory holds only what its own operators need.
+#[derive(Debug)]
+struct StoredPartition {
+    relation: Relation,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for StoredPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let relation = self.relation.clone();
+        tokio::task::spawn_blocking(move || {
+            let read = relation.for_each_batch(&mut |batch| {
+                sender
+                    .blocking_send(Ok(batch))
+                    .map_err(|_| eddy_common::Error::internal("the query stopped reading"))
+            });
+            if let Err(error) = read {
+                // Nothing to tell a query that stopped reading.
+                let _ = sender.blocking_send(Err(DataFusionError::External(Box::new(error))));
+            }
+        });
+        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
 }
 

@@ -498,6 +498,18 @@ impl Relation {
         Ok(self.cache.get_or_init(|| batches).clone())
     }
 
+    /// The rows as batches, each row repeated by its multiplicity, handed
+    /// to `each` one at a time: a relation on disk is read as it goes,
+    /// never held whole. An error from `each` stops the read.
+    pub fn for_each_batch(&self, each: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+        match &self.place {
+            Place::Disk { base, changes } => self.read_disk(base, changes, &mut |changes| {
+                each(changes.to_multiset_batch()?)
+            }),
+            _ => self.batches()?.into_iter().try_for_each(each),
+        }
+    }
+
     /// The rows with their multiplicities, as change batches that would
     /// build the relation from nothing.
     pub fn contents(&self) -> Result<Vec<ChangeBatch>> {

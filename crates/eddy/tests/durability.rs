@@ -442,17 +442,17 @@ async fn acknowledged_dml_survives_sigkill_loop() {
     );
     let memory = rows(
         &client,
-        "SELECT keys_evicted > 0, keys_read_back > 0 FROM eddy_catalog.state_memory",
+        "SELECT keys_evicted > 0, keys_read_back > 0, relations_on_disk > 0 FROM eddy_catalog.state_memory",
     )
     .await;
     assert_eq!(
         memory,
-        ["t t"],
-        "groups left memory and came back: {:?}",
+        ["t t t"],
+        "groups left memory and came back, and tables and views were read from disk: {:?}",
         rows(&client, "SELECT * FROM eddy_catalog.state_memory").await
     );
     println!(
-        "crash loop: {killed} kills ({killed_starting} during recovery), {acknowledged} statements acknowledged, {} accounts, {} events: all there; last run's state memory (budget, bytes, evicted, read back): {:?}",
+        "crash loop: {killed} kills ({killed_starting} during recovery), {acknowledged} statements acknowledged, {} accounts, {} events: all there; last run's state memory (budget, bytes, evicted, read back, relations on disk): {:?}",
         model.accounts.len(),
         model.events.len(),
         rows(&client, "SELECT * FROM eddy_catalog.state_memory").await
