@@ -210,6 +210,20 @@ impl StateReader for DurableReader {
             .map_while(|(key, value)| Some((key.strip_prefix(prefix)?.to_vec(), value.clone())))
             .collect())
     }
+
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let durable = self.0.lock().expect("not poisoned");
+        Ok(durable
+            .range([prefix, start].concat()..)
+            .map_while(|(key, value)| Some((key.strip_prefix(prefix)?.to_vec(), value.clone())))
+            .take(limit)
+            .collect())
+    }
 }
 
 impl LaggingStore {
