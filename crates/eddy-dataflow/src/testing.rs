@@ -188,10 +188,10 @@ type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// A store whose saves become durable `lag` saves late, as checkpoints
 /// written on their own thread do.
-struct LaggingStore {
+pub(crate) struct LaggingStore {
     durable: Arc<Mutex<Saved>>,
     in_flight: VecDeque<(u64, Writes)>,
-    budget: Arc<StateBudget>,
+    pub(crate) budget: Arc<StateBudget>,
     lag: usize,
 }
 
@@ -227,7 +227,7 @@ impl StateReader for DurableReader {
 }
 
 impl LaggingStore {
-    fn new(lag: usize, limit: usize) -> Self {
+    pub(crate) fn new(lag: usize, limit: usize) -> Self {
         Self {
             durable: Arc::default(),
             in_flight: VecDeque::new(),
@@ -236,7 +236,7 @@ impl LaggingStore {
         }
     }
 
-    fn spill(&self, restored: bool) -> Spill {
+    pub(crate) fn spill(&self, restored: bool) -> Spill {
         Spill {
             reader: Box::new(DurableReader(self.durable.clone())),
             budget: self.budget.clone(),
@@ -244,7 +244,7 @@ impl LaggingStore {
         }
     }
 
-    fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
+    pub(crate) fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
         let save = self.budget.begin_save();
         let mut writes = Vec::new();
         operator.save_state(&mut |key, value| {

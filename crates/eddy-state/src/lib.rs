@@ -42,7 +42,7 @@ const INSTANCE_KEY: &[u8] = b"instance";
 const SCAN_READAHEAD: usize = 4 << 20;
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
-const FORMAT_VERSION: u64 = 2;
+const FORMAT_VERSION: u64 = 3;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
