@@ -66,7 +66,8 @@ impl Spilled {
         }
     }
 
-    /// True if the operator loads only some entries at a restart.
+    /// True if a restart loads no entries: the window reads its rows
+    /// back (false without a LIMIT: every row stays, so all load).
     pub(super) fn loads_nothing(&self) -> bool {
         self.keep.is_some()
     }
