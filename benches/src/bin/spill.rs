@@ -1,4 +1,4 @@
-//! GROUP BY or join state larger than its memory budget: how much of it
+//! GROUP BY, join or top-N state larger than its memory budget: how much of it
 //! stays in memory, what reading state back from the data directory costs,
 //! and whether the view stays exact.
 //!
@@ -9,7 +9,13 @@
 //! `dim (k, grp)` with one row per key (`grp = k % 100`) and `CREATE
 //! MATERIALIZED VIEW agg AS SELECT d.grp, count(*), sum(e.v) FROM ev e JOIN
 //! dim d ON e.k = d.k GROUP BY d.grp`, whose join holds every row of both
-//! tables by key while its GROUP BY holds 100 groups. A fill phase inserts
+//! tables by key while its GROUP BY holds 100 groups; with `--query topn`
+//! `CREATE MATERIALIZED VIEW agg AS SELECT k, v FROM ev ORDER BY k, v
+//! LIMIT 100`, whose top-N holds every row of `ev`, and each update
+//! statement is followed by `DELETE FROM ev WHERE k < c`, with `c` rising
+//! to 90% of the keys by the end, so the window moves through rows let go
+//! of and reads them back (the view is checked against the same query run
+//! as a batch query). A fill phase inserts
 //! one row for each of `--groups` keys (into `dim` first for the join;
 //! statements of `--chunk` rows, each a synced checkpoint),
 //! then an update phase inserts `--updates` rows with keys spread over all
@@ -17,7 +23,8 @@
 //! each statement touches `--chunk` keys scattered over the whole range;
 //! statements of `--chunk` rows), so most keys an update touches were let
 //! go of under a small budget and are read back. Printed:
-//! rows/s of each phase, the estimated state bytes held, keys (groups and
+//! rows/s of each phase, the estimated state bytes held after the fill
+//! and at the end, keys (groups and
 //! join keys of one side) evicted and read back, the process's resident memory (one process runs the budgets
 //! in turn, smallest first, and memory freed by one run is not given back
 //! to the system: run one budget per invocation for its own figure), and a
@@ -38,8 +45,9 @@ type Result<T, E = BoxError> = std::result::Result<T, E>;
 #[derive(Parser, Debug)]
 #[command(name = "spill", about = "GROUP BY or join state under a memory budget")]
 struct Args {
-    /// The view: `group-by` (GROUP BY k) or `join` (ev JOIN dim on k, then
-    /// GROUP BY a column of dim with 100 values).
+    /// The view: `group-by` (GROUP BY k), `join` (ev JOIN dim on k, then
+    /// GROUP BY a column of dim with 100 values) or `topn` (ORDER BY k, v
+    /// LIMIT 100, with deletes of the first keys).
     #[arg(long, default_value = "group-by")]
     query: Query,
     /// Distinct group keys.
@@ -64,6 +72,7 @@ struct Args {
 enum Query {
     GroupBy,
     Join,
+    Topn,
 }
 
 fn main() -> Result<()> {
@@ -75,6 +84,7 @@ fn main() -> Result<()> {
     let view = match args.query {
         Query::GroupBy => "GROUP BY k",
         Query::Join => "ev JOIN dim ON k, GROUP BY grp,",
+        Query::Topn => "ORDER BY k, v LIMIT 100 (first keys deleted as it goes)",
     };
     println!(
         "spill: {view} over {} keys, then {} rows with keys scattered over them, {} rows per synced INSERT",
@@ -121,6 +131,11 @@ async fn run(args: &Args, label: &str, limit: usize) -> Result<()> {
                 "ev SELECT value, value % 1000",
             ][..],
         ),
+        Query::Topn => (
+            "CREATE TABLE ev (k BIGINT NOT NULL, v BIGINT NOT NULL);
+             CREATE MATERIALIZED VIEW agg AS SELECT k, v FROM ev ORDER BY k, v LIMIT 100",
+            &["ev SELECT value, value % 1000"][..],
+        ),
     };
     execute(&session, ddl).await?;
     let started = Instant::now();
@@ -140,6 +155,8 @@ async fn run(args: &Args, label: &str, limit: usize) -> Result<()> {
         }
     }
     let fill = started.elapsed().as_secs_f64();
+    let memory_query = "SELECT coalesce(budget_bytes, -1), state_bytes, keys_evicted, keys_read_back FROM eddy_catalog.state_memory";
+    let filled = first_row(&execute(&session, memory_query).await?);
     let started = Instant::now();
     let mut done = 0;
     while done < args.updates {
@@ -155,29 +172,37 @@ async fn run(args: &Args, label: &str, limit: usize) -> Result<()> {
             ),
         )
         .await?;
+        if args.query == Query::Topn {
+            let cut = args.groups * 9 / 10 * end / args.updates;
+            execute(&session, &format!("DELETE FROM ev WHERE k < {cut}")).await?;
+        }
         done = end;
     }
     let values_sum: i64 = (0..args.updates).map(|i| i % 997).sum();
     let update = started.elapsed().as_secs_f64();
-    let memory = execute(
-        &session,
-        "SELECT coalesce(budget_bytes, -1), state_bytes, keys_evicted, keys_read_back FROM eddy_catalog.state_memory",
-    )
-    .await?;
-    let memory = first_row(&memory);
-    let check = execute(&session, "SELECT sum(n), sum(total), count(*) FROM agg").await?;
-    let check = first_row(&check);
-    let fill_sum: i64 = (0..args.groups).map(|k| k % 1000).sum();
-    let groups = match args.query {
-        Query::GroupBy => args.groups,
-        Query::Join => args.groups.min(100),
+    let memory = first_row(&execute(&session, memory_query).await?);
+    let (check, expected) = if args.query == Query::Topn {
+        let totals = "SELECT count(*), sum(k), sum(v) FROM";
+        let check = execute(&session, &format!("{totals} agg")).await?;
+        let query = "(SELECT k, v FROM ev ORDER BY k, v LIMIT 100) q";
+        let expected = execute(&session, &format!("{totals} {query}")).await?;
+        (first_row(&check), first_row(&expected))
+    } else {
+        let check = execute(&session, "SELECT sum(n), sum(total), count(*) FROM agg").await?;
+        let fill_sum: i64 = (0..args.groups).map(|k| k % 1000).sum();
+        let groups = match args.query {
+            Query::GroupBy => args.groups,
+            _ => args.groups.min(100),
+        };
+        let expected = vec![args.groups + args.updates, fill_sum + values_sum, groups];
+        (first_row(&check), expected)
     };
-    let expected = [args.groups + args.updates, fill_sum + values_sum, groups];
     let exact = check == expected;
     println!(
-        "budget {label:>9} MiB: fill {:.0} rows/s, updates {:.0} rows/s; state held {:.1} MiB, {} keys evicted, {} read back; resident memory {} -> {} MiB; view {}",
+        "budget {label:>9} MiB: fill {:.0} rows/s, updates {:.0} rows/s; state held {:.1} MiB after the fill, {:.1} MiB at the end, {} keys evicted, {} read back; resident memory {} -> {} MiB; view {}",
         (args.groups * fill_tables.len() as i64) as f64 / fill,
         args.updates as f64 / update,
+        filled.get(1).copied().unwrap_or(0) as f64 / (1 << 20) as f64,
         memory.get(1).copied().unwrap_or(0) as f64 / (1 << 20) as f64,
         memory.get(2).copied().unwrap_or(0),
         memory.get(3).copied().unwrap_or(0),

@@ -35,6 +35,16 @@ pub trait StateReader: Send {
     /// Every entry whose key starts with `prefix`, in key order, as (the
     /// rest of its key, its value).
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// The first `limit` entries whose key starts with `prefix` and, after
+    /// it, is at or after `start`, in key order, as (the rest of its key
+    /// after `prefix`, its value).
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
 /// The memory the operators of a durable engine may keep of state they
@@ -191,6 +201,24 @@ impl Spiller {
     /// store may hold any that are not in memory.
     pub fn reader(&self, key: &[u8]) -> Option<&dyn StateReader> {
         (self.on_disk && !self.deleting.contains_key(key)).then_some(self.reader.as_ref())
+    }
+
+    /// The first `limit` stored entries at or after key `start`, in key
+    /// order, if the store may hold any that are not in memory. Entries
+    /// whose key is [`Spiller::deleting`] are among them: the caller skips
+    /// those.
+    pub fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if self.on_disk {
+            self.reader.scan_from(&[], start, limit)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// True if key `key` was emptied in memory and its deletion is not
+    /// durable yet: its stored entry, if any, is stale.
+    pub fn deleting(&self, key: &[u8]) -> bool {
+        self.deleting.contains_key(key)
     }
 
     /// True once the store may hold entries that are not in memory.

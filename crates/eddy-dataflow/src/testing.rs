@@ -188,10 +188,10 @@ type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// A store whose saves become durable `lag` saves late, as checkpoints
 /// written on their own thread do.
-struct LaggingStore {
+pub(crate) struct LaggingStore {
     durable: Arc<Mutex<Saved>>,
     in_flight: VecDeque<(u64, Writes)>,
-    budget: Arc<StateBudget>,
+    pub(crate) budget: Arc<StateBudget>,
     lag: usize,
 }
 
@@ -210,10 +210,24 @@ impl StateReader for DurableReader {
             .map_while(|(key, value)| Some((key.strip_prefix(prefix)?.to_vec(), value.clone())))
             .collect())
     }
+
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let durable = self.0.lock().expect("not poisoned");
+        Ok(durable
+            .range([prefix, start].concat()..)
+            .map_while(|(key, value)| Some((key.strip_prefix(prefix)?.to_vec(), value.clone())))
+            .take(limit)
+            .collect())
+    }
 }
 
 impl LaggingStore {
-    fn new(lag: usize, limit: usize) -> Self {
+    pub(crate) fn new(lag: usize, limit: usize) -> Self {
         Self {
             durable: Arc::default(),
             in_flight: VecDeque::new(),
@@ -222,7 +236,7 @@ impl LaggingStore {
         }
     }
 
-    fn spill(&self, restored: bool) -> Spill {
+    pub(crate) fn spill(&self, restored: bool) -> Spill {
         Spill {
             reader: Box::new(DurableReader(self.durable.clone())),
             budget: self.budget.clone(),
@@ -230,7 +244,7 @@ impl LaggingStore {
         }
     }
 
-    fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
+    pub(crate) fn save(&mut self, operator: &mut dyn Operator) -> Result<()> {
         let save = self.budget.begin_save();
         let mut writes = Vec::new();
         operator.save_state(&mut |key, value| {

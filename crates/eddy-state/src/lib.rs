@@ -43,7 +43,7 @@ const INSTANCE_KEY: &[u8] = b"instance";
 const SCAN_READAHEAD: usize = 4 << 20;
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
-const FORMAT_VERSION: u64 = 2;
+const FORMAT_VERSION: u64 = 3;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +312,40 @@ impl Store {
             found.push((key.to_vec(), value.to_vec()));
             Ok(true)
         })?;
+        Ok(found)
+    }
+
+    /// The first `limit` state entries of object `id` whose keys start with
+    /// `prefix` and, after it, are at or after `start`, as the last
+    /// checkpoint left them, in key order, as (key without `id` and
+    /// `prefix`, value). Like [`Store::state_under`], made for reading some
+    /// entries back while running.
+    pub fn state_from(
+        &self,
+        id: u64,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let within = object_key(id, prefix);
+        let mut options = ReadOptions::default();
+        if let Some(end) = successor(&within) {
+            options.set_iterate_upper_bound(end);
+        }
+        let mut entries = self.db.raw_iterator_cf_opt(self.family(STATE)?, options);
+        entries.seek([within.as_slice(), start].concat());
+        let mut found = Vec::new();
+        while found.len() < limit {
+            let (Some(key), Some(value)) = (entries.key(), entries.value()) else {
+                break;
+            };
+            let Some(key) = key.strip_prefix(within.as_slice()) else {
+                break;
+            };
+            found.push((key.to_vec(), value.to_vec()));
+            entries.next();
+        }
+        entries.status()?;
         Ok(found)
     }
 
@@ -811,6 +845,33 @@ mod tests {
         assert_eq!(under(b"\xff"), [&b""[..], b"\xff"]);
         assert_eq!(under(b"b"), Vec::<Vec<u8>>::new());
         assert_eq!(under(b"").len(), 6);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn state_from_a_key_reads_the_next_entries_under_a_prefix() {
+        let dir = temp_dir("from");
+        let store = Store::open(&dir, &StoreOptions::default()).expect("open");
+        let mut checkpoint = Checkpoint::default();
+        for key in [&b"a"[..], b"ab", b"ab\x00", b"ab\xff", b"ac", b"b"] {
+            checkpoint.put(5, key, key);
+        }
+        checkpoint.put(6, b"ab", b"other object");
+        store.commit(checkpoint, 1).expect("commit");
+        let from = |prefix: &[u8], start: &[u8], limit: usize| {
+            let found = store.state_from(5, prefix, start, limit).expect("state");
+            for (key, value) in &found {
+                assert_eq!(&[prefix, key].concat(), value, "its value");
+            }
+            found.into_iter().map(|(key, _)| key).collect::<Vec<_>>()
+        };
+        assert_eq!(from(b"", b"ab\x00", 2), [&b"ab\x00"[..], b"ab\xff"]);
+        assert_eq!(from(b"", b"ab\x01", 9), [&b"ab\xff"[..], b"ac", b"b"]);
+        assert_eq!(from(b"a", b"b\x00", 9), [&b"b\x00"[..], b"b\xff", b"c"]);
+        assert_eq!(from(b"a", b"", 1), [&b""[..]]);
+        assert_eq!(from(b"a", b"d", 9), Vec::<Vec<u8>>::new());
+        assert_eq!(from(b"ab", b"", 0), Vec::<Vec<u8>>::new());
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -324,4 +324,20 @@ impl StateReader for OperatorReader {
             .state_under(self.id, &[self.prefix.as_slice(), prefix].concat())
             .map_err(durable::storage_error)
     }
+
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.store
+            .state_from(
+                self.id,
+                &[self.prefix.as_slice(), prefix].concat(),
+                start,
+                limit,
+            )
+            .map_err(durable::storage_error)
+    }
 }
