@@ -92,38 +92,69 @@ pub struct Location {
 
 /// A relation's stored rows as of a snapshot.
 struct Base {
+    /// The number of the checkpoint the snapshot was taken after (0: the
+    /// store as opened).
+    durable: u64,
     snapshot: Arc<StoreSnapshot>,
     location: Location,
 }
 
 /// Changes not in a relation's base yet: those handed over with
-/// checkpoints (by checkpoint number, ascending), then those since.
+/// checkpoints (by checkpoint number, ascending, with their bytes), then
+/// those since.
 #[derive(Clone, Default)]
 struct Changes {
-    sealed: Vec<(u64, Arc<Delta>)>,
+    sealed: Vec<(u64, Arc<Delta>, usize)>,
     open: Delta,
+    open_bytes: usize,
 }
 
 impl Changes {
     fn record(&mut self, row: &[u8], weight: i64) {
-        add(&mut self.open, row, weight);
+        let before = self.open.get(row).copied().unwrap_or(0);
+        let sum = before + weight;
+        if sum == 0 {
+            self.open.remove(row);
+            self.open_bytes = self.open_bytes.saturating_sub(row.len() + ENTRY_BYTES);
+        } else {
+            if before == 0 {
+                self.open_bytes += row.len() + ENTRY_BYTES;
+            }
+            self.open.insert(Arc::from(row), sum);
+        }
+    }
+
+    /// The changes since the last seal were handed over with checkpoint
+    /// `number`.
+    fn seal(&mut self, number: u64) {
+        if !self.open.is_empty() {
+            let open = std::mem::take(&mut self.open);
+            let bytes = std::mem::take(&mut self.open_bytes);
+            self.sealed.push((number, Arc::new(open), bytes));
+        }
+    }
+
+    /// Forget the changes of checkpoints up to `durable`.
+    fn settle(&mut self, durable: u64) {
+        self.sealed.retain(|(number, _, _)| *number > durable);
+    }
+
+    fn deltas(&self) -> impl Iterator<Item = &Delta> {
+        self.sealed
+            .iter()
+            .map(|(_, delta, _)| delta.as_ref())
+            .chain([&self.open])
     }
 
     /// The weight all of them give `row`.
     fn weight(&self, row: &[u8]) -> i64 {
-        let sealed: i64 = self.sealed.iter().filter_map(|(_, d)| d.get(row)).sum();
-        sealed + self.open.get(row).copied().unwrap_or(0)
+        self.deltas().filter_map(|d| d.get(row)).sum()
     }
 
     /// All of them summed, by row.
     fn summed(&self) -> BTreeMap<Arc<[u8]>, i64> {
         let mut summed: BTreeMap<Arc<[u8]>, i64> = BTreeMap::new();
-        for delta in self
-            .sealed
-            .iter()
-            .map(|(_, d)| d.as_ref())
-            .chain([&self.open])
-        {
+        for delta in self.deltas() {
             for (row, weight) in delta {
                 *summed.entry(row.clone()).or_default() += weight;
             }
@@ -133,22 +164,7 @@ impl Changes {
     }
 
     fn bytes(&self) -> usize {
-        self.sealed
-            .iter()
-            .map(|(_, d)| d.as_ref())
-            .chain([&self.open])
-            .flat_map(|d| d.keys())
-            .map(|row| row.len() + ENTRY_BYTES)
-            .sum()
-    }
-}
-
-fn add(delta: &mut Delta, row: &[u8], weight: i64) {
-    let sum = delta.get(row).copied().unwrap_or(0) + weight;
-    if sum == 0 {
-        delta.remove(row);
-    } else {
-        delta.insert(Arc::from(row), sum);
+        self.open_bytes + self.sealed.iter().map(|(_, _, b)| b).sum::<usize>()
     }
 }
 
@@ -186,15 +202,20 @@ impl Relation {
     }
 
     /// A relation of `schema` whose rows are those stored at `location`
-    /// as of `snapshot` (the last durable checkpoint).
+    /// as of `snapshot`, taken after checkpoint `durable`.
     pub fn on_disk(
         schema: SchemaRef,
+        durable: u64,
         snapshot: Arc<StoreSnapshot>,
         location: Location,
     ) -> Result<Self> {
         let mut relation = Self::new(schema)?;
         relation.place = Place::Disk {
-            base: Arc::new(Base { snapshot, location }),
+            base: Arc::new(Base {
+                durable,
+                snapshot,
+                location,
+            }),
             changes: Changes::default(),
         };
         Ok(relation)
@@ -236,10 +257,7 @@ impl Relation {
     /// `number`.
     pub fn seal(&mut self, number: u64) {
         if let Place::Leaving { changes, .. } | Place::Disk { changes, .. } = &mut self.place {
-            if !changes.open.is_empty() {
-                let open = std::mem::take(&mut changes.open);
-                changes.sealed.push((number, Arc::new(open)));
-            }
+            changes.seal(number);
         }
     }
 
@@ -265,7 +283,7 @@ impl Relation {
                 mut changes,
                 ..
             } => {
-                changes.sealed.retain(|(number, _)| *number > durable);
+                changes.settle(durable);
                 self.rows = OrdMap::new();
                 self.appended = Vector::new();
                 self.tail = Vector::new();
@@ -275,16 +293,21 @@ impl Relation {
                 self.cache = Arc::default();
                 Place::Disk {
                     base: Arc::new(Base {
+                        durable,
                         snapshot: snapshot.clone(),
                         location,
                     }),
                     changes,
                 }
             }
+            Place::Disk { base, changes } if base.durable == durable => {
+                Place::Disk { base, changes }
+            }
             Place::Disk { base, mut changes } => {
-                changes.sealed.retain(|(number, _)| *number > durable);
+                changes.settle(durable);
                 Place::Disk {
                     base: Arc::new(Base {
+                        durable,
                         snapshot: snapshot.clone(),
                         location: base.location.clone(),
                     }),
@@ -478,11 +501,11 @@ impl Relation {
 
     /// The rows as batches, each row repeated by its multiplicity.
     pub fn batches(&self) -> Result<Vec<RecordBatch>> {
-        if let Place::Disk { base, changes } = &self.place {
+        if self.on_disk_now() {
             // Not cached: the point of being on disk is not to hold them.
             let mut batches = Vec::new();
-            self.read_disk(base, changes, &mut |changes| {
-                batches.push(changes.to_multiset_batch()?);
+            self.for_each_batch(&mut |batch| {
+                batches.push(batch);
                 Ok(())
             })?;
             return Ok(batches);
@@ -807,7 +830,7 @@ mod tests {
             prefix: Vec::new(),
         };
         let mut relation =
-            Relation::on_disk(schema(), Arc::new(store.snapshot()), location).expect("relation");
+            Relation::on_disk(schema(), 0, Arc::new(store.snapshot()), location).expect("relation");
         let batch = RecordBatch::try_new(
             relation.schema().clone(),
             vec![

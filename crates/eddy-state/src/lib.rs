@@ -303,10 +303,7 @@ impl Store {
     /// entries back while running: what it reads stays cached.
     pub fn state_under(&self, id: u64, prefix: &[u8]) -> Result<Vec<Entry>> {
         let start = object_key(id, prefix);
-        let mut options = ReadOptions::default();
-        if let Some(end) = successor(&start) {
-            options.set_iterate_upper_bound(end);
-        }
+        let options = bounded_to(&start);
         let mut found = Vec::new();
         self.iterate(STATE, &start, options, |key, value| {
             found.push((key.to_vec(), value.to_vec()));
@@ -328,24 +325,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         let within = object_key(id, prefix);
-        let mut options = ReadOptions::default();
-        if let Some(end) = successor(&within) {
-            options.set_iterate_upper_bound(end);
-        }
-        let mut entries = self.db.raw_iterator_cf_opt(self.family(STATE)?, options);
-        entries.seek([within.as_slice(), start].concat());
+        let options = bounded_to(&within);
         let mut found = Vec::new();
-        while found.len() < limit {
-            let (Some(key), Some(value)) = (entries.key(), entries.value()) else {
-                break;
-            };
-            let Some(key) = key.strip_prefix(within.as_slice()) else {
-                break;
-            };
-            found.push((key.to_vec(), value.to_vec()));
-            entries.next();
+        if limit == 0 {
+            return Ok(found);
         }
-        entries.status()?;
+        self.iterate_from(STATE, &within, start, options, |key, value| {
+            found.push((key.to_vec(), value.to_vec()));
+            Ok(found.len() < limit)
+        })?;
         Ok(found)
     }
 
@@ -371,18 +359,32 @@ impl Store {
     }
 
     /// Every entry of `family` whose key starts with `prefix`, read with
-    /// `options`, in key order, as (key without `prefix`, value).
+    /// `options`, in key order, as (key without `prefix`, value), until
+    /// `each` returns false.
     fn iterate(
         &self,
         family: &'static str,
         prefix: &[u8],
+        options: ReadOptions,
+        each: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.iterate_from(family, prefix, &[], options, each)
+    }
+
+    /// [`Store::iterate`], from the first key at or after `prefix` then
+    /// `start`.
+    fn iterate_from(
+        &self,
+        family: &'static str,
+        prefix: &[u8],
+        start: &[u8],
         options: ReadOptions,
         mut each: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         // A raw iterator lends each entry instead of copying it into two
         // new boxes.
         let mut entries = self.db.raw_iterator_cf_opt(self.family(family)?, options);
-        entries.seek(prefix);
+        entries.seek([prefix, start].concat());
         while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
             let Some(key) = key.strip_prefix(prefix) else {
                 break;
@@ -515,12 +517,9 @@ impl StoreSnapshot {
         mut each: impl FnMut(&[u8], i64) -> bool,
     ) -> Result<()> {
         let start = object_key(id, prefix);
-        let mut options = ReadOptions::default();
+        let mut options = bounded_to(&start);
         options.set_snapshot(self.0.borrow_dependent());
         options.set_readahead_size(SCAN_READAHEAD);
-        if let Some(end) = successor(&start) {
-            options.set_iterate_upper_bound(end);
-        }
         self.0
             .borrow_owner()
             .iterate(ROWS, &start, options, |row, value| {
@@ -620,6 +619,15 @@ fn object_key(id: u64, key: &[u8]) -> Vec<u8> {
     full.extend_from_slice(&id.to_be_bytes());
     full.extend_from_slice(key);
     full
+}
+
+/// Read options that end a scan after the keys that start with `prefix`.
+fn bounded_to(prefix: &[u8]) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    if let Some(end) = successor(prefix) {
+        options.set_iterate_upper_bound(end);
+    }
+    options
 }
 
 /// The first key after every key that starts with `prefix`, unless no key

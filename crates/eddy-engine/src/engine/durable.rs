@@ -220,13 +220,14 @@ impl Writer {
         loaded: &Relation,
         location: Option<Location>,
     ) -> Result<Relation> {
-        let (Some(location), Some((_, snapshot))) = (location, self.durable_snapshot()) else {
+        let (Some(location), Some((durable, snapshot))) = (location, self.durable_snapshot())
+        else {
             return Err(Error::internal(format!(
                 "{name} outgrew the memory budget but is not stored"
             )));
         };
         info!(relation = %name, "over the memory budget: left on disk");
-        Relation::on_disk(loaded.schema().clone(), snapshot, location)
+        Relation::on_disk(loaded.schema().clone(), durable, snapshot, location)
     }
 
     /// What the last checkpoint holds of connector table `entry`: its rows

@@ -70,35 +70,12 @@ impl Writer {
             .relations
             .values()
             .any(|r| !r.in_memory() && !r.on_disk_now());
-        if let Some(limit) = budget.bounded().filter(|_| !leaving && !self.replaying) {
-            let mut over = budget.resident().saturating_sub(limit);
-            let mut candidates: Vec<(usize, String)> = self
-                .working
-                .relations
-                .iter()
-                .filter(|(_, r)| r.in_memory() && r.bytes() > 0)
-                .map(|(name, r)| (r.bytes(), name.clone()))
-                .collect();
-            candidates.sort_unstable_by(|a, b| b.cmp(a));
-            for (bytes, name) in candidates {
-                if over == 0 {
-                    break;
-                }
-                let Some(location) = self.relation_location(&name) else {
-                    continue;
-                };
-                // Changes not handed over yet go with the next checkpoint.
-                let after = if self.pending.is_empty() && !self.view_contents_unsaved() {
-                    self.handed
-                } else {
-                    self.handed + 1
-                };
-                if let Some(relation) = self.working.relations.get_mut(&name) {
-                    tracing::info!(relation = %name, bytes, "over the memory budget: leaves memory");
-                    relation.leave(after, location);
-                    over = over.saturating_sub(bytes);
-                }
-            }
+        let over = budget
+            .bounded()
+            .filter(|_| !leaving && !self.replaying)
+            .map_or(0, |limit| budget.resident().saturating_sub(limit));
+        if over > 0 {
+            self.leave_memory(over);
         }
         if self
             .checkpointer
@@ -113,6 +90,38 @@ impl Writer {
         if let Some((durable, snapshot)) = self.durable_snapshot() {
             for relation in self.working.relations.values_mut() {
                 relation.settle(durable, &snapshot);
+            }
+        }
+    }
+
+    /// Start the largest stored relations in memory leaving it, until they
+    /// add up to `over` bytes.
+    fn leave_memory(&mut self, mut over: usize) {
+        let mut candidates: Vec<(usize, String)> = self
+            .working
+            .relations
+            .iter()
+            .filter(|(_, r)| r.in_memory() && r.bytes() > 0)
+            .map(|(name, r)| (r.bytes(), name.clone()))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        // Changes not handed over yet go with the next checkpoint.
+        let after = if self.pending.is_empty() && !self.view_contents_unsaved() {
+            self.handed
+        } else {
+            self.handed + 1
+        };
+        for (bytes, name) in candidates {
+            if over == 0 {
+                break;
+            }
+            let Some(location) = self.relation_location(&name) else {
+                continue;
+            };
+            if let Some(relation) = self.working.relations.get_mut(&name) {
+                tracing::info!(relation = %name, bytes, "over the memory budget: leaves memory");
+                relation.leave(after, location);
+                over = over.saturating_sub(bytes);
             }
         }
     }
