@@ -294,10 +294,10 @@ impl WriteGuard<'_> {
             ..writer.new_entry(name, ObjectKind::Table, schema.clone())
         };
         writer.install_table(&entry)?;
-        writer
-            .working
-            .relations
-            .insert(name.to_string(), Relation::new(schema)?);
+        writer.working.relations.insert(
+            name.to_string(),
+            Relation::keyed(schema, &entry.primary_key)?,
+        );
         writer
             .working
             .objects
@@ -593,16 +593,16 @@ impl WriteGuard<'_> {
             return Ok(0);
         }
         check_not_null(&entry, &changes)?;
-        let key_deltas = match writer.keys.get(table) {
-            Some(index) => Some(index.check(&entry, &changes)?),
-            None => None,
-        };
         let mut relation = writer
             .working
             .relations
             .get(table)
             .cloned()
             .ok_or_else(|| Error::internal(format!("table {table} has no contents")))?;
+        let key_deltas = match writer.keys.get(table) {
+            Some(index) => Some(index.check(&entry, &changes, &relation)?),
+            None => None,
+        };
         relation.apply(&changes)?;
         let node = *writer
             .nodes

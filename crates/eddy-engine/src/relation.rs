@@ -2,10 +2,14 @@
 //! memory or, once it outgrows its share of the memory budget, in the store.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::Rows;
 use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_state::StoreSnapshot;
@@ -47,7 +51,7 @@ type Delta = OrdMap<Arc<[u8]>, i64>;
 #[derive(Clone)]
 pub struct Relation {
     schema: SchemaRef,
-    codec: Arc<RowCodec>,
+    codec: Arc<Encoding>,
     /// In memory: every row. On disk: empty.
     rows: OrdMap<Arc<[u8]>, i64>,
     /// Inserted rows not in `rows` yet, each row once per copy, in batches
@@ -168,16 +172,80 @@ impl Changes {
     }
 }
 
+/// How a relation's rows are encoded: Arrow's row format over its columns,
+/// a keyed relation's key columns first. The encoding of a row then starts
+/// with the encoding of its key (each column's encoding delimits itself),
+/// so the rows of one key sort together and are found by that prefix.
+struct Encoding {
+    codec: RowCodec,
+    /// The schema's columns in encoding order (`None`: schema order).
+    order: Option<Vec<usize>>,
+    /// The column types, in schema order.
+    types: Vec<DataType>,
+}
+
+impl Encoding {
+    fn new(schema: &SchemaRef, key: &[usize]) -> Result<Self> {
+        let types: Vec<DataType> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let order: Vec<usize> = key
+            .iter()
+            .copied()
+            .chain((0..types.len()).filter(|i| !key.contains(i)))
+            .collect();
+        if order.len() != types.len() || order.iter().any(|i| *i >= types.len()) {
+            return Err(Error::internal(
+                "a relation key names columns it does not have",
+            ));
+        }
+        let identity = order.iter().enumerate().all(|(at, i)| at == *i);
+        Ok(Self {
+            codec: RowCodec::new(order.iter().map(|i| types[*i].clone()).collect())?,
+            order: (!identity).then_some(order),
+            types,
+        })
+    }
+
+    /// The encodings of rows given as columns in schema order.
+    fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
+        match &self.order {
+            None => self.codec.encode(columns),
+            Some(order) => {
+                let ordered = order
+                    .iter()
+                    .map(|i| columns.get(*i).cloned())
+                    .collect::<Option<Vec<ArrayRef>>>()
+                    .ok_or_else(|| Error::internal("rows lack a column of their relation"))?;
+                self.codec.encode(&ordered)
+            }
+        }
+    }
+
+    /// The columns, in schema order, of rows given as encodings.
+    fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
+        let decoded = self.codec.decode(rows)?;
+        let Some(order) = &self.order else {
+            return Ok(decoded);
+        };
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; decoded.len()];
+        for (column, at) in decoded.into_iter().zip(order) {
+            columns[*at] = Some(column);
+        }
+        columns
+            .into_iter()
+            .map(|c| c.ok_or_else(|| Error::internal("a decoded row lacks a column")))
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Relation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let place = match self.place {
-            Place::Memory => "memory",
-            Place::Leaving { .. } => "leaving memory",
-            Place::Disk { .. } => "disk",
-        };
         f.debug_struct("Relation")
             .field("columns", &self.schema.fields().len())
-            .field("place", &place)
+            .field("place", &self.place())
             .finish()
     }
 }
@@ -186,9 +254,16 @@ impl Relation {
     /// An empty relation of `schema` (read back with every column nullable;
     /// NOT NULL is enforced where rows are written).
     pub fn new(schema: SchemaRef) -> Result<Self> {
+        Self::keyed(schema, &[])
+    }
+
+    /// An empty relation of `schema` whose rows are keyed by the columns
+    /// `key` (none: not keyed): each row's encoding starts with its key's
+    /// (see [`Relation::key_count`]).
+    pub fn keyed(schema: SchemaRef, key: &[usize]) -> Result<Self> {
         let schema = eddy_dataflow::schema::nullable(&schema);
         Ok(Self {
-            codec: Arc::new(RowCodec::for_schema(&schema)?),
+            codec: Arc::new(Encoding::new(&schema, key)?),
             schema,
             rows: OrdMap::new(),
             appended: Vector::new(),
@@ -201,15 +276,15 @@ impl Relation {
         })
     }
 
-    /// A relation of `schema` whose rows are those stored at `location`
-    /// as of `snapshot`, taken after checkpoint `durable`.
+    /// A relation of `like`'s schema and key whose rows are those stored
+    /// at `location` as of `snapshot`, taken after checkpoint `durable`.
     pub fn on_disk(
-        schema: SchemaRef,
+        like: &Relation,
         durable: u64,
         snapshot: Arc<StoreSnapshot>,
         location: Location,
     ) -> Result<Self> {
-        let mut relation = Self::new(schema)?;
+        let mut relation = like.emptied();
         relation.place = Place::Disk {
             base: Arc::new(Base {
                 durable,
@@ -221,6 +296,22 @@ impl Relation {
         Ok(relation)
     }
 
+    /// An empty relation of this one's schema and key, in memory.
+    pub fn emptied(&self) -> Self {
+        Self {
+            schema: self.schema.clone(),
+            codec: self.codec.clone(),
+            rows: OrdMap::new(),
+            appended: Vector::new(),
+            tail: Vector::new(),
+            tail_rows: 0,
+            map_bytes: 0,
+            log_bytes: 0,
+            place: Place::Memory,
+            cache: Arc::default(),
+        }
+    }
+
     /// Bytes of memory the relation holds (an estimate).
     pub fn bytes(&self) -> usize {
         let changes = match &self.place {
@@ -228,6 +319,15 @@ impl Relation {
             Place::Leaving { changes, .. } | Place::Disk { changes, .. } => changes.bytes(),
         };
         self.map_bytes + self.log_bytes + changes
+    }
+
+    /// Where the rows are read from: "memory", "leaving memory" or "disk".
+    pub fn place(&self) -> &'static str {
+        match self.place {
+            Place::Memory => "memory",
+            Place::Leaving { .. } => "leaving memory",
+            Place::Disk { .. } => "disk",
+        }
     }
 
     /// True if the relation is in memory and not leaving it.
@@ -376,8 +476,7 @@ impl Relation {
             return Ok(());
         }
         let changes = changes.consolidate()?;
-        let columns = self.conform(changes.data().columns())?;
-        let encoded = self.codec.encode(&columns)?;
+        let encoded = self.encode(&changes)?;
         let (mut rows, mut map_bytes) = self.fold_appended()?;
         for (row, weight) in encoded.iter().zip(changes.weights()) {
             let key = row.data();
@@ -445,8 +544,34 @@ impl Relation {
         Ok(own)
     }
 
+    /// The multiplicity of all rows whose key encodes as `key` (the key
+    /// columns of a keyed relation, as a [`RowCodec`] of their types
+    /// encodes them). On disk: a seek in the store and in the changes
+    /// since. In memory this folds the rows inserted since the row map
+    /// last took them in, which costs as many; a table's key index answers
+    /// there instead.
+    pub fn key_count(&self, key: &[u8]) -> Result<i64> {
+        let under = |rows: &Delta| -> i64 {
+            rows.range::<_, [u8]>((Bound::Included(key), Bound::Unbounded))
+                .take_while(|(row, _)| row.starts_with(key))
+                .map(|(_, weight)| *weight)
+                .sum()
+        };
+        match &self.place {
+            Place::Disk { base, changes } => {
+                let prefix = [base.location.prefix.as_slice(), key].concat();
+                let stored = base
+                    .snapshot
+                    .count_under(base.location.id, &prefix)
+                    .map_err(crate::engine::storage_error)?;
+                Ok(stored + changes.deltas().map(under).sum::<i64>())
+            }
+            Place::Memory | Place::Leaving { .. } => Ok(under(&self.fold_appended()?.0)),
+        }
+    }
+
     /// The row encodings of `changes`, as stored.
-    pub fn encode(&self, changes: &ChangeBatch) -> Result<datafusion::arrow::row::Rows> {
+    pub fn encode(&self, changes: &ChangeBatch) -> Result<Rows> {
         let columns = self.conform(changes.data().columns())?;
         self.codec.encode(&columns)
     }
@@ -464,13 +589,10 @@ impl Relation {
     }
 
     /// `columns` cast to the relation's column types.
-    fn conform(
-        &self,
-        columns: &[datafusion::arrow::array::ArrayRef],
-    ) -> Result<Vec<datafusion::arrow::array::ArrayRef>> {
+    fn conform(&self, columns: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
         Ok(columns
             .iter()
-            .zip(self.codec.types())
+            .zip(&self.codec.types)
             .map(|(c, t)| {
                 if c.data_type() == t {
                     Ok(c.clone())
@@ -829,8 +951,13 @@ mod tests {
             id: 1,
             prefix: Vec::new(),
         };
-        let mut relation =
-            Relation::on_disk(schema(), 0, Arc::new(store.snapshot()), location).expect("relation");
+        let mut relation = Relation::on_disk(
+            &Relation::new(schema()).expect("relation"),
+            0,
+            Arc::new(store.snapshot()),
+            location,
+        )
+        .expect("relation");
         let batch = RecordBatch::try_new(
             relation.schema().clone(),
             vec![

@@ -26,6 +26,11 @@
 //!   back from the store since the engine started, and how many tables and
 //!   materialized views are read from the store instead of memory.
 //!
+//! * `relation_memory`: one row per table and materialized view: where
+//!   its contents are read from (`memory`, `leaving memory`: in memory
+//!   until a checkpoint holding all of it is durable, `disk`: the store
+//!   plus the changes since) and the estimated bytes they hold in memory.
+//!
 //! The tables are built when a statement reads them, from the snapshot the
 //! statement pinned (which readers exist) and the readers' live counters.
 
@@ -51,12 +56,14 @@ const SOURCE_ERRORS: &str = "source_errors";
 const SINK_PROGRESS: &str = "sink_progress";
 const CHECKPOINTS: &str = "checkpoints";
 const STATE_MEMORY: &str = "state_memory";
-const TABLES: [&str; 5] = [
+const RELATION_MEMORY: &str = "relation_memory";
+const TABLES: [&str; 6] = [
     SOURCE_PROGRESS,
     SOURCE_ERRORS,
     SINK_PROGRESS,
     CHECKPOINTS,
     STATE_MEMORY,
+    RELATION_MEMORY,
 ];
 
 /// The `eddy_catalog` schema of a session.
@@ -298,6 +305,31 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    fn relation_memory(&self) -> Result<MemTable> {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("place", DataType::Utf8, false),
+            Field::new("bytes", DataType::Int64, false),
+        ]));
+        let mut name = StringBuilder::new();
+        let mut place = StringBuilder::new();
+        let mut bytes = Int64Builder::new();
+        for (relation, contents) in &self.public.pinned().relations {
+            name.append_value(relation);
+            place.append_value(contents.place());
+            bytes.append_value(i64::try_from(contents.bytes()).unwrap_or(i64::MAX));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(name.finish()),
+            Arc::new(place.finish()),
+            Arc::new(bytes.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
 fn micros_since_epoch(at: std::time::SystemTime) -> i64 {
     at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -316,6 +348,7 @@ impl SchemaProvider for SystemSchema {
             SINK_PROGRESS => Ok(Some(Arc::new(self.sink_progress()?))),
             CHECKPOINTS => Ok(Some(Arc::new(self.checkpoints()?))),
             STATE_MEMORY => Ok(Some(Arc::new(self.state_memory()?))),
+            RELATION_MEMORY => Ok(Some(Arc::new(self.relation_memory()?))),
             _ => Ok(None),
         }
     }

@@ -43,7 +43,7 @@ const INSTANCE_KEY: &[u8] = b"instance";
 const SCAN_READAHEAD: usize = 4 << 20;
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
-const FORMAT_VERSION: u64 = 3;
+const FORMAT_VERSION: u64 = 4;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -272,14 +272,16 @@ impl Store {
 
     /// Every row of relation `id` whose key starts with `prefix` and has a
     /// non-zero multiplicity, in key order, handed to `each` as (key
-    /// without `prefix`, multiplicity).
-    pub fn rows(&self, id: u64, prefix: &[u8], mut each: impl FnMut(&[u8], i64)) -> Result<()> {
+    /// without `prefix`, multiplicity) until it returns false.
+    pub fn rows(
+        &self,
+        id: u64,
+        prefix: &[u8],
+        mut each: impl FnMut(&[u8], i64) -> bool,
+    ) -> Result<()> {
         self.scan(ROWS, id, prefix, |row, value| {
             let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
-            if count != 0 {
-                each(row, count);
-            }
-            Ok(true)
+            Ok(count == 0 || each(row, count))
         })
     }
 
@@ -528,6 +530,23 @@ impl StoreSnapshot {
             })
     }
 
+    /// The multiplicities of the rows of relation `id` whose keys start
+    /// with `prefix`, as of the snapshot, added up. Made for the few rows
+    /// of one key: nothing is read ahead.
+    pub fn count_under(&self, id: u64, prefix: &[u8]) -> Result<i64> {
+        let start = object_key(id, prefix);
+        let mut options = bounded_to(&start);
+        options.set_snapshot(self.0.borrow_dependent());
+        let mut total = 0i64;
+        self.0
+            .borrow_owner()
+            .iterate(ROWS, &start, options, |_, value| {
+                total += decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
+                Ok(true)
+            })?;
+        Ok(total)
+    }
+
     /// The multiplicity of row `row` of relation `id` (its key's `prefix`
     /// first) as of the snapshot.
     pub fn row(&self, id: u64, prefix: &[u8], row: &[u8]) -> Result<i64> {
@@ -694,7 +713,10 @@ mod tests {
     fn rows_of(store: &Store, id: u64) -> Vec<(Vec<u8>, i64)> {
         let mut rows = Vec::new();
         store
-            .rows(id, &[], |row, count| rows.push((row.to_vec(), count)))
+            .rows(id, &[], |row, count| {
+                rows.push((row.to_vec(), count));
+                true
+            })
             .expect("rows");
         rows
     }

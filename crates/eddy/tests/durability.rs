@@ -56,16 +56,34 @@ struct Model {
 /// One statement of the workload, with what it does to the model.
 #[derive(Debug, Clone)]
 enum Statement {
-    Open { id: i64, owner: i32, amount: i64 },
-    Set { id: i64, amount: i64 },
-    Close { id: i64 },
-    Events { rows: Vec<(i64, i32)> },
+    Open {
+        id: i64,
+        owner: i32,
+        amount: i64,
+    },
+    Set {
+        id: i64,
+        amount: i64,
+    },
+    Close {
+        id: i64,
+    },
+    Events {
+        rows: Vec<(i64, i32)>,
+    },
+    /// An INSERT of a key the table has: refused with 23505, changes
+    /// nothing.
+    Duplicate {
+        id: i64,
+        owner: i32,
+        amount: i64,
+    },
 }
 
 impl Statement {
     fn sql(&self) -> String {
         match self {
-            Statement::Open { id, owner, amount } => {
+            Statement::Open { id, owner, amount } | Statement::Duplicate { id, owner, amount } => {
                 format!("INSERT INTO accounts VALUES ({id}, {owner}, {amount})")
             }
             Statement::Set { id, amount } => {
@@ -96,6 +114,7 @@ impl Statement {
             Statement::Events { rows } => {
                 model.events.extend(rows.iter().copied());
             }
+            Statement::Duplicate { .. } => {}
         }
     }
 }
@@ -117,7 +136,7 @@ impl Workload {
         };
         self.next_amount += 1 + self.rng.random_range(0..5);
         let amount = self.next_amount;
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..11) {
             0..=3 => {
                 self.next_id += 1;
                 Statement::Open {
@@ -134,6 +153,16 @@ impl Workload {
                 Some(id) => Statement::Close { id },
                 None => self.events(),
             },
+            // An id used before: a duplicate key while its account is
+            // open, an account opened again once it was closed.
+            10 if self.next_id > 0 => {
+                let id = self.rng.random_range(1..=self.next_id);
+                let owner = self.rng.random_range(0..OWNERS);
+                match model.accounts.contains_key(&id) {
+                    true => Statement::Duplicate { id, owner, amount },
+                    false => Statement::Open { id, owner, amount },
+                }
+            }
             _ => self.events(),
         }
     }
@@ -158,6 +187,8 @@ struct Progress {
     model: Model,
     in_doubt: Option<Statement>,
     acknowledged: u64,
+    /// Duplicate keys refused.
+    duplicates: u64,
     /// The model after each acknowledged statement (for the torn-copy test).
     history: Vec<Model>,
 }
@@ -170,7 +201,21 @@ async fn drive(client: Client, workload: Arc<Mutex<Workload>>, progress: Arc<Mut
             workload.lock().unwrap().next(&progress.model)
         };
         progress.lock().unwrap().in_doubt = Some(statement.clone());
-        match client.simple_query(&statement.sql()).await {
+        let result = client.simple_query(&statement.sql()).await;
+        if let Statement::Duplicate { id, .. } = &statement {
+            match &result {
+                Ok(_) => panic!("a duplicate key was accepted: account {id}"),
+                Err(error) if error.code().map(|c| c.code()) == Some("23505") => {
+                    let mut progress = progress.lock().unwrap();
+                    progress.in_doubt = None;
+                    progress.acknowledged += 1;
+                    progress.duplicates += 1;
+                    continue;
+                }
+                Err(_) => {}
+            }
+        }
+        match result {
             Ok(_) => {
                 let mut progress = progress.lock().unwrap();
                 statement.apply(&mut progress.model);
@@ -217,6 +262,20 @@ async fn committed(client: &Client, statement: &Statement, model: &Model) -> boo
             rows(client, &format!("SELECT id FROM accounts WHERE id = {id}"))
                 .await
                 .is_empty()
+        }
+        Statement::Duplicate { id, .. } => {
+            let found = rows(
+                client,
+                &format!("SELECT owner, amount FROM accounts WHERE id = {id}"),
+            )
+            .await;
+            let before = model.accounts.get(id).map(|(o, a)| format!("{o} {a}"));
+            assert_eq!(
+                found.first(),
+                before.as_ref(),
+                "account {id} after a refused duplicate"
+            );
+            false
         }
         Statement::Events { rows: batch } => {
             // Event ids are new, so the rows are there in full or not at all.
@@ -451,8 +510,26 @@ async fn acknowledged_dml_survives_sigkill_loop() {
         "groups left memory and came back, and tables and views were read from disk: {:?}",
         rows(&client, "SELECT * FROM eddy_catalog.state_memory").await
     );
+    // The accounts' rows, and so their primary key, are on disk: a
+    // duplicate key is found there.
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT place FROM eddy_catalog.relation_memory WHERE name = 'accounts'"
+        )
+        .await,
+        ["disk"]
+    );
+    let (id, _) = model.accounts.iter().next().expect("an account");
+    let error = client
+        .simple_query(&format!("INSERT INTO accounts VALUES ({id}, 0, 1)"))
+        .await
+        .expect_err("a duplicate key");
+    assert_eq!(error.code().map(|c| c.code()), Some("23505"), "{error}");
+    let duplicates = progress.lock().unwrap().duplicates;
+    assert!(duplicates > 0, "the workload tried no duplicate key");
     println!(
-        "crash loop: {killed} kills ({killed_starting} during recovery), {acknowledged} statements acknowledged, {} accounts, {} events: all there; last run's state memory (budget, bytes, evicted, read back, relations on disk): {:?}",
+        "crash loop: {duplicates} duplicate keys refused; {killed} kills ({killed_starting} during recovery), {acknowledged} statements acknowledged, {} accounts, {} events: all there; last run's state memory (budget, bytes, evicted, read back, relations on disk): {:?}",
         model.accounts.len(),
         model.events.len(),
         rows(&client, "SELECT * FROM eddy_catalog.state_memory").await

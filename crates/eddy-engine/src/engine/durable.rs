@@ -170,8 +170,11 @@ impl Writer {
             None => self.keys.remove(&entry.name),
             Some(_) => None,
         };
-        // A connector table's reader resumes from its rows in memory.
-        let room = entry.connector.is_none().then(|| self.room()).flatten();
+        // What is not stored by row (an append-only connector table's log)
+        // cannot be read from disk.
+        let room = self
+            .relation_location(&entry.name)
+            .and_then(|_| self.room());
         let ((loaded, whole), index) = std::thread::scope(|scope| -> Result<_> {
             let Some(mut index) = index else {
                 return Ok((
@@ -201,7 +204,13 @@ impl Writer {
             let index = index?;
             Ok((read?, Some(index)))
         })?;
-        if let Some(index) = index {
+        let mut whole = whole;
+        if let Some(mut index) = index {
+            whole &= room.is_none_or(|room| relation.bytes() + index.bytes() <= room);
+            if !whole {
+                // Keys are looked up among the rows on disk.
+                index.let_go();
+            }
             self.keys.insert(entry.name.clone(), index);
         }
         if !whole {
@@ -227,7 +236,7 @@ impl Writer {
             )));
         };
         info!(relation = %name, "over the memory budget: left on disk");
-        Relation::on_disk(loaded.schema().clone(), durable, snapshot, location)
+        Relation::on_disk(loaded, durable, snapshot, location)
     }
 
     /// What the last checkpoint holds of connector table `entry`: its rows
@@ -567,9 +576,9 @@ fn read_positions(
 /// Read the rows stored under `id` whose keys start with `prefix` (the
 /// prefix dropped) into `relation`, handing them to `keys` as well if
 /// given, while `relation` holds at most `room` bytes. Returns the number
-/// of rows read and whether `relation` took them all; if it did not, what
-/// it took is meaningless (the caller leaves the relation on disk), and
-/// `keys` got every row all the same.
+/// of rows read and whether `relation` took them all; if it did not, the
+/// rest was not read, and what it and `keys` took is meaningless (the
+/// caller leaves the relation on disk).
 ///
 /// With a key index (building on a thread of its own) this thread reads
 /// RocksDB and decodes; without one, RocksDB is read on a second thread
@@ -607,24 +616,23 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
-    /// Decode `chunk` into the relation (while it has room) and the keys,
-    /// then empty it. Returns false once there is nothing more to read
-    /// for: the relation is over its room and no keys take rows.
+    /// Decode `chunk` into the relation and the keys, then empty it.
+    /// Returns false once the relation is over its room: the rest is not
+    /// read.
     fn take(&mut self, chunk: &mut RowChunk) -> Result<bool> {
         let changes = self.relation.decode(chunk.rows(), &chunk.weights)?;
         chunk.clear();
-        if self.whole {
-            self.relation.apply(&changes)?;
-            if self.relation.bytes() > self.room {
-                self.whole = false;
-                *self.relation = Relation::new(self.relation.schema().clone())?;
-            }
+        self.relation.apply(&changes)?;
+        if self.relation.bytes() > self.room {
+            self.whole = false;
+            *self.relation = self.relation.emptied();
+            return Ok(false);
         }
         if let Some(keys) = self.keys {
             keys.send(changes)
                 .map_err(|_| Error::internal("the key index stopped taking rows"))?;
         }
-        Ok(self.whole || self.keys.is_some())
+        Ok(true)
     }
 }
 
@@ -635,9 +643,6 @@ fn read_rows_here(store: &Store, id: u64, prefix: &[u8], load: &mut Load<'_>) ->
     let mut done = false;
     store
         .rows(id, prefix, |row, count| {
-            if failure.is_some() || done {
-                return;
-            }
             loaded += count.unsigned_abs();
             chunk.push(row, count);
             if chunk.weights.len() == LOAD_ROWS {
@@ -646,6 +651,7 @@ fn read_rows_here(store: &Store, id: u64, prefix: &[u8], load: &mut Load<'_>) ->
                     Err(error) => failure = Some(error),
                 }
             }
+            failure.is_none() && !done
         })
         .map_err(storage_error)?;
     if let Some(error) = failure {
@@ -670,18 +676,16 @@ fn read_rows_alongside(store: &Store, id: u64, prefix: &[u8], load: &mut Load<'_
                 let mut stopped = false;
                 store
                     .rows(id, prefix, |row, count| {
-                        if stopped {
-                            return;
-                        }
                         loaded += count.unsigned_abs();
                         chunk.push(row, count);
                         if chunk.weights.len() == LOAD_ROWS {
                             let next = recycled.try_recv().unwrap_or_default();
                             stopped = full.send(std::mem::replace(&mut chunk, next)).is_err();
                         }
+                        !stopped
                     })
                     .map_err(storage_error)?;
-                if !chunk.weights.is_empty() {
+                if !chunk.weights.is_empty() && !stopped {
                     // A decoding side that stopped has its own error.
                     let _ = full.send(chunk);
                 }

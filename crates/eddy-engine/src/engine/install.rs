@@ -20,7 +20,7 @@ use crate::Relation;
 
 impl Writer {
     /// Add table `entry`'s node (a scan its changes enter by) and, under a
-    /// primary key, its key index.
+    /// primary key, its key index (DML's; not a connector table's).
     pub(super) fn install_table(&mut self, entry: &CatalogEntry) -> Result<()> {
         let schema = eddy_dataflow::schema::nullable(&entry.schema);
         let node = self.dataflow.add(
@@ -29,7 +29,8 @@ impl Writer {
             vec![],
         )?;
         self.nodes.insert(entry.name.clone(), node);
-        if !entry.primary_key.is_empty() {
+        // A connector table's reader keeps its keys unique.
+        if !entry.primary_key.is_empty() && entry.connector.is_none() {
             self.keys.insert(entry.name.clone(), KeyIndex::new(entry)?);
         }
         Ok(())
@@ -50,9 +51,10 @@ impl Writer {
             .ok_or_else(|| Error::internal("connector table without a node"))?;
         self.dataflow.observe(node)?;
         self.roots.insert(node, entry.name.clone());
-        self.working
-            .relations
-            .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
+        self.working.relations.insert(
+            entry.name.clone(),
+            Relation::keyed(entry.schema.clone(), &entry.primary_key)?,
+        );
         // A durable engine keeps the table's rows and its reader's
         // positions; after a restart the reader goes on from there.
         let durable = self.store.is_some() && eddy_connectors::source::resumable(spec);

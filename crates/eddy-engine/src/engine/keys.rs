@@ -1,6 +1,12 @@
 //! A table's primary-key index, which DML checks duplicate keys against.
 //!
-//! The index is the set of key encodings the table holds. The encodings lie
+//! While the table's rows are in memory the index holds the set of key
+//! encodings the table holds. Once the table's rows leave memory (see
+//! [`crate::Relation::leave`]) the index lets its keys go too, and a key is
+//! looked up in the table instead: a table's rows are encoded key first,
+//! so the rows of a key are the stored rows whose encoding starts with it.
+//!
+//! The held encodings lie
 //! end to end in one byte buffer and the hash table holds only where each
 //! one is, so a table of millions of rows costs no allocation per key:
 //! building the index when a restart loads the table, and dropping it, are
@@ -17,6 +23,7 @@ use hashbrown::DefaultHashBuilder;
 use std::hash::BuildHasher;
 
 use crate::catalog::CatalogEntry;
+use crate::Relation;
 
 /// Removed bytes below this are never worth writing the buffer again for.
 const COMPACT_BYTES: usize = 1 << 20;
@@ -25,12 +32,20 @@ const COMPACT_BYTES: usize = 1 << 20;
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
     codec: RowCodec,
+    hasher: DefaultHashBuilder,
+    /// The keys, while the table's rows are in memory (`None`: keys are
+    /// looked up in the table).
+    held: Option<HeldKeys>,
+}
+
+/// The keys of a table in memory.
+#[derive(Default)]
+struct HeldKeys {
     /// The encodings of the keys, end to end (and of removed keys).
     bytes: Vec<u8>,
     /// Bytes of `bytes` that belong to removed keys.
     removed: usize,
     keys: HashTable<Slot>,
-    hasher: DefaultHashBuilder,
 }
 
 /// Where a key's encoding is in [`KeyIndex::bytes`], and its hash.
@@ -60,15 +75,37 @@ impl KeyIndex {
         Ok(Self {
             columns: entry.primary_key.clone(),
             codec: RowCodec::new(types)?,
-            bytes: Vec::new(),
-            removed: 0,
-            keys: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            held: Some(HeldKeys::default()),
         })
     }
 
-    /// The key changes `changes` would make; fails on a duplicate key.
-    pub(super) fn check(&self, entry: &CatalogEntry, changes: &ChangeBatch) -> Result<KeyDeltas> {
+    /// True while the index holds the table's keys.
+    pub(super) fn holds_keys(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Let the keys go: the table's rows are on disk, keys are looked up
+    /// there from now on.
+    pub(super) fn let_go(&mut self) {
+        self.held = None;
+    }
+
+    /// Bytes of memory the held keys take (an estimate).
+    pub(super) fn bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |held| {
+            held.bytes.capacity() + held.keys.capacity() * (std::mem::size_of::<Slot>() + 1)
+        })
+    }
+
+    /// The key changes `changes` would make to `table` (whose keys this
+    /// indexes); fails on a duplicate key.
+    pub(super) fn check(
+        &self,
+        entry: &CatalogEntry,
+        changes: &ChangeBatch,
+        table: &Relation,
+    ) -> Result<KeyDeltas> {
         let columns: Vec<_> = self
             .columns
             .iter()
@@ -111,8 +148,8 @@ impl KeyIndex {
             if u32::try_from(key.data().len()).is_err() {
                 return Err(Error::not_supported("primary keys of 4 GiB or more"));
             }
-            let count = i64::from(self.contains(key.data())) + delta;
-            if count > 1 {
+            // Only an insertion can make a key's second row.
+            if delta > 1 || (delta == 1 && self.contains(key.data(), table)?) {
                 return Err(self.duplicate(entry, &columns, shown));
             }
             deltas.push((first, delta > 0));
@@ -123,18 +160,24 @@ impl KeyIndex {
         })
     }
 
-    /// Make the key changes [`KeyIndex::check`] found.
+    /// Make the key changes [`KeyIndex::check`] found (in the held keys;
+    /// the table makes its own).
     pub(super) fn apply(&mut self, deltas: KeyDeltas) {
+        let hasher = &self.hasher;
+        let Some(held) = &mut self.held else {
+            return;
+        };
         for (row, added) in deltas.changes {
             let key = deltas.keys.row(row);
+            let hash = hasher.hash_one(key.data()) as u32;
             if added {
-                self.insert(key.data());
+                held.insert(key.data(), hash);
             } else {
-                self.remove(key.data());
+                held.remove(key.data(), hash);
             }
         }
-        if self.removed > COMPACT_BYTES && self.removed > self.bytes.len() / 2 {
-            self.compact();
+        if held.removed > COMPACT_BYTES && held.removed > held.bytes.len() / 2 {
+            held.compact();
         }
     }
 
@@ -148,9 +191,17 @@ impl KeyIndex {
             .map(|i| rows.data().column(*i).clone())
             .collect();
         let keys = self.codec.encode(&columns)?;
-        self.keys.reserve(rows.num_rows(), |slot| spread(slot.hash));
+        let hasher = &self.hasher;
+        let held = self
+            .held
+            .as_mut()
+            .ok_or_else(|| Error::internal("keys loaded into an index that let them go"))?;
+        held.keys.reserve(rows.num_rows(), |slot| spread(slot.hash));
         for (key, weight) in keys.iter().zip(rows.weights()) {
-            if u32::try_from(key.data().len()).is_err() || *weight != 1 || !self.insert(key.data())
+            let hash = hasher.hash_one(key.data()) as u32;
+            if u32::try_from(key.data().len()).is_err()
+                || *weight != 1
+                || !held.insert(key.data(), hash)
             {
                 return Err(Error::Storage(format!(
                     "the stored rows of \"{}\" repeat a primary key",
@@ -167,62 +218,12 @@ impl KeyIndex {
         self.hasher.hash_one(key) as u32
     }
 
-    fn contains(&self, key: &[u8]) -> bool {
-        let hash = self.hash(key);
-        let bytes = &self.bytes;
-        self.keys
-            .find(spread(hash), |slot| {
-                slot.hash == hash && encoding(bytes, slot) == key
-            })
-            .is_some()
-    }
-
-    /// Add `key` (shorter than 4 GiB) unless it is there; says if it was
-    /// added.
-    fn insert(&mut self, key: &[u8]) -> bool {
-        let hash = self.hash(key);
-        let bytes = &self.bytes;
-        let entry = self.keys.entry(
-            spread(hash),
-            |slot| slot.hash == hash && encoding(bytes, slot) == key,
-            |slot| spread(slot.hash),
-        );
-        match entry {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(vacant) => {
-                vacant.insert(Slot {
-                    start: self.bytes.len(),
-                    len: u32::try_from(key.len()).unwrap_or(u32::MAX),
-                    hash,
-                });
-                self.bytes.extend_from_slice(key);
-                true
-            }
+    /// True if `table` has a row with `key`.
+    fn contains(&self, key: &[u8], table: &Relation) -> Result<bool> {
+        match &self.held {
+            Some(held) => Ok(held.contains(key, self.hash(key))),
+            None => Ok(table.key_count(key)? > 0),
         }
-    }
-
-    fn remove(&mut self, key: &[u8]) {
-        let hash = self.hash(key);
-        let bytes = &self.bytes;
-        let found = self.keys.find_entry(spread(hash), |slot| {
-            slot.hash == hash && encoding(bytes, slot) == key
-        });
-        if let Ok(found) = found {
-            let (slot, _) = found.remove();
-            self.removed += slot.len as usize;
-        }
-    }
-
-    /// Write the buffer again with the live keys only.
-    fn compact(&mut self) {
-        let mut bytes = Vec::with_capacity(self.bytes.len() - self.removed);
-        for slot in self.keys.iter_mut() {
-            let start = bytes.len();
-            bytes.extend_from_slice(encoding(&self.bytes, slot));
-            slot.start = start;
-        }
-        self.bytes = bytes;
-        self.removed = 0;
     }
 
     /// The unique violation of a duplicate key, naming the key of `row`.
@@ -255,6 +256,63 @@ impl KeyIndex {
     }
 }
 
+impl HeldKeys {
+    fn contains(&self, key: &[u8], hash: u32) -> bool {
+        let bytes = &self.bytes;
+        self.keys
+            .find(spread(hash), |slot| {
+                slot.hash == hash && encoding(bytes, slot) == key
+            })
+            .is_some()
+    }
+
+    /// Add `key` (shorter than 4 GiB, of hash `hash`) unless it is there;
+    /// says if it was added.
+    fn insert(&mut self, key: &[u8], hash: u32) -> bool {
+        let bytes = &self.bytes;
+        let entry = self.keys.entry(
+            spread(hash),
+            |slot| slot.hash == hash && encoding(bytes, slot) == key,
+            |slot| spread(slot.hash),
+        );
+        match entry {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(vacant) => {
+                vacant.insert(Slot {
+                    start: self.bytes.len(),
+                    len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                    hash,
+                });
+                self.bytes.extend_from_slice(key);
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8], hash: u32) {
+        let bytes = &self.bytes;
+        let found = self.keys.find_entry(spread(hash), |slot| {
+            slot.hash == hash && encoding(bytes, slot) == key
+        });
+        if let Ok(found) = found {
+            let (slot, _) = found.remove();
+            self.removed += slot.len as usize;
+        }
+    }
+
+    /// Write the buffer again with the live keys only.
+    fn compact(&mut self) {
+        let mut bytes = Vec::with_capacity(self.bytes.len() - self.removed);
+        for slot in self.keys.iter_mut() {
+            let start = bytes.len();
+            bytes.extend_from_slice(encoding(&self.bytes, slot));
+            slot.start = start;
+        }
+        self.bytes = bytes;
+        self.removed = 0;
+    }
+}
+
 /// The table's hash of a key's 32-bit hash: the multiplication spreads
 /// those bits over all 64, the low ones choosing the bucket and the high
 /// ones the tag the table compares first.
@@ -280,20 +338,24 @@ fn display_value(value: &ScalarValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use crate::relation::Location;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use eddy_state::{Checkpoint, Store, StoreOptions};
     use std::sync::Arc;
 
-    fn table() -> CatalogEntry {
+    /// Table `t (v bigint, k bigint primary key)`: the key is not the
+    /// first column, so its rows are encoded in another column order.
+    fn entry() -> CatalogEntry {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, false),
             Field::new("v", DataType::Int64, true),
+            Field::new("k", DataType::Int64, false),
         ]));
         CatalogEntry {
             name: "t".into(),
             kind: crate::catalog::ObjectKind::Table,
             schema,
-            primary_key: vec![0],
+            primary_key: vec![1],
             column_defaults: Vec::new(),
             query: None,
             plan: None,
@@ -305,64 +367,135 @@ mod tests {
         }
     }
 
-    /// Changes of `(k, weight)`, v = 0.
-    fn changes(entry: &CatalogEntry, rows: &[(i64, i64)]) -> ChangeBatch {
-        let keys = Int64Array::from_iter_values(rows.iter().map(|(k, _)| *k));
-        let values = Int64Array::from_iter_values(rows.iter().map(|_| 0));
-        let batch =
-            RecordBatch::try_new(entry.schema.clone(), vec![Arc::new(keys), Arc::new(values)])
-                .expect("batch");
-        let weights = Int64Array::from_iter_values(rows.iter().map(|(_, w)| *w));
-        ChangeBatch::new(batch, weights).expect("changes")
+    /// A table's rows and key index, written as the engine writes them.
+    struct Table {
+        entry: CatalogEntry,
+        index: KeyIndex,
+        rows: Relation,
     }
 
-    fn write(index: &mut KeyIndex, entry: &CatalogEntry, rows: &[(i64, i64)]) -> Result<()> {
-        let deltas = index.check(entry, &changes(entry, rows))?;
-        index.apply(deltas);
-        Ok(())
+    impl Table {
+        fn new() -> Self {
+            let entry = entry();
+            Self {
+                index: KeyIndex::new(&entry).expect("index"),
+                rows: Relation::keyed(entry.schema.clone(), &entry.primary_key).expect("rows"),
+                entry,
+            }
+        }
+
+        /// Changes of `(k, weight)`, v = k * 10.
+        fn changes(&self, rows: &[(i64, i64)]) -> ChangeBatch {
+            let keys = Int64Array::from_iter_values(rows.iter().map(|(k, _)| *k));
+            let values = Int64Array::from_iter_values(rows.iter().map(|(k, _)| k.wrapping_mul(10)));
+            let batch = RecordBatch::try_new(
+                self.entry.schema.clone(),
+                vec![Arc::new(values), Arc::new(keys)],
+            )
+            .expect("batch");
+            let weights = Int64Array::from_iter_values(rows.iter().map(|(_, w)| *w));
+            ChangeBatch::new(batch, weights).expect("changes")
+        }
+
+        fn write(&mut self, rows: &[(i64, i64)]) -> Result<()> {
+            let changes = self.changes(rows);
+            let deltas = self.index.check(&self.entry, &changes, &self.rows)?;
+            self.rows.apply(&changes)?;
+            self.index.apply(deltas);
+            Ok(())
+        }
+
+        /// Store every row in a fresh store at `dir` and read them from
+        /// there, the index letting its keys go.
+        fn go_on_disk(&mut self, dir: &std::path::Path) -> Arc<Store> {
+            let _ = std::fs::remove_dir_all(dir);
+            let store = Arc::new(Store::open(dir, &StoreOptions::default()).expect("open"));
+            let mut checkpoint = Checkpoint::default();
+            for changes in self.rows.contents().expect("contents") {
+                let encoded = self.rows.encode(&changes).expect("encode");
+                for (row, count) in encoded.iter().zip(changes.weights()) {
+                    checkpoint.set_row(self.entry.created, row.data(), *count);
+                }
+            }
+            store.commit(checkpoint, 1).expect("commit");
+            let location = Location {
+                id: self.entry.created,
+                prefix: Vec::new(),
+            };
+            let snapshot = Arc::new(store.snapshot());
+            self.rows = Relation::on_disk(&self.rows, 1, snapshot, location).expect("on disk");
+            self.index.let_go();
+            assert!(!self.index.holds_keys());
+            assert_eq!(self.index.bytes(), 0);
+            store
+        }
     }
 
+    /// Duplicates are refused alike by keys held and by keys looked up in
+    /// the table's rows on disk (the stored ones and those changed since).
     #[test]
     fn duplicates_are_refused() {
-        let entry = table();
-        let mut index = KeyIndex::new(&entry).expect("index");
-        write(&mut index, &entry, &[(1, 1), (2, 1)]).expect("insert");
-        let error = write(&mut index, &entry, &[(3, 1), (2, 1)]).expect_err("duplicate");
-        assert!(error.to_string().contains("t_pkey"), "{error}");
-        let error = write(&mut index, &entry, &[(4, 1), (4, 1)]).expect_err("twice");
-        assert!(format!("{error:?}").contains("(k)=(4)"), "{error:?}");
-        // An update deletes and inserts the same key.
-        write(&mut index, &entry, &[(2, -1), (2, 1)]).expect("update");
-        write(&mut index, &entry, &[(1, -1), (3, 1)]).expect("delete, insert");
-        write(&mut index, &entry, &[(1, 1)]).expect("deleted key again");
-        write(&mut index, &entry, &[(3, 1)]).expect_err("3 is there");
+        for on_disk in [false, true] {
+            let dir = std::env::temp_dir().join(format!("eddy-keys-{}", std::process::id()));
+            let mut table = Table::new();
+            table.write(&[(1, 1), (2, 1), (5, 1)]).expect("insert");
+            let store = on_disk.then(|| table.go_on_disk(&dir));
+            assert_eq!(table.rows.on_disk_now(), on_disk);
+            let error = table.write(&[(3, 1), (2, 1)]).expect_err("duplicate");
+            assert!(error.to_string().contains("t_pkey"), "{error}");
+            let error = table.write(&[(4, 1), (4, 1)]).expect_err("twice");
+            assert!(format!("{error:?}").contains("(k)=(4)"), "{error:?}");
+            // An update deletes and inserts the same key.
+            table.write(&[(2, -1), (2, 1)]).expect("update");
+            table.write(&[(1, -1), (3, 1)]).expect("delete, insert");
+            table.write(&[(1, 1)]).expect("deleted key again");
+            table.write(&[(3, 1)]).expect_err("3 is there");
+            table.write(&[(5, -1)]).expect("delete a stored key");
+            table.write(&[(5, 1), (6, 1)]).expect("5 is gone");
+            table.write(&[(6, 1)]).expect_err("6 is there");
+            // Keys next to each other in the encoding stay apart.
+            table.write(&[(i64::MAX, 1), (-1, 1)]).expect("new keys");
+            table.write(&[(7, 1)]).expect("7 is new");
+            let keys: i64 = (0..=7)
+                .map(|k| {
+                    let columns = [Arc::new(Int64Array::from(vec![k])) as ArrayRef];
+                    let key = table.index.codec.encode(&columns).expect("key");
+                    table.rows.key_count(key.row(0).data()).expect("count")
+                })
+                .sum();
+            assert_eq!(
+                keys, 6,
+                "keys 1, 2, 3, 5, 6, 7, not 0 or 4 (on disk: {on_disk})"
+            );
+            drop((table, store));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
     fn removed_keys_give_their_bytes_back() {
-        let entry = table();
-        let mut index = KeyIndex::new(&entry).expect("index");
+        let mut table = Table::new();
         let rows = 300_000i64;
         let inserts: Vec<(i64, i64)> = (0..rows).map(|k| (k, 1)).collect();
-        write(&mut index, &entry, &inserts).expect("insert");
+        table.write(&inserts).expect("insert");
         let deletes: Vec<(i64, i64)> = (0..rows).filter(|k| k % 3 != 0).map(|k| (k, -1)).collect();
-        write(&mut index, &entry, &deletes).expect("delete");
-        assert!(index.bytes.len() < rows as usize * 9 / 2, "compacted");
-        assert_eq!(index.keys.len(), (rows as usize).div_ceil(3));
-        write(&mut index, &entry, &[(3, 1)]).expect_err("3 is kept");
-        write(&mut index, &entry, &[(4, 1), (rows, 1)]).expect("4 is removed");
+        table.write(&deletes).expect("delete");
+        let held = table.index.held.as_ref().expect("held");
+        assert!(held.bytes.len() < rows as usize * 9 / 2, "compacted");
+        assert_eq!(held.keys.len(), (rows as usize).div_ceil(3));
+        table.write(&[(3, 1)]).expect_err("3 is kept");
+        table.write(&[(4, 1), (rows, 1)]).expect("4 is removed");
     }
 
     #[test]
     fn loaded_keys_are_unique() {
-        let entry = table();
-        let mut index = KeyIndex::new(&entry).expect("index");
-        index
-            .load(&entry, &changes(&entry, &[(1, 1), (2, 1)]))
-            .expect("load");
-        write(&mut index, &entry, &[(2, 1)]).expect_err("loaded key");
-        index
-            .load(&entry, &changes(&entry, &[(1, 1)]))
-            .expect_err("stored twice");
+        let mut table = Table::new();
+        let entry = table.entry.clone();
+        let rows = table.changes(&[(1, 1), (2, 1)]);
+        table.index.load(&entry, &rows).expect("load");
+        table.rows.apply(&rows).expect("rows");
+        table.write(&[(2, 1)]).expect_err("loaded key");
+        let again = table.changes(&[(1, 1)]);
+        table.index.load(&entry, &again).expect_err("stored twice");
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Tables and materialized views count against the same budget as
 //! operator state. When what all of them hold is over it, the largest
-//! stored relations (plain tables, and materialized views whose contents
-//! are checkpointed) leave memory, largest first, until the rest fits: a
+//! stored relations (plain tables, keyed Kafka connector tables, and
+//! materialized views whose contents are checkpointed) leave memory, largest first, until the rest fits: a
 //! relation leaving memory records its changes by the checkpoint that
 //! carries them, and once a checkpoint that holds everything it had before
 //! is durable, it is read from a snapshot of the store taken right after
 //! that checkpoint, plus the changes recorded since (see
-//! [`crate::Relation`]). A relation on disk stays there; a restart under
-//! the budget leaves on disk what does not fit as it loads.
+//! [`crate::Relation`]). A table's key index goes with its rows: once
+//! they are on disk, DML looks keys up there. A relation on disk stays
+//! there; a restart under the budget leaves on disk what does not fit as
+//! it loads.
 
 use std::sync::Arc;
 
@@ -21,8 +23,10 @@ use crate::catalog::ObjectKind;
 use crate::relation::Location;
 
 impl Writer {
-    /// Where relation `name`'s rows are stored, if all of them are, as
-    /// they change: a plain table's or a stored view's.
+    /// Where relation `name`'s rows are stored, if all of them are, by
+    /// row, as they change: a plain table's, a keyed Kafka connector
+    /// table's (an append-only one stores a log of change sets instead) or
+    /// a stored view's.
     pub(super) fn relation_location(&self, name: &str) -> Option<Location> {
         self.store.as_ref()?;
         if let Some(view) = self.stored_views.get(name) {
@@ -32,7 +36,10 @@ impl Writer {
             });
         }
         let entry = self.working.objects.get(name)?;
-        (entry.kind == ObjectKind::Table && entry.connector.is_none()).then(|| Location {
+        let by_row = entry.connector.as_deref().is_none_or(|spec| {
+            eddy_connectors::source::resumable(spec) && eddy_connectors::source::keyed(spec)
+        });
+        (entry.kind == ObjectKind::Table && by_row).then(|| Location {
             id: entry.created,
             prefix: Vec::new(),
         })
@@ -51,8 +58,15 @@ impl Writer {
     /// left on disk instead (`None`: no bound).
     pub(super) fn room(&self) -> Option<usize> {
         let limit = self.working.state_budget.as_ref()?.bounded()?;
-        let held: usize = self.working.relations.values().map(|r| r.bytes()).sum();
+        let held: usize = self.working.relations.keys().map(|n| self.held_by(n)).sum();
         Some(limit.saturating_sub(held))
+    }
+
+    /// Bytes relation `name` holds in memory: its rows and, for a table
+    /// with a primary key, the keys its index holds.
+    fn held_by(&self, name: &str) -> usize {
+        let rows = self.working.relations.get(name).map_or(0, |r| r.bytes());
+        rows + self.keys.get(name).map_or(0, |k| k.bytes())
     }
 
     /// Account what relations hold against the budget, start the largest
@@ -62,7 +76,7 @@ impl Writer {
         let Some(budget) = self.working.state_budget.clone() else {
             return;
         };
-        let held: usize = self.working.relations.values().map(|r| r.bytes()).sum();
+        let held: usize = self.working.relations.keys().map(|n| self.held_by(n)).sum();
         budget.account(held, self.relation_bytes);
         self.relation_bytes = held;
         let leaving = self
@@ -92,6 +106,18 @@ impl Writer {
                 relation.settle(durable, &snapshot);
             }
         }
+        for (name, index) in &mut self.keys {
+            if index.holds_keys()
+                && self
+                    .working
+                    .relations
+                    .get(name)
+                    .is_some_and(|r| r.on_disk_now())
+            {
+                // The keys are looked up among the rows on disk now.
+                index.let_go();
+            }
+        }
     }
 
     /// Start the largest stored relations in memory leaving it, until they
@@ -102,7 +128,7 @@ impl Writer {
             .relations
             .iter()
             .filter(|(_, r)| r.in_memory() && r.bytes() > 0)
-            .map(|(name, r)| (r.bytes(), name.clone()))
+            .map(|(name, _)| (self.held_by(name), name.clone()))
             .collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
         // Changes not handed over yet go with the next checkpoint.
