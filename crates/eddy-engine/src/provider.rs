@@ -4,6 +4,7 @@
 use std::sync::{Arc, RwLock, Weak};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{SchemaProvider, Session as DataFusionSession, TableProvider};
@@ -12,10 +13,11 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::scalar::ScalarValue;
 
 use crate::catalog::{Failure, ObjectKind, Snapshot};
 use crate::Relation;
@@ -157,22 +159,44 @@ impl TableProvider for SnapshotTable {
             .map(|(_, expr)| expr)
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // A filter that names key values lets a read of a relation on disk
+        // seek to those keys; the filter is applied all the same.
+        let names = self.key_names();
+        Ok(filters
+            .iter()
+            .map(|filter| match key_literals(filter, &names) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn DataFusionSession,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if self.relation.on_disk_now() {
+            let schema = match projection {
+                Some(columns) => Arc::new(self.schema().project(columns)?),
+                None => self.schema(),
+            };
             let partition = Arc::new(StoredPartition {
                 relation: self.relation.clone(),
-                schema: self.schema(),
+                schema: schema.clone(),
+                projection: projection.cloned(),
+                keys: self.keys_of(filters)?,
             });
             return Ok(Arc::new(StreamingTableExec::try_new(
-                self.schema(),
+                schema,
                 vec![partition],
-                projection,
+                None,
                 Vec::new(),
                 false,
                 None,
@@ -190,16 +214,123 @@ impl TableProvider for SnapshotTable {
     }
 }
 
+/// Keys a read looks up at most; a filter naming more reads every row.
+const MAX_KEYS: usize = 1024;
+
+impl SnapshotTable {
+    /// The names of the relation's key columns, in key order.
+    fn key_names(&self) -> Vec<String> {
+        let schema = self.relation.schema();
+        self.relation
+            .key_columns()
+            .iter()
+            .map(|i| schema.field(*i).name().clone())
+            .collect()
+    }
+
+    /// The encoded keys that `filters` (all of which hold for every row
+    /// read) allow, if they pin every key column to a few values; `None`:
+    /// every row must be read.
+    fn keys_of(&self, filters: &[Expr]) -> Result<Option<Vec<Vec<u8>>>> {
+        let names = self.key_names();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        // Per key column, the fewest values a filter allows it.
+        let mut allowed: Vec<Option<Vec<ScalarValue>>> = vec![None; names.len()];
+        for filter in filters {
+            if let Some((column, values)) = key_literals(filter, &names) {
+                if allowed[column]
+                    .as_ref()
+                    .is_none_or(|v| values.len() < v.len())
+                {
+                    allowed[column] = Some(values);
+                }
+            }
+        }
+        let Some(allowed) = allowed.into_iter().collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let mut combinations: Vec<Vec<ScalarValue>> = vec![Vec::new()];
+        for values in &allowed {
+            if combinations.len().saturating_mul(values.len()) > MAX_KEYS {
+                return Ok(None);
+            }
+            combinations = combinations
+                .iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |v| {
+                        let mut key = prefix.clone();
+                        key.push(v.clone());
+                        key
+                    })
+                })
+                .collect();
+        }
+        let mut keys = Vec::with_capacity(combinations.len());
+        for values in combinations {
+            // A null key value equals nothing.
+            if values.iter().any(ScalarValue::is_null) {
+                continue;
+            }
+            match self
+                .relation
+                .encode_key(&values)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+            {
+                Some(key) => keys.push(key),
+                // A value of another type than its column: no seek.
+                None => return Ok(None),
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(Some(keys))
+    }
+}
+
+/// The key column (by position in `names`) and the values `filter` allows
+/// it, if it is `column = literal`, `literal = column` or `column IN
+/// (literals)`.
+fn key_literals(filter: &Expr, names: &[String]) -> Option<(usize, Vec<ScalarValue>)> {
+    let column = |expr: &Expr| match expr {
+        Expr::Column(column) => names.iter().position(|n| *n == column.name),
+        _ => None,
+    };
+    let literal = |expr: &Expr| match expr {
+        Expr::Literal(value, _) => Some(value.clone()),
+        _ => None,
+    };
+    match filter {
+        Expr::BinaryExpr(binary) if binary.op == Operator::Eq => {
+            match (column(&binary.left), literal(&binary.right)) {
+                (Some(at), Some(value)) => Some((at, vec![value])),
+                _ => Some((column(&binary.right)?, vec![literal(&binary.left)?])),
+            }
+        }
+        Expr::InList(list) if !list.negated => {
+            let values = list.list.iter().map(literal).collect::<Option<Vec<_>>>()?;
+            Some((column(&list.expr)?, values))
+        }
+        _ => None,
+    }
+}
+
 /// Batches of a relation on disk read ahead of the query at most.
 const READ_AHEAD: usize = 2;
 
 /// A relation on disk, read as a query takes its rows: RocksDB is read on
 /// a blocking thread a few batches ahead, so a query over a relation larger
-/// than memory holds only what its own operators need.
+/// than memory holds only what its own operators need. A read of a few
+/// keys seeks to them; a read of no columns (`count(*)`) counts rows
+/// without decoding them.
 #[derive(Debug)]
 struct StoredPartition {
     relation: Relation,
+    /// The schema of the columns read.
     schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    keys: Option<Vec<Vec<u8>>>,
 }
 
 impl PartitionStream for StoredPartition {
@@ -210,8 +341,27 @@ impl PartitionStream for StoredPartition {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
         let relation = self.relation.clone();
+        let schema = self.schema.clone();
+        let projection = self.projection.clone();
+        let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || {
-            let read = relation.for_each_batch(&mut |batch| {
+            let read = relation.read_chunks(keys.as_deref(), &mut |chunk| {
+                let batch = match projection.as_deref() {
+                    Some([]) => {
+                        let rows: i64 = chunk.weights.iter().sum();
+                        let options = RecordBatchOptions::new()
+                            .with_row_count(Some(usize::try_from(rows).unwrap_or(0)));
+                        RecordBatch::try_new_with_options(schema.clone(), Vec::new(), &options)?
+                    }
+                    columns => {
+                        let changes = relation.decode(chunk.rows(), &chunk.weights)?;
+                        let batch = changes.to_multiset_batch()?;
+                        match columns {
+                            Some(columns) => batch.project(columns)?,
+                            None => batch,
+                        }
+                    }
+                };
                 sender
                     .blocking_send(Ok(batch))
                     .map_err(|_| eddy_common::Error::internal("the query stopped reading"))

@@ -10,6 +10,7 @@ use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::Rows;
+use datafusion::scalar::ScalarValue;
 use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_state::StoreSnapshot;
@@ -155,11 +156,12 @@ impl Changes {
         self.deltas().filter_map(|d| d.get(row)).sum()
     }
 
-    /// All of them summed, by row.
-    fn summed(&self) -> BTreeMap<Arc<[u8]>, i64> {
+    /// All of them summed, by row, for the rows whose encoding starts with
+    /// `key` (empty: every row).
+    fn summed_under(&self, key: &[u8]) -> BTreeMap<Arc<[u8]>, i64> {
         let mut summed: BTreeMap<Arc<[u8]>, i64> = BTreeMap::new();
         for delta in self.deltas() {
-            for (row, weight) in delta {
+            for (row, weight) in under(delta, key) {
                 *summed.entry(row.clone()).or_default() += weight;
             }
         }
@@ -182,6 +184,10 @@ struct Encoding {
     order: Option<Vec<usize>>,
     /// The column types, in schema order.
     types: Vec<DataType>,
+    /// The key columns, and a codec of their types (what a row encoding
+    /// starts with).
+    key: Vec<usize>,
+    key_codec: RowCodec,
 }
 
 impl Encoding {
@@ -204,6 +210,8 @@ impl Encoding {
         let identity = order.iter().enumerate().all(|(at, i)| at == *i);
         Ok(Self {
             codec: RowCodec::new(order.iter().map(|i| types[*i].clone()).collect())?,
+            key_codec: RowCodec::new(key.iter().map(|i| types[*i].clone()).collect())?,
+            key: key.to_vec(),
             order: (!identity).then_some(order),
             types,
         })
@@ -551,12 +559,7 @@ impl Relation {
     /// last took them in, which costs as many; a table's key index answers
     /// there instead.
     pub fn key_count(&self, key: &[u8]) -> Result<i64> {
-        let under = |rows: &Delta| -> i64 {
-            rows.range::<_, [u8]>((Bound::Included(key), Bound::Unbounded))
-                .take_while(|(row, _)| row.starts_with(key))
-                .map(|(_, weight)| *weight)
-                .sum()
-        };
+        let total = |rows: &Delta| -> i64 { under(rows, key).map(|(_, weight)| *weight).sum() };
         match &self.place {
             Place::Disk { base, changes } => {
                 let prefix = [base.location.prefix.as_slice(), key].concat();
@@ -564,10 +567,33 @@ impl Relation {
                     .snapshot
                     .count_under(base.location.id, &prefix)
                     .map_err(crate::engine::storage_error)?;
-                Ok(stored + changes.deltas().map(under).sum::<i64>())
+                Ok(stored + changes.deltas().map(total).sum::<i64>())
             }
-            Place::Memory | Place::Leaving { .. } => Ok(under(&self.fold_appended()?.0)),
+            Place::Memory | Place::Leaving { .. } => Ok(total(&self.fold_appended()?.0)),
         }
+    }
+
+    /// The key columns of a keyed relation (none if it is not keyed).
+    pub fn key_columns(&self) -> &[usize] {
+        &self.codec.key
+    }
+
+    /// The encoding [`Relation::key_count`] and [`Relation::read_chunks`]
+    /// take of the key `values` (one per key column, in key order), if
+    /// every value is of its column's type; `None` otherwise.
+    pub fn encode_key(&self, values: &[ScalarValue]) -> Result<Option<Vec<u8>>> {
+        let types = self.codec.key.iter().map(|i| &self.codec.types[*i]);
+        if values.len() != self.codec.key.len()
+            || values.iter().zip(types).any(|(v, t)| v.data_type() != *t)
+        {
+            return Ok(None);
+        }
+        let columns = values
+            .iter()
+            .map(|v| v.to_array_of_size(1))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let rows = self.codec.key_codec.encode(&columns)?;
+        Ok(Some(rows.row(0).data().to_vec()))
     }
 
     /// The row encodings of `changes`, as stored.
@@ -648,8 +674,11 @@ impl Relation {
     /// never held whole. An error from `each` stops the read.
     pub fn for_each_batch(&self, each: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
         match &self.place {
-            Place::Disk { base, changes } => self.read_disk(base, changes, &mut |changes| {
-                each(changes.to_multiset_batch()?)
+            Place::Disk { .. } => self.read_chunks(None, &mut |chunk| {
+                each(
+                    self.decode(chunk.rows(), &chunk.weights)?
+                        .to_multiset_batch()?,
+                )
             }),
             _ => self.batches()?.into_iter().try_for_each(each),
         }
@@ -658,10 +687,10 @@ impl Relation {
     /// The rows with their multiplicities, as change batches that would
     /// build the relation from nothing.
     pub fn contents(&self) -> Result<Vec<ChangeBatch>> {
-        if let Place::Disk { base, changes } = &self.place {
+        if self.on_disk_now() {
             let mut out = Vec::new();
-            self.read_disk(base, changes, &mut |changes| {
-                out.push(changes);
+            self.read_chunks(None, &mut |chunk| {
+                out.push(self.decode(chunk.rows(), &chunk.weights)?);
                 Ok(())
             })?;
             return Ok(out);
@@ -690,67 +719,117 @@ impl Relation {
         Ok(out)
     }
 
-    /// The rows of a relation on disk, `base` merged with `changes` (both
-    /// in row-encoding order), handed to `each` in batches with their
-    /// multiplicities.
+    /// The rows with their multiplicities as encodings, in chunks of about
+    /// `BATCH_ROWS`: only the rows of the keys `keys` (each encoded as
+    /// [`Relation::encode_key`] does; `None`: every row). On disk this
+    /// reads the store for those keys only (a seek each); in memory it
+    /// goes through every row.
+    pub(crate) fn read_chunks(
+        &self,
+        keys: Option<&[Vec<u8>]>,
+        each: &mut dyn FnMut(&RowChunk) -> Result<()>,
+    ) -> Result<()> {
+        let mut chunk = RowChunk::default();
+        let mut take = |row: &[u8], count: i64| -> Result<()> {
+            chunk.push(row, count);
+            if chunk.weights.len() >= BATCH_ROWS {
+                each(&chunk)?;
+                chunk.clear();
+            }
+            Ok(())
+        };
+        let all = [Vec::new()];
+        let keys = keys.unwrap_or(&all);
+        match &self.place {
+            Place::Disk { base, changes } => {
+                for key in keys {
+                    self.read_disk(base, changes, key, &mut take)?;
+                }
+            }
+            Place::Memory | Place::Leaving { .. } => {
+                for changes in self.contents()? {
+                    let rows = self.encode(&changes)?;
+                    for (row, count) in rows.iter().zip(changes.weights()) {
+                        if keys.iter().any(|key| row.data().starts_with(key)) {
+                            take(row.data(), *count)?;
+                        }
+                    }
+                }
+            }
+        }
+        if !chunk.weights.is_empty() {
+            each(&chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The rows of a relation on disk whose encoding starts with `key`
+    /// (empty: every row), `base` merged with `changes` (both in
+    /// row-encoding order), handed to `each` with their multiplicities.
     fn read_disk(
         &self,
         base: &Base,
         changes: &Changes,
-        each: &mut dyn FnMut(ChangeBatch) -> Result<()>,
+        key: &[u8],
+        each: &mut dyn FnMut(&[u8], i64) -> Result<()>,
     ) -> Result<()> {
-        let summed = changes.summed();
+        let summed = changes.summed_under(key);
         let mut pending = summed.iter().peekable();
-        let mut chunk = RowChunk::default();
         let mut failure: Option<Error> = None;
-        let mut emit = |row: &[u8], count: i64, chunk: &mut RowChunk| -> Result<()> {
-            match count {
+        let emit =
+            |row: &[u8], count: i64, each: &mut dyn FnMut(&[u8], i64) -> Result<()>| match count {
                 0 => Ok(()),
                 c if c < 0 => Err(negative_count()),
-                c => {
-                    chunk.push(row, c);
-                    if chunk.weights.len() == BATCH_ROWS {
-                        each(self.decode(chunk.rows(), &chunk.weights)?)?;
-                        chunk.clear();
+                c => each(row, c),
+            };
+        // The store hands rows over without the prefix it was asked for.
+        let mut row = key.to_vec();
+        let mut visit = |rest: &[u8], mut count: i64| -> bool {
+            row.truncate(key.len());
+            row.extend_from_slice(rest);
+            let mut step = || -> Result<()> {
+                while let Some((changed, weight)) =
+                    pending.next_if(|(changed, _)| changed.as_ref() <= row.as_slice())
+                {
+                    if changed.as_ref() == row.as_slice() {
+                        count += weight;
+                    } else {
+                        emit(changed, *weight, each)?;
                     }
-                    Ok(())
+                }
+                emit(&row, count, each)
+            };
+            match step() {
+                Ok(()) => true,
+                Err(error) => {
+                    failure = Some(error);
+                    false
                 }
             }
         };
-        base.snapshot
-            .rows(base.location.id, &base.location.prefix, |row, mut count| {
-                let mut step = || -> Result<()> {
-                    while let Some((changed, weight)) =
-                        pending.next_if(|(changed, _)| changed.as_ref() <= row)
-                    {
-                        if changed.as_ref() == row {
-                            count += weight;
-                        } else {
-                            emit(changed, *weight, &mut chunk)?;
-                        }
-                    }
-                    emit(row, count, &mut chunk)
-                };
-                match step() {
-                    Ok(()) => true,
-                    Err(error) => {
-                        failure = Some(error);
-                        false
-                    }
-                }
-            })
-            .map_err(crate::engine::storage_error)?;
+        let (id, prefix) = (
+            base.location.id,
+            [base.location.prefix.as_slice(), key].concat(),
+        );
+        let read = match key.is_empty() {
+            true => base.snapshot.rows(id, &prefix, &mut visit),
+            false => base.snapshot.point_rows(id, &prefix, &mut visit),
+        };
+        read.map_err(crate::engine::storage_error)?;
         if let Some(error) = failure {
             return Err(error);
         }
         for (changed, weight) in pending {
-            emit(changed, *weight, &mut chunk)?;
-        }
-        if !chunk.weights.is_empty() {
-            each(self.decode(chunk.rows(), &chunk.weights)?)?;
+            emit(changed, *weight, each)?;
         }
         Ok(())
     }
+}
+
+/// The entries of `rows` whose encoding starts with `key`, in order.
+fn under<'a>(rows: &'a Delta, key: &'a [u8]) -> impl Iterator<Item = (&'a Arc<[u8]>, &'a i64)> {
+    rows.range::<_, [u8]>((Bound::Included(key), Bound::Unbounded))
+        .take_while(move |(row, _)| row.starts_with(key))
 }
 
 fn negative_count() -> Error {
@@ -831,6 +910,44 @@ mod tests {
         model
     }
 
+    /// The rows of `relation` (keyed by `b`) whose `b` is one of `keys`.
+    fn read_keys(relation: &Relation, keys: &[String]) -> Model {
+        let encoded: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| {
+                let value = ScalarValue::Utf8(Some(k.clone()));
+                relation
+                    .encode_key(&[value])
+                    .expect("encode")
+                    .expect("a key")
+            })
+            .collect();
+        let mut model = Model::new();
+        relation
+            .read_chunks(Some(&encoded), &mut |chunk| {
+                let changes = relation.decode(chunk.rows(), &chunk.weights)?;
+                let data = changes.data();
+                let a = data
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("a");
+                let b = data
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("b");
+                for (row, weight) in changes.weights().iter().enumerate() {
+                    *model
+                        .entry((a.value(row), b.value(row).to_string()))
+                        .or_default() += weight;
+                }
+                Ok(())
+            })
+            .expect("read keys");
+        model
+    }
+
     /// A relation that leaves memory at random moments, over a store whose
     /// checkpoints become durable some handovers late, reads like a model
     /// multiset after every step; so do clones pinned on the way (a
@@ -848,7 +965,10 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             let store = Arc::new(Store::open(&dir, &StoreOptions::default()).expect("open"));
             let mut rng = StdRng::seed_from_u64(seed);
-            let mut relation = Relation::new(schema()).expect("relation");
+            // Odd seeds key the rows by `b`, which puts it first in their
+            // encoding.
+            let key: &[usize] = if seed % 2 == 1 { &[1] } else { &[] };
+            let mut relation = Relation::keyed(schema(), key).expect("relation");
             let mut model = Model::new();
             let mut pending = Checkpoint::default();
             let mut queue: VecDeque<(u64, Checkpoint)> = VecDeque::new();
@@ -928,6 +1048,19 @@ mod tests {
                 }
                 was_on_disk |= relation.on_disk_now();
                 assert_eq!(read(&relation), model, "seed {seed}, step {step}");
+                if !key.is_empty() {
+                    let wanted: Vec<String> = (0..4)
+                        .filter(|_| rng.random_bool(0.5))
+                        .map(|v| format!("v{v}"))
+                        .collect();
+                    let mut expected = model.clone();
+                    expected.retain(|(_, b), _| wanted.contains(b));
+                    assert_eq!(
+                        read_keys(&relation, &wanted),
+                        expected,
+                        "seed {seed}, step {step}, keys {wanted:?}"
+                    );
+                }
                 for (i, (old, expected)) in pinned.iter().enumerate() {
                     assert_eq!(&read(old), expected, "seed {seed}, step {step}, pinned {i}");
                 }

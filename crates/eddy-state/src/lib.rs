@@ -530,20 +530,34 @@ impl StoreSnapshot {
             })
     }
 
-    /// The multiplicities of the rows of relation `id` whose keys start
-    /// with `prefix`, as of the snapshot, added up. Made for the few rows
-    /// of one key: nothing is read ahead.
-    pub fn count_under(&self, id: u64, prefix: &[u8]) -> Result<i64> {
+    /// The rows of relation `id` whose keys start with `prefix`, as
+    /// [`StoreSnapshot::rows`] reads them, but made for the few rows of one
+    /// key: nothing is read ahead.
+    pub fn point_rows(
+        &self,
+        id: u64,
+        prefix: &[u8],
+        mut each: impl FnMut(&[u8], i64) -> bool,
+    ) -> Result<()> {
         let start = object_key(id, prefix);
         let mut options = bounded_to(&start);
         options.set_snapshot(self.0.borrow_dependent());
-        let mut total = 0i64;
         self.0
             .borrow_owner()
-            .iterate(ROWS, &start, options, |_, value| {
-                total += decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
-                Ok(true)
-            })?;
+            .iterate(ROWS, &start, options, |row, value| {
+                let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
+                Ok(count == 0 || each(row, count))
+            })
+    }
+
+    /// The multiplicities of the rows [`StoreSnapshot::point_rows`] reads,
+    /// added up.
+    pub fn count_under(&self, id: u64, prefix: &[u8]) -> Result<i64> {
+        let mut total = 0i64;
+        self.point_rows(id, prefix, |_, count| {
+            total += count;
+            true
+        })?;
         Ok(total)
     }
 
