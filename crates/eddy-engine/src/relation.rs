@@ -890,24 +890,28 @@ mod tests {
     fn read(relation: &Relation) -> Model {
         let mut model = Model::new();
         for changes in relation.contents().expect("contents") {
-            let data = changes.data();
-            let a = data
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("a");
-            let b = data
-                .column(1)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("b");
-            for (row, weight) in changes.weights().iter().enumerate() {
-                *model
-                    .entry((a.value(row), b.value(row).to_string()))
-                    .or_default() += weight;
-            }
+            add_to(&mut model, &changes);
         }
         model
+    }
+
+    fn add_to(model: &mut Model, changes: &ChangeBatch) {
+        let data = changes.data();
+        let a = data
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("a");
+        let b = data
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("b");
+        for (row, weight) in changes.weights().iter().enumerate() {
+            *model
+                .entry((a.value(row), b.value(row).to_string()))
+                .or_default() += weight;
+        }
     }
 
     /// The rows of `relation` (keyed by `b`) whose `b` is one of `keys`.
@@ -925,23 +929,7 @@ mod tests {
         let mut model = Model::new();
         relation
             .read_chunks(Some(&encoded), &mut |chunk| {
-                let changes = relation.decode(chunk.rows(), &chunk.weights)?;
-                let data = changes.data();
-                let a = data
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("a");
-                let b = data
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("b");
-                for (row, weight) in changes.weights().iter().enumerate() {
-                    *model
-                        .entry((a.value(row), b.value(row).to_string()))
-                        .or_default() += weight;
-                }
+                add_to(&mut model, &relation.decode(chunk.rows(), &chunk.weights)?);
                 Ok(())
             })
             .expect("read keys");

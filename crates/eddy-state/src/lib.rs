@@ -512,22 +512,8 @@ impl StoreSnapshot {
     /// [`Store::rows`] reads them but as of the snapshot, handed to `each`
     /// until it returns false. What it reads stays cached: a snapshot is
     /// read by queries, again and again.
-    pub fn rows(
-        &self,
-        id: u64,
-        prefix: &[u8],
-        mut each: impl FnMut(&[u8], i64) -> bool,
-    ) -> Result<()> {
-        let start = object_key(id, prefix);
-        let mut options = bounded_to(&start);
-        options.set_snapshot(self.0.borrow_dependent());
-        options.set_readahead_size(SCAN_READAHEAD);
-        self.0
-            .borrow_owner()
-            .iterate(ROWS, &start, options, |row, value| {
-                let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
-                Ok(count == 0 || each(row, count))
-            })
+    pub fn rows(&self, id: u64, prefix: &[u8], each: impl FnMut(&[u8], i64) -> bool) -> Result<()> {
+        self.read_rows(id, prefix, Some(SCAN_READAHEAD), each)
     }
 
     /// The rows of relation `id` whose keys start with `prefix`, as
@@ -537,11 +523,24 @@ impl StoreSnapshot {
         &self,
         id: u64,
         prefix: &[u8],
+        each: impl FnMut(&[u8], i64) -> bool,
+    ) -> Result<()> {
+        self.read_rows(id, prefix, None, each)
+    }
+
+    fn read_rows(
+        &self,
+        id: u64,
+        prefix: &[u8],
+        read_ahead: Option<usize>,
         mut each: impl FnMut(&[u8], i64) -> bool,
     ) -> Result<()> {
         let start = object_key(id, prefix);
         let mut options = bounded_to(&start);
         options.set_snapshot(self.0.borrow_dependent());
+        if let Some(bytes) = read_ahead {
+            options.set_readahead_size(bytes);
+        }
         self.0
             .borrow_owner()
             .iterate(ROWS, &start, options, |row, value| {
