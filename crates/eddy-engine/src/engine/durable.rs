@@ -236,7 +236,7 @@ impl Writer {
             )));
         };
         info!(relation = %name, "over the memory budget: left on disk");
-        Relation::on_disk(loaded, durable, snapshot, location)
+        Ok(Relation::on_disk(loaded, durable, snapshot, location))
     }
 
     /// What the last checkpoint holds of connector table `entry`: its rows

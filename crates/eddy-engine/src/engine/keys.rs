@@ -423,7 +423,7 @@ mod tests {
                 prefix: Vec::new(),
             };
             let snapshot = Arc::new(store.snapshot());
-            self.rows = Relation::on_disk(&self.rows, 1, snapshot, location).expect("on disk");
+            self.rows = Relation::on_disk(&self.rows, 1, snapshot, location);
             self.index.let_go();
             assert!(!self.index.holds_keys());
             assert_eq!(self.index.bytes(), 0);
