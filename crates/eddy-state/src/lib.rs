@@ -22,7 +22,7 @@
 //! survives a crash or power cut, and a crash before leaves none of it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -98,6 +98,13 @@ pub struct CheckpointInfo {
     pub duration: Option<Duration>,
 }
 
+/// Bytes committed since the last flush past which a commit has the
+/// memtables flushed to files (in the background), so that the log a
+/// restart after a crash replays holds about this much plus one checkpoint.
+/// Before, the log held up to the memtables' size per column family: 151 MB
+/// after loading 10M keys, 3.4 s of a restart (measured).
+const FLUSH_AFTER_BYTES: u64 = 32 << 20;
+
 /// The durable store of one Eddy instance.
 pub struct Store {
     db: DB,
@@ -105,6 +112,18 @@ pub struct Store {
     instance: u64,
     /// Whether background compactions run yet (see [`Store::start_compactions`]).
     compacting: AtomicBool,
+    /// Bytes committed since the last flush was asked for.
+    unflushed: AtomicU64,
+}
+
+impl Drop for Store {
+    /// Write the memtables to files, so that the next start has no log to
+    /// replay (a crash leaves at most what `FLUSH_AFTER_BYTES` allows).
+    fn drop(&mut self) {
+        if let Err(error) = self.flush(true) {
+            tracing::warn!(%error, "the store could not be flushed when closed; the next start replays its log");
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -139,7 +158,13 @@ impl Store {
     /// 10M-row restart's CPU, measured), and a restart that ends before
     /// they do leaves them all to the next one.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self> {
-        let mut db_options = Options::default();
+        // A restart after a crash replays the write-ahead log into the
+        // memtables and leaves writing them to files to a background flush
+        // (see `start_compactions`) instead of holding the open until they
+        // are written. Commits keep the log short (see `commit`), so the
+        // replay is short too.
+        let mut db_options =
+            Options::default().get_options_from_string("avoid_flush_during_recovery=true")?;
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_disable_auto_compactions(true);
@@ -167,6 +192,7 @@ impl Store {
             path: dir.to_path_buf(),
             instance: 0,
             compacting: AtomicBool::new(false),
+            unflushed: AtomicU64::new(0),
         };
         store.check_format()?;
         store.instance = store.instance_id()?;
@@ -174,7 +200,8 @@ impl Store {
     }
 
     /// Let background compactions run (once the state a restart reads is
-    /// read). Calling it again does nothing.
+    /// read), and flush what the open replayed from the log. Calling it
+    /// again does nothing.
     pub fn start_compactions(&self) -> Result<()> {
         if self.compacting.swap(true, Ordering::Relaxed) {
             return Ok(());
@@ -183,6 +210,20 @@ impl Store {
             self.db
                 .set_options_cf(self.family(name)?, &[("disable_auto_compactions", "false")])?;
         }
+        self.flush(false)
+    }
+
+    /// Have every memtable written to files (atomically), waiting for it
+    /// or not.
+    fn flush(&self, wait: bool) -> Result<()> {
+        self.unflushed.store(0, Ordering::Relaxed);
+        let mut options = rocksdb::FlushOptions::default();
+        options.set_wait(wait);
+        let families = [CATALOG, ROWS, STATE, META]
+            .into_iter()
+            .map(|name| self.family(name))
+            .collect::<Result<Vec<_>>>()?;
+        self.db.flush_cfs_opt(&families, &options)?;
         Ok(())
     }
 
@@ -474,6 +515,9 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
+        if self.unflushed.fetch_add(bytes, Ordering::Relaxed) + bytes > FLUSH_AFTER_BYTES {
+            self.flush(false)?;
+        }
         Ok(CheckpointInfo {
             epoch,
             at,
