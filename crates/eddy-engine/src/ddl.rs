@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{ColumnDef, Query, TableConstraint};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token};
 use eddy_common::{Error, Result};
 pub use eddy_connectors::spec::{FormatSpec, Include, IncludeKind};
 
@@ -58,6 +58,11 @@ pub struct ConnectorDefinition {
     pub if_not_exists: bool,
     /// Declared columns (may be empty when a schema registry supplies them).
     pub columns: Vec<ColumnDef>,
+    /// The statement's text.
+    pub text: String,
+    /// Where in `text` a column list would go, when it has none (so that
+    /// columns derived from a schema can be written in).
+    pub columns_at: Option<usize>,
     /// Table constraints (`PRIMARY KEY (...)`).
     pub constraints: Vec<TableConstraint>,
     /// `INCLUDE` clauses, in order.
@@ -132,13 +137,13 @@ pub fn parse(sql: &str) -> Result<Option<ConnectorStatement>> {
         return Ok(None);
     }
     let statement = if word(&mut parser, "SOURCE") {
-        ConnectorStatement::CreateSource(definition(&mut parser)?)
+        ConnectorStatement::CreateSource(definition(&mut parser, sql)?)
     } else if parser.parse_keyword(Keyword::TABLE) {
         // A plain CREATE TABLE is sqlparser's, whatever form it takes.
         if !sql.to_ascii_lowercase().contains("connector") {
             return Ok(None);
         }
-        let definition = definition(&mut parser)?;
+        let definition = definition(&mut parser, sql)?;
         if !definition.options.contains_key("connector") {
             return Ok(None);
         }
@@ -163,9 +168,13 @@ fn finish(mut parser: Parser, statement: ConnectorStatement) -> Result<Option<Co
     Ok(Some(statement))
 }
 
-fn definition(parser: &mut Parser) -> Result<ConnectorDefinition> {
+fn definition(parser: &mut Parser, sql: &str) -> Result<ConnectorDefinition> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = object_name(parser)?;
+    let next = parser.peek_token();
+    let columns_at = (next.token != Token::LParen)
+        .then(|| byte_offset(sql, next.span.start))
+        .flatten();
     let (columns, constraints) = parser.parse_columns().map_err(syntax)?;
     let mut includes = Vec::new();
     while word(parser, "INCLUDE") {
@@ -186,6 +195,8 @@ fn definition(parser: &mut Parser) -> Result<ConnectorDefinition> {
         name,
         if_not_exists,
         columns,
+        text: sql.to_string(),
+        columns_at,
         constraints,
         includes,
         options,
@@ -384,6 +395,28 @@ fn object_name(parser: &mut Parser) -> Result<String> {
     }
 }
 
+/// The byte offset in `sql` of a token's `location` (lines and columns
+/// counted from 1, columns in characters); the end of the text for the end
+/// of the statement.
+fn byte_offset(sql: &str, location: Location) -> Option<usize> {
+    if location.line == 0 {
+        return Some(sql.len());
+    }
+    let mut start = 0;
+    for (number, line) in sql.split_inclusive('\n').enumerate() {
+        if number as u64 + 1 == location.line {
+            let column = usize::try_from(location.column.checked_sub(1)?).ok()?;
+            return Some(
+                line.char_indices()
+                    .nth(column)
+                    .map_or(start + line.len(), |(at, _)| start + at),
+            );
+        }
+        start += line.len();
+    }
+    Some(sql.len())
+}
+
 /// Consume the bare word `expected` (any case) if it is next.
 fn word(parser: &mut Parser, expected: &str) -> bool {
     match &parser.peek_token().token {
@@ -415,6 +448,18 @@ mod tests {
             Ok(Some(ConnectorStatement::CreateSource(d))) => d,
             other => panic!("not a source: {other:?}"),
         }
+    }
+
+    #[test]
+    fn where_a_column_list_would_go() {
+        let sql = "CREATE SOURCE \"bïds\"\n  INCLUDE key WITH (connector = 'kafka', topic = 'é')\n  FORMAT PLAIN ENCODE AVRO (schema.registry = 'http://r')";
+        let d = source(sql);
+        let at = d.columns_at.expect("no column list");
+        assert_eq!(&d.text[at..at + 7], "INCLUDE");
+        let d = source("CREATE SOURCE s WITH (connector = 'kafka') FORMAT PLAIN ENCODE AVRO (schema.registry = 'r')");
+        assert_eq!(d.columns_at, Some(16));
+        let d = source("CREATE SOURCE s (a INT) WITH (connector = 'kafka')");
+        assert_eq!(d.columns_at, None);
     }
 
     #[test]

@@ -184,6 +184,11 @@ impl Engine {
         &self.ingest
     }
 
+    /// True if the engine stores what it commits (it has a data directory).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable
+    }
+
     /// True if a sink that writes `spec` from `depends_on` (through a
     /// `query` of its own, or a relation's rows) is exactly once: the engine
     /// is durable, everything the sink reads comes back as checkpointed

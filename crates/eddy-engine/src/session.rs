@@ -825,6 +825,8 @@ fn sql_type(data_type: &DataType) -> Option<String> {
         DataType::Int16 => "SMALLINT".into(),
         DataType::Int32 => "INT".into(),
         DataType::Int64 => "BIGINT".into(),
+        DataType::UInt32 => "INT UNSIGNED".into(),
+        DataType::UInt64 => "BIGINT UNSIGNED".into(),
         DataType::Float32 => "REAL".into(),
         DataType::Float64 => "DOUBLE PRECISION".into(),
         DataType::Utf8 => "TEXT".into(),

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use support::broker::{ConsumedMessage, TestBroker};
+use support::process::{temp_dir, EddyProcess};
 use support::registry::TestRegistry;
 use support::server::{rows, start};
 
@@ -235,6 +236,72 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
         .collect();
     got.sort();
     assert_eq!(got, want);
+}
+
+/// A source whose columns came from the registry keeps them across a
+/// restart whatever the registry says then, because the catalog stores its
+/// definition with them written in. Here the registry is down when Eddy
+/// restarts (after a kill) and its latest schema has lost a column: the
+/// source and its view come back with the columns they were created with,
+/// exact, and once the registry answers again the reader decodes new
+/// messages and the view catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_columns_survive_a_restart_without_the_registry() {
+    const STARTUP: Duration = Duration::from_secs(60);
+    let registry = TestRegistry::start().await;
+    let broker = TestBroker::start().await;
+    broker.create_topic("bids", 2).await;
+    let v1 = registry.register("bids-value", BID_V1);
+    produce_bids(&broker, v1, BID_V1, "v1", 0..20).await;
+    let dir = temp_dir("avro-derived");
+    let (data, log) = (dir.join("data"), dir.join("eddy.log"));
+    let (eddy, client) = EddyProcess::start(&data, &log, STARTUP).await;
+    let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE bids
+               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
+             CREATE MATERIALIZED VIEW totals AS
+               SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
+               FROM bids GROUP BY auction;
+             FLUSH;"
+        ))
+        .await
+        .expect("create a source without columns and a view over it");
+    let all = |to: i64| (0..to).map(|i| (i, true));
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(all(20))
+    );
+    eddy.kill();
+
+    registry.register("bids-value", BID_V3);
+    registry.set_available(false);
+    let (_eddy, client) = EddyProcess::start(&data, &log, STARTUP).await;
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(all(20)),
+        "the view is back although the registry is down; log:\n{}",
+        support::process::tail(&log)
+    );
+    // The columns of BID_V1, not of the latest schema (BID_V3).
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns
+             WHERE table_name = 'bids' ORDER BY ordinal_position"
+        )
+        .await,
+        ["auction Int64 YES", "price Int64 YES", "bidder Utf8 YES"]
+    );
+    registry.set_available(true);
+    produce_bids(&broker, v1, BID_V1, "v1", 20..30).await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT * FROM totals ORDER BY auction").await,
+        expected(all(30))
+    );
 }
 
 /// A record's fields as `name=value` text, in the order of the schema.

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::sql::sqlparser::ast::{ColumnDef, Statement, TableConstraint};
+use datafusion::sql::sqlparser::ast::{ColumnDef, Ident, Statement, TableConstraint};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use eddy_common::{Error, Result};
 use eddy_connectors::sink::SinkInputFacts;
 use eddy_connectors::spec::{Envelope, SourceSpec};
+use tracing::warn;
 
 use super::{CommandTag, Output, Session};
 use crate::catalog::ObjectKind;
@@ -71,17 +72,21 @@ impl Session {
             )
             .await?;
         let spec = SourceSpec {
-            options: definition.options,
-            format: definition.format,
-            includes: definition.includes,
+            options: definition.options.clone(),
+            format: definition.format.clone(),
+            includes: definition.includes.clone(),
             primary_key: Vec::new(),
         };
         let schema = eddy_connectors::source::source_schema(&spec, &declared)
             .await
             .map_err(connector_error)?;
+        let stored = self.stored_definition(&definition, &schema).await?;
         let mut guard = self.writer().await;
         if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
             return Ok(tag);
+        }
+        if let Some(stored) = stored {
+            guard.define(stored);
         }
         guard.create_source(&definition.name, schema, spec)?;
         Ok(tag)
@@ -124,9 +129,9 @@ impl Session {
             .declared_schema(&definition.name, &definition.columns, &[])
             .await?;
         let spec = SourceSpec {
-            options: definition.options,
-            format: definition.format,
-            includes: definition.includes,
+            options: definition.options.clone(),
+            format: definition.format.clone(),
+            includes: definition.includes.clone(),
             primary_key: primary_key.clone(),
         };
         if !primary_key.is_empty() && spec.connector() != "kafka" {
@@ -138,6 +143,7 @@ impl Session {
         let schema = eddy_connectors::source::source_schema(&spec, &declared)
             .await
             .map_err(connector_error)?;
+        let stored = self.stored_definition(&definition, &schema).await?;
         let key: Vec<usize> = primary_key
             .iter()
             .map(|name| {
@@ -160,6 +166,9 @@ impl Session {
         let mut guard = self.writer().await;
         if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
             return Ok(tag);
+        }
+        if let Some(stored) = stored {
+            guard.define(stored);
         }
         guard.create_connector_table(&definition.name, schema, key, spec)?;
         Ok(tag)
@@ -260,6 +269,71 @@ impl Session {
             },
         )?;
         Ok(tag)
+    }
+
+    /// The text a durable catalog stores for `definition`, a source or
+    /// connector table whose columns came from a schema (a registry's or a
+    /// descriptor's): the statement with those columns written in, so that
+    /// a restart neither needs the registry nor takes a later schema than
+    /// the one the objects reading it were planned with. `None` to store
+    /// the statement as it was written: its columns were declared, or a
+    /// derived column's type has no SQL name that plans back to it (then
+    /// a restart derives the columns again, and a warning says so).
+    async fn stored_definition(
+        &self,
+        definition: &ConnectorDefinition,
+        schema: &SchemaRef,
+    ) -> Result<Option<String>> {
+        let Some(at) = definition.columns_at else {
+            return Ok(None);
+        };
+        if !definition.columns.is_empty() || !self.engine.is_durable() {
+            return Ok(None);
+        }
+        // The derived columns come first, the INCLUDE columns after them.
+        let derived = schema
+            .fields()
+            .len()
+            .saturating_sub(definition.includes.len());
+        let derived = &schema.fields()[..derived];
+        let columns = derived
+            .iter()
+            .map(|field| {
+                let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
+                super::sql_type(field.data_type())
+                    .map(|sql| format!("{} {sql}{not_null}", Ident::with_quote('"', field.name())))
+            })
+            .collect::<Option<Vec<String>>>();
+        let text = &definition.text;
+        let written = match (columns, text.get(..at), text.get(at..)) {
+            (Some(columns), Some(head), Some(tail)) => {
+                format!("{} ({}) {tail}", head.trim_end(), columns.join(", "))
+            }
+            _ => String::new(),
+        };
+        let planned = match crate::ddl::parse(&written) {
+            Ok(Some(
+                ConnectorStatement::CreateSource(parsed) | ConnectorStatement::CreateTable(parsed),
+            )) => Some(
+                self.declared_schema(&parsed.name, &parsed.columns, &[])
+                    .await?,
+            ),
+            _ => None,
+        };
+        let same = planned.is_some_and(|planned| {
+            planned.fields().len() == derived.len()
+                && planned.fields().iter().zip(derived).all(|(a, b)| {
+                    a.data_type() == b.data_type() && a.is_nullable() == b.is_nullable()
+                })
+        });
+        if !same {
+            warn!(
+                object = %definition.name,
+                "the derived columns could not be written into the stored definition (a type without a SQL name that plans back to it); a restart derives them again"
+            );
+            return Ok(None);
+        }
+        Ok(Some(written))
     }
 
     /// The schema of a column list, typed exactly as `CREATE TABLE` types it.
