@@ -51,7 +51,7 @@ use tracing::{info, warn};
 use crate::avro::{register_sink_schemas, SinkSchemas};
 use crate::kafka::client_settings;
 use crate::registry::Registry;
-use crate::sink::{ExactlyOnce, SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
+use crate::sink::{ExactlyOnce, Reach, SinkChanges, SinkHandle, SinkInputFacts, SinkProgress};
 use crate::sink_format::{key_columns, Codec, Message, MessageEncoder};
 use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
@@ -238,12 +238,16 @@ pub(crate) async fn check(
     spec: &SourceSpec,
     schema: &SchemaRef,
     facts: SinkInputFacts,
-) -> Result<String> {
+    reach: Reach,
+) -> Result<()> {
     let options = SinkOptions::parse(spec, schema)?;
     if options.envelope == Envelope::Plain && !facts.append_only && !options.force_append_only {
         return Err(Error::UnsupportedFormat(
             "FORMAT PLAIN on a sink whose input can update or delete rows (FORMAT PLAIN is for append-only input): use FORMAT UPSERT or DEBEZIUM with primary_key, or force_append_only = 'true' to drop deletes".into(),
         ));
+    }
+    if reach == Reach::OptionsOnly {
+        return Ok(());
     }
     let producer = options.producer(None)?;
     if !topic_exists(&producer, &options.topic).await? {
@@ -259,7 +263,7 @@ pub(crate) async fn check(
         .avro_schemas(schema)
         .await
         .map_err(|e| Error::Sink(e.to_string()))?;
-    Ok(options.topic)
+    Ok(())
 }
 
 /// True if `topic` exists and has partitions.

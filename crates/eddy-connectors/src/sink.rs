@@ -241,12 +241,29 @@ pub struct SinkInputFacts {
     pub exactly_once: bool,
 }
 
-/// Check a sink's options against its input and reach the external
-/// system (a Kafka sink checks that its topic exists). Returns the target
-/// shown in `eddy_catalog.sink_progress`.
-pub async fn check(spec: &SourceSpec, schema: &SchemaRef, facts: SinkInputFacts) -> Result<String> {
+/// How much [`check`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The options, and the external system: a Kafka sink's topic exists,
+    /// its progress topic is there (created if missing), its Avro schemas
+    /// are registered. What `CREATE SINK` does.
+    External,
+    /// The options only: a restart re-creating a sink that was checked
+    /// when it was created does not depend on the broker or registry being
+    /// up; the running sink waits for them (and shows `stalled`).
+    OptionsOnly,
+}
+
+/// Check a sink's options against its input and, as `reach` says, reach
+/// the external system.
+pub async fn check(
+    spec: &SourceSpec,
+    schema: &SchemaRef,
+    facts: SinkInputFacts,
+    reach: Reach,
+) -> Result<()> {
     match spec.connector().as_str() {
-        "kafka" => crate::kafka_sink::check(spec, schema, facts).await,
+        "kafka" => crate::kafka_sink::check(spec, schema, facts, reach).await,
         other => Err(unknown_connector(other)),
     }
 }

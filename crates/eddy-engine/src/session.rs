@@ -107,6 +107,11 @@ pub struct Session {
     /// The text of the statement being executed: what a durable engine
     /// stores as the definition of an object the statement creates.
     text: Mutex<String>,
+    /// True for the session a restart re-creates stored objects with:
+    /// what was checked against external systems at `CREATE` is not
+    /// checked again (a broker or registry that is down then must not keep
+    /// an object from coming back).
+    restoring: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -165,7 +170,16 @@ impl Session {
             parser: PostgresCompatibilityParser::new(),
             variables: Mutex::new(variables),
             text: Mutex::new(String::new()),
+            restoring: false,
         })
+    }
+
+    /// The session a restart re-creates stored objects with (see
+    /// `restoring`).
+    pub(crate) fn restoring(engine: Arc<Engine>) -> Result<Self> {
+        let mut session = Self::new(engine)?;
+        session.restoring = true;
+        Ok(session)
     }
 
     /// Run every statement of `sql` in order (the simple query protocol).

@@ -9,7 +9,8 @@
 //! a registry that is down (the source stalls, then catches up exactly);
 //! a PLAIN sink; an UPSERT table with Avro keys; UPSERT and DEBEZIUM sinks read back and
 //! checked against their view; and a Debezium Avro topic written by a sink
-//! read back into a table equal to the view it came from.
+//! read back into a table equal to the view it came from; a restart with
+//! the registry down (source columns, view and sink all come back).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -217,18 +218,7 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
         ["3"]
     );
     // The PLAIN sink wrote each cheap bid once, as an Avro record.
-    let mut want: Vec<String> = (0..70i64)
-        .filter(|i| (i * 37) % 100 < 50)
-        .map(|i| {
-            let bidder = if i >= 60 || i % 4 == 0 {
-                "NULL".to_string()
-            } else {
-                format!("b{}", i % 3)
-            };
-            format!("{} {} {bidder}", i % 5, (i * 37) % 100)
-        })
-        .collect();
-    want.sort();
+    let want = cheap_bids((0..70).map(|i| (i, i < 60)));
     let messages = broker.read_all("cheap", want.len(), READ_TIMEOUT).await;
     let mut got: Vec<String> = messages
         .iter()
@@ -238,22 +228,27 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     assert_eq!(got, want);
 }
 
-/// A source whose columns came from the registry keeps them across a
-/// restart whatever the registry says then, because the catalog stores its
-/// definition with them written in. Here the registry is down when Eddy
-/// restarts (after a kill) and its latest schema has lost a column: the
-/// source and its view come back with the columns they were created with,
-/// exact, and once the registry answers again the reader decodes new
-/// messages and the view catches up.
+/// A restart needs neither the registry nor the broker to bring objects
+/// back. A source whose columns came from the registry keeps them whatever
+/// the registry says then, because the catalog stores its definition with
+/// them written in; a sink that registers Avro schemas is re-created
+/// without asking the registry (its runner waits for it). Here the registry
+/// is down when Eddy restarts after a kill, and its latest schema has lost
+/// a column: the source, its view and the sink come back with the columns
+/// they were created with, the view exact; once the registry answers again
+/// the reader decodes new messages, the view catches up and the sink
+/// writes every cheap bid (at least once: exactly_once is off, tansu has
+/// no transactions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn derived_columns_survive_a_restart_without_the_registry() {
+async fn a_restart_needs_no_registry() {
     const STARTUP: Duration = Duration::from_secs(60);
     let registry = TestRegistry::start().await;
     let broker = TestBroker::start().await;
     broker.create_topic("bids", 2).await;
+    broker.create_topic("cheap", 1).await;
     let v1 = registry.register("bids-value", BID_V1);
     produce_bids(&broker, v1, BID_V1, "v1", 0..20).await;
-    let dir = temp_dir("avro-derived");
+    let dir = temp_dir("avro-restart");
     let (data, log) = (dir.join("data"), dir.join("eddy.log"));
     let (eddy, client) = EddyProcess::start(&data, &log, STARTUP).await;
     let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
@@ -265,10 +260,14 @@ async fn derived_columns_survive_a_restart_without_the_registry() {
              CREATE MATERIALIZED VIEW totals AS
                SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
                FROM bids GROUP BY auction;
+             CREATE SINK cheap AS SELECT auction, price, bidder FROM bids WHERE price < 50
+               WITH (connector = 'kafka', topic = 'cheap', properties.bootstrap.server = '{bootstrap}',
+                     exactly_once = 'false', {ONE})
+               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
              FLUSH;"
         ))
         .await
-        .expect("create a source without columns and a view over it");
+        .expect("create a source without columns, a view and a sink over it");
     let all = |to: i64| (0..to).map(|i| (i, true));
     assert_eq!(
         rows(&client, "SELECT * FROM totals ORDER BY auction").await,
@@ -295,6 +294,12 @@ async fn derived_columns_survive_a_restart_without_the_registry() {
         .await,
         ["auction Int64 YES", "price Int64 YES", "bidder Utf8 YES"]
     );
+    assert_eq!(
+        rows(&client, "SELECT sink FROM eddy_catalog.sink_progress").await,
+        ["cheap"],
+        "the sink is back although the registry is down; log:\n{}",
+        support::process::tail(&log)
+    );
     registry.set_available(true);
     produce_bids(&broker, v1, BID_V1, "v1", 20..30).await;
     client.batch_execute("FLUSH").await.expect("flush");
@@ -302,6 +307,43 @@ async fn derived_columns_survive_a_restart_without_the_registry() {
         rows(&client, "SELECT * FROM totals ORDER BY auction").await,
         expected(all(30))
     );
+    let want = cheap_bids(all(30));
+    let started = Instant::now();
+    loop {
+        let messages = broker.read_all("cheap", want.len(), READ_TIMEOUT).await;
+        let mut got: Vec<String> = messages
+            .iter()
+            .map(|m| text(&decode(&registry, m.payload.as_deref().expect("a value"))))
+            .collect();
+        got.sort();
+        got.dedup();
+        if got == want {
+            break;
+        }
+        assert!(
+            started.elapsed() < READ_TIMEOUT,
+            "the sink wrote {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The bids of `ids` (with whether their schema has a bidder) that the
+/// sink `cheap` writes, as `auction price bidder`, sorted.
+fn cheap_bids(ids: impl Iterator<Item = (i64, bool)>) -> Vec<String> {
+    let mut bids: Vec<String> = ids
+        .filter(|(i, _)| (i * 37) % 100 < 50)
+        .map(|(i, has_bidder)| {
+            let bidder = if !has_bidder || i % 4 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("b{}", i % 3)
+            };
+            format!("{} {} {bidder}", i % 5, (i * 37) % 100)
+        })
+        .collect();
+    bids.sort();
+    bids
 }
 
 /// A record's fields as `name=value` text, in the order of the schema.

@@ -103,7 +103,7 @@ impl Engine {
                 guard.writer.working.checkpoint = Some(checkpoint.clone());
             }
         }
-        let session = Session::new(engine.clone())?;
+        let session = Session::restoring(engine.clone())?;
         let mut rows = 0u64;
         let mut skipped = 0usize;
         for record in &records {

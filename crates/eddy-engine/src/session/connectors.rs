@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::ast::{ColumnDef, Ident, Statement, TableConstrai
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use eddy_common::{Error, Result};
-use eddy_connectors::sink::SinkInputFacts;
+use eddy_connectors::sink::{Reach, SinkInputFacts};
 use eddy_connectors::spec::{Envelope, SourceSpec};
 use tracing::warn;
 
@@ -204,7 +204,7 @@ impl Session {
                             false,
                         )?,
                     };
-                    eddy_connectors::sink::check(&spec, &schema, facts)
+                    eddy_connectors::sink::check(&spec, &schema, facts, self.sink_checks())
                         .await
                         .map_err(connector_error)?;
                     let mut guard = self.writer().await;
@@ -249,7 +249,7 @@ impl Session {
                 .engine
                 .sink_exactly_once(&snapshot, &spec, &depends_on, true)?,
         };
-        eddy_connectors::sink::check(&spec, &schema, facts)
+        eddy_connectors::sink::check(&spec, &schema, facts, self.sink_checks())
             .await
             .map_err(connector_error)?;
         let mut guard = self.writer().await;
@@ -269,6 +269,16 @@ impl Session {
             },
         )?;
         Ok(tag)
+    }
+
+    /// What a `CREATE SINK` checks: everything, unless a restart
+    /// re-creates it.
+    fn sink_checks(&self) -> Reach {
+        if self.restoring {
+            Reach::OptionsOnly
+        } else {
+            Reach::External
+        }
     }
 
     /// The text a durable catalog stores for `definition`, a source or
