@@ -23,7 +23,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::datagen::{DatagenConfig, DatagenGenerator};
 use crate::nexmark::{self, NexmarkConfig, NexmarkGenerator, NexmarkTable};
-use crate::source::{SourceBatch, SourceProgress, SourceReader};
+use crate::source::{Resume, SourceBatch, SourceProgress, SourceReader};
 use crate::spec::SourceSpec;
 use crate::{Error, Result};
 
@@ -101,6 +101,7 @@ pub(crate) fn open_nexmark(
     spec: &SourceSpec,
     schema: &SchemaRef,
     progress: Arc<SourceProgress>,
+    resume: Option<Resume>,
 ) -> Result<Box<dyn SourceReader>> {
     let (config, table, rate) = nexmark_config(spec)?;
     let generated = nexmark::schema(table);
@@ -113,8 +114,12 @@ pub(crate) fn open_nexmark(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let generator = match resumed_after(resume.as_ref()) {
+        Some(last) => NexmarkGenerator::resume(config, last + 1)?,
+        None => NexmarkGenerator::new(config)?,
+    };
     Ok(Box::new(NexmarkReader {
-        generator: NexmarkGenerator::new(config)?,
+        generator,
         table,
         columns,
         schema: schema.clone(),
@@ -127,15 +132,30 @@ pub(crate) fn open_datagen(
     spec: &SourceSpec,
     schema: &SchemaRef,
     progress: Arc<SourceProgress>,
+    resume: Option<Resume>,
 ) -> Result<Box<dyn SourceReader>> {
     let config = DatagenConfig::from_options(&generated_types(schema), &generator_options(spec))?;
     let rate = config.rows_per_second();
+    let generator = match resumed_after(resume.as_ref()) {
+        Some(last) => DatagenGenerator::resume(config, last + 1),
+        None => DatagenGenerator::new(config),
+    };
     Ok(Box::new(DatagenReader {
-        generator: DatagenGenerator::new(config),
+        generator,
         schema: schema.clone(),
         pace: Pace::new(rate),
         progress,
     }))
+}
+
+/// A generator's one partition, in positions and progress.
+const PARTITION: &str = "0";
+
+/// The number of the last event or row a resumed generator's reader took
+/// (its one partition, `"0"`), if it took any.
+fn resumed_after(resume: Option<&Resume>) -> Option<u64> {
+    let last = *resume?.positions.get(PARTITION)?;
+    u64::try_from(last).ok()
 }
 
 fn check_no_format(spec: &SourceSpec, connector: &str) -> Result<()> {
@@ -282,12 +302,12 @@ impl SourceReader for NexmarkReader {
             }
             let last = self.generator.next_event_id().saturating_sub(1);
             self.progress
-                .record("0", last as i64, rows.num_rows() as u64);
+                .record(PARTITION, last as i64, rows.num_rows() as u64);
             return Ok(Some(SourceBatch {
                 weights: None,
                 message_keys: Vec::new(),
                 rows: conform(rows, Some(&self.columns), &self.schema)?,
-                positions: vec![("0".to_string(), last as i64)],
+                positions: vec![(PARTITION.to_string(), last as i64)],
             }));
         }
     }
@@ -311,12 +331,12 @@ impl SourceReader for DatagenReader {
         self.pace.generated(batch.num_rows() as u64);
         let last = self.generator.rows_generated().saturating_sub(1);
         self.progress
-            .record("0", last as i64, batch.num_rows() as u64);
+            .record(PARTITION, last as i64, batch.num_rows() as u64);
         Ok(Some(SourceBatch {
             weights: None,
             message_keys: Vec::new(),
             rows: conform(&batch, None, &self.schema)?,
-            positions: vec![("0".to_string(), last as i64)],
+            positions: vec![(PARTITION.to_string(), last as i64)],
         }))
     }
 }

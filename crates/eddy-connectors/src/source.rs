@@ -48,9 +48,12 @@ pub struct Resume {
 }
 
 /// True if readers of `spec` can go on from a [`Resume`]; others start
-/// from their startup position again after a restart.
+/// from their startup position again after a restart. Generators can: a
+/// row depends only on its number (and the options), so going on after
+/// the last number taken gives the rows a reader that never stopped would
+/// have.
 pub fn resumable(spec: &SourceSpec) -> bool {
-    spec.connector() == "kafka"
+    matches!(spec.connector().as_str(), "kafka" | "nexmark" | "datagen")
 }
 
 /// Where a reader of `spec` that starts now (not resuming) begins, as
@@ -110,8 +113,8 @@ pub fn open(
 ) -> Result<Box<dyn SourceReader>> {
     let nullable = nullable(schema);
     match spec.connector().as_str() {
-        "nexmark" => crate::generator::open_nexmark(spec, &nullable, progress),
-        "datagen" => crate::generator::open_datagen(spec, &nullable, progress),
+        "nexmark" => crate::generator::open_nexmark(spec, &nullable, progress, resume),
+        "datagen" => crate::generator::open_datagen(spec, &nullable, progress, resume),
         "kafka" => crate::kafka::open_kafka(spec, schema, progress, errors, resume),
         other => Err(unknown_connector(other)),
     }

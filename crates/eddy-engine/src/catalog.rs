@@ -128,12 +128,12 @@ impl Snapshot {
 
     /// True if everything `names` are and read, directly or through other
     /// objects, comes back exactly as checkpointed after a restart: plain
-    /// tables, Kafka connector tables, and materialized views over them and
-    /// over Kafka sources. A Kafka source counts only where a query reads it
-    /// with a reader of its own, which stores its positions with the query's
-    /// state: in a materialized view's query, or (`query`) in the query
-    /// `names` are read by, plain views in either expanded. Never a
-    /// generator.
+    /// tables, connector tables of resumable connectors (Kafka and the
+    /// generators), and materialized views over them and over such sources.
+    /// A source counts only where a query reads it with a reader of its
+    /// own, which stores its positions with the query's state: in a
+    /// materialized view's query, or (`query`) in the query `names` are
+    /// read by, plain views in either expanded.
     pub fn restorable(&self, names: &[String], query: bool) -> bool {
         let mut seen: Vec<(&str, bool)> = Vec::new();
         let mut frontier: Vec<(&str, bool)> = names.iter().map(|n| (n.as_str(), query)).collect();

@@ -14,9 +14,9 @@
 //! contents): with an exactly-once sink's stored changes in the same
 //! checkpoint, a restart neither repeats nor skips what its query read.
 //!
-//! Other views (over a generator, or over a view that does not store its
-//! state) are rebuilt from their inputs at a restart; a view over Kafka
-//! sources then stores what its readers took (see [`crate::ingest::Stored`]).
+//! Other views (over a view that does not store its state) are rebuilt
+//! from their inputs at a restart; a view over sources then stores what its
+//! readers took (see [`crate::ingest::Stored`]).
 //!
 //! Entries: operator state in the state family, behind [`OPERATOR`] and the
 //! operator's position among the view's nodes; the plan the state belongs
