@@ -5,7 +5,9 @@
 //! DEBEZIUM` (every change of every group once, each `before` the `after`
 //! of the change before), and an UPSERT connector table with inserts,
 //! updates and tombstones as `FORMAT DEBEZIUM` too, and the same view over
-//! a source instead of the table. It is killed at random moments, during
+//! a source instead of the table, and a datagen table as `FORMAT PLAIN`
+//! (generators resume, so their sinks are exactly once). It is killed at
+//! random moments, during
 //! checkpoints and sink transactions too, and started again while the test
 //! keeps producing.
 //!
@@ -54,6 +56,8 @@ use tokio_postgres::NoTls;
 const SENSORS: i64 = 5;
 const SKUS: i64 = 30;
 const PROGRESS: &str = "eddy-progress";
+/// Rows of the datagen table (400 a second).
+const GENERATED: i64 = 2000;
 
 /// A mock cluster living on a thread of its own until dropped.
 struct MockBroker {
@@ -331,6 +335,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
         ("positive_out", 1),
         ("stock", 2),
         ("stock_out", 1),
+        ("generated_out", 1),
         (PROGRESS, 1),
     ]);
     let bootstrap = broker.bootstrap.clone();
@@ -385,6 +390,12 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
              CREATE VIEW positive AS SELECT id, v FROM readings_src WHERE v >= 0;
              CREATE SINK positive_out FROM positive
                WITH (connector = 'kafka', topic = 'positive_out', properties.bootstrap.server = '{bootstrap}')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE TABLE generated (id BIGINT, v BIGINT)
+               WITH (connector = 'datagen', fields.id.kind = 'sequence', fields.id.start = '1',
+                     fields.id.end = '{GENERATED}', datagen.rows.per.second = '400');
+             CREATE SINK generated_out FROM generated
+               WITH (connector = 'kafka', topic = 'generated_out', properties.bootstrap.server = '{bootstrap}')
                FORMAT PLAIN ENCODE JSON;"
         ))
         .await
@@ -453,6 +464,21 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
 
     let mut running = EddyProcess::spawn_with(&data, &log, &args);
     let client = running.ready(Duration::from_secs(60)).await;
+    let started = Instant::now();
+    while rows(
+        &client,
+        "SELECT status FROM eddy_catalog.source_progress WHERE source = 'generated'",
+    )
+    .await
+        != ["ended"]
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the datagen table did not end; log:\n{}",
+            tail(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     client.batch_execute("FLUSH").await.expect("flush");
     let context = format!("after {killed} kills (seed {seed}); log:\n{}", tail(&log));
     assert_eq!(
@@ -476,6 +502,10 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
     let positive = committed_of(&bootstrap, "positive_out", "-sink-11").await;
     let ids: Vec<i64> = readings.iter().filter(|r| r.2 >= 0).map(|r| r.0).collect();
     assert_each_once("positive_out", &positive, &ids, &context);
+    // The datagen table, generated across the kills: each row once.
+    let generated = committed_of(&bootstrap, "generated_out", "-sink-13").await;
+    let ids: Vec<i64> = (1..=GENERATED).collect();
+    assert_each_once("generated_out", &generated, &ids, &context);
 
     // The view's sink: per key, each change starts where the one before
     // ended, and the last one ends at the view's rows.
@@ -524,6 +554,7 @@ async fn sinks_write_every_change_once_across_sigkill_loop() {
     assert_eq!(
         statuses,
         [
+            "generated_out running",
             "per_sensor_out running",
             "per_sensor_src_out running",
             "positive_out running",

@@ -399,11 +399,15 @@ fn append_only_relation(snapshot: &Snapshot, name: &str) -> bool {
     };
     match entry.kind {
         ObjectKind::Source => true,
-        // Fed by FORMAT PLAIN without a key, and closed to DML.
+        // Fed by FORMAT PLAIN without a key, or by a generator, and closed
+        // to DML.
         ObjectKind::Table => {
             entry.primary_key.is_empty()
                 && entry.connector.as_ref().is_some_and(|spec| {
-                    spec.format.as_ref().and_then(|f| f.envelope()) == Some(Envelope::Plain)
+                    match spec.format.as_ref().and_then(|f| f.envelope()) {
+                        Some(envelope) => envelope == Envelope::Plain,
+                        None => matches!(spec.connector().as_str(), "nexmark" | "datagen"),
+                    }
                 })
         }
         ObjectKind::MaterializedView => entry
