@@ -256,14 +256,58 @@ pub(crate) async fn check(
             options.topic
         )));
     }
-    if facts.exactly_once && !topic_exists(&producer, &options.progress_topic).await? {
-        create_progress_topic(&options).await?;
+    if facts.exactly_once {
+        if !topic_exists(&producer, &options.progress_topic).await? {
+            create_progress_topic(&options).await?;
+        }
+        probe_transactions(&options).await?;
     }
     options
         .avro_schemas(schema)
         .await
         .map_err(|e| Error::Sink(e.to_string()))?;
     Ok(())
+}
+
+/// Commit one transaction, as an exactly-once sink will, so that a broker
+/// without transactions fails `CREATE SINK` rather than the running sink.
+/// The transaction writes a tombstone to the progress topic under a key of
+/// its own (compaction removes it; progress records are read by their
+/// sink's key). Some brokers (tansu) grant producer ids but refuse to end
+/// a transaction, so nothing short of a commit tells.
+async fn probe_transactions(options: &SinkOptions) -> Result<()> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!("eddy-probe-{}-{nanos}", std::process::id());
+    let producer = options.producer(Some(&id))?;
+    let topic = options.progress_topic.clone();
+    let unsupported = |error: &KafkaError| match error {
+        KafkaError::Transaction(inner) => inner.code() == RDKafkaErrorCode::UnsupportedFeature,
+        _ => false,
+    };
+    let outcome = tokio::task::spawn_blocking(move || -> rdkafka::error::KafkaResult<()> {
+        producer.init_transactions(TRANSACTION_TIMEOUT)?;
+        producer.begin_transaction()?;
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).key(id.as_str());
+        producer.send_result(record).map_err(|(error, _)| error)?;
+        producer.commit_transaction(TRANSACTION_TIMEOUT)
+    })
+    .await
+    .map_err(|error| {
+        Error::Sink(format!(
+            "kafka: the transaction probe did not finish: {error}"
+        ))
+    })?;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(error) if unsupported(&error) => Err(Error::UnsupportedFormat(format!(
+            "an exactly-once sink on a broker without transactions (set exactly_once = 'false' for an at-least-once sink; the broker said: {error})"
+        ))),
+        Err(error) => Err(Error::Sink(format!(
+            "kafka: a test transaction failed ({error}); exactly-once sinks need the broker's transactions, or set exactly_once = 'false'"
+        ))),
+    }
 }
 
 /// True if `topic` exists and has partitions.
