@@ -802,8 +802,8 @@ async fn views_rebuilt_after_a_failed_write_restart_exactly() {
 
 /// A datagen connector table and a view over a nexmark source, killed
 /// three times while they generate, go on where they stopped: right after
-/// each restart the views hold at least what a `FLUSH` made durable before
-/// the kill (a generator started over would have them begin again from
+/// each restart the views hold at least what they held before a `FLUSH`
+/// that preceded the kill (a generator started over would have them begin again from
 /// nothing), and at the end they equal the same generators run once in
 /// memory, every row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -842,8 +842,10 @@ async fn generators_go_on_after_a_restart() {
     };
     for round in 0..3 {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        client.batch_execute("FLUSH").await.expect("flush");
+        // What the views hold now, FLUSH makes durable (and more, as the
+        // generators go on meanwhile).
         let before = counts(&rows(&client, views).await[0]);
+        client.batch_execute("FLUSH").await.expect("flush");
         eddy.kill();
         (eddy, client) = EddyProcess::start(&data, &log, START_TIMEOUT).await;
         let after = counts(&rows(&client, views).await[0]);
