@@ -22,6 +22,17 @@ pub fn distinct_rows(plan: &LogicalPlan, relation_key: &RelationKey<'_>) -> bool
     !keys(plan, relation_key).is_empty()
 }
 
+/// The key to store `plan`'s result by: its shortest key (fewest columns,
+/// the first of those in the order found), or `None` where the shape shows
+/// none, or shows at most one row (nothing to look up by then).
+pub fn storage_key(plan: &LogicalPlan, relation_key: &RelationKey<'_>) -> Option<Vec<usize>> {
+    let keys = keys(plan, relation_key);
+    if keys.iter().any(Vec::is_empty) {
+        return None;
+    }
+    keys.into_iter().min_by_key(Vec::len)
+}
+
 /// True when `plan` returns at most one row whatever its input.
 pub(crate) fn at_most_one_row(plan: &LogicalPlan) -> bool {
     keys(plan, &|_| None).iter().any(Vec::is_empty)
@@ -207,6 +218,32 @@ mod tests {
             "SELECT k + 1 AS k FROM t",
         ] {
             assert!(!distinct(sql).await, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_storage_key_is_the_shortest_key() {
+        for (sql, want) in [
+            (
+                "SELECT a, b, count(*) FROM n GROUP BY a, b",
+                Some(vec![0, 1]),
+            ),
+            ("SELECT count(*), a FROM n GROUP BY a", Some(vec![1])),
+            ("SELECT v, k AS key FROM t WHERE v > 3", Some(vec![1])),
+            (
+                "SELECT u.x, t.v, t.k FROM t JOIN u ON t.v = u.k",
+                Some(vec![2]),
+            ),
+            ("SELECT sum(b) FROM n", None),
+            ("SELECT a FROM n", None),
+        ] {
+            let plan = plan(sql).await;
+            assert_eq!(
+                storage_key(&plan, &relation_key),
+                want,
+                "{sql}\n{}",
+                plan.display_indent()
+            );
         }
     }
 

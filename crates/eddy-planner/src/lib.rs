@@ -31,7 +31,7 @@ use eddy_dataflow::schema::nullable;
 use eddy_dataflow::{Dataflow, NodeId, Operator};
 
 pub use check::reject_time_dependent;
-pub use keys::{distinct_rows, RelationKey};
+pub use keys::{distinct_rows, storage_key, RelationKey};
 
 use keys::at_most_one_row;
 

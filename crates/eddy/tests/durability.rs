@@ -384,6 +384,24 @@ async fn check(client: &Client, model: &Model, context: &str) {
         totals,
         "view totals {context}"
     );
+    // The view's contents are stored by its key (owner): reads by key seek
+    // once it is on disk; owners -1 and OWNERS have no accounts.
+    for owner in -1..=OWNERS {
+        let expected: Vec<String> = totals
+            .iter()
+            .filter(|row| row.split(' ').next() == Some(owner.to_string().as_str()))
+            .cloned()
+            .collect();
+        let query = format!("SELECT owner, n, total FROM totals WHERE owner = {owner}");
+        assert_eq!(rows(client, &query).await, expected, "{query} {context}");
+    }
+    let query = "SELECT owner, n, total FROM totals WHERE owner IN (0, 2, 3, 99) ORDER BY owner";
+    let expected: Vec<String> = totals
+        .iter()
+        .filter(|row| ["0", "2", "3"].contains(&row.split(' ').next().unwrap_or("")))
+        .cloned()
+        .collect();
+    assert_eq!(rows(client, query).await, expected, "{query} {context}");
     assert_eq!(
         rows(
             client,
@@ -553,10 +571,11 @@ async fn acknowledged_dml_survives_sigkill_loop() {
     assert_eq!(
         rows(
             &client,
-            "SELECT place FROM eddy_catalog.relation_memory WHERE name = 'accounts'"
+            "SELECT name, place FROM eddy_catalog.relation_memory
+               WHERE name IN ('accounts', 'totals') ORDER BY name"
         )
         .await,
-        ["disk"]
+        ["accounts disk", "totals disk"]
     );
     let (id, _) = model.accounts.iter().next().expect("an account");
     let error = client

@@ -187,9 +187,17 @@ impl Writer {
         self.nodes.insert(entry.name.clone(), planned.root);
         if entry.kind == ObjectKind::MaterializedView {
             self.roots.insert(planned.root, entry.name.clone());
-            self.working
-                .relations
-                .insert(entry.name.clone(), Relation::new(entry.schema.clone())?);
+            // Contents are stored by the plan's key where it has one, so
+            // that a lookup by key of a view on disk seeks.
+            let key = entry
+                .plan
+                .as_deref()
+                .and_then(|plan| eddy_planner::storage_key(plan, &|name| self.relation_key(name)))
+                .unwrap_or_default();
+            self.working.relations.insert(
+                entry.name.clone(),
+                Relation::keyed(entry.schema.clone(), &key)?,
+            );
         }
         let stores_state = self.stores_state(entry, planned.scans.iter().map(|(r, _)| r));
         if stores_state {

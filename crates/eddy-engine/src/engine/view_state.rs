@@ -130,7 +130,18 @@ impl Writer {
                 });
             }
         }
-        let plan = self.dataflow.explain(root)?;
+        let mut plan = self.dataflow.explain(root)?;
+        // The contents' encoding depends on their key: a restart that
+        // derives another one must not read them.
+        let key = self
+            .working
+            .relations
+            .get(&entry.name)
+            .map(|relation| relation.key_columns().to_vec())
+            .unwrap_or_default();
+        if !key.is_empty() {
+            plan.push_str(&format!("\ncontents keyed by columns {key:?}"));
+        }
         let distinct = entry.kind == ObjectKind::MaterializedView
             && entry.plan.as_deref().is_some_and(|plan| {
                 eddy_planner::distinct_rows(plan, &|name| self.relation_key(name))
@@ -152,7 +163,7 @@ impl Writer {
     /// A key of relation `name` as [`eddy_planner::distinct_rows`] takes
     /// it: a table's primary key (a keyed connector table's too), or every
     /// column of a stored view whose rows are distinct.
-    fn relation_key(&self, name: &str) -> Option<Vec<usize>> {
+    pub(super) fn relation_key(&self, name: &str) -> Option<Vec<usize>> {
         let entry = self.working.objects.get(name)?;
         match entry.kind {
             ObjectKind::Table
