@@ -17,7 +17,9 @@
 //! counts its contents, while its groups, as every aggregate's under a
 //! memory budget, are read back when their keys next change.
 //! `--memory-budget-mb M` runs every child with that memory budget
-//! (default: one never reached).
+//! (default: one never reached). `--lookups N` then times N point queries
+//! (`WHERE k = ...`) on `kv` and `per_key` in each recovery, after it
+//! served (their time is taken off the recovery's).
 //!
 //! Run: `cargo run --release -p eddy-benches --bin recovery -- --keys 1000000,10000000`.
 
@@ -65,6 +67,10 @@ struct StateArgs {
     /// Memory budget for GROUP BY state, in MiB (default: none).
     #[arg(long, global = true)]
     memory_budget_mb: Option<usize>,
+    /// After serving, time this many point queries (`WHERE k = ...` of
+    /// random keys) on `kv` and, with `--per-key-view`, on `per_key`.
+    #[arg(long, global = true, default_value_t = 0)]
+    lookups: u32,
 }
 
 impl StateArgs {
@@ -76,6 +82,7 @@ impl StateArgs {
         if let Some(mb) = self.memory_budget_mb {
             args.extend(["--memory-budget-mb".to_string(), mb.to_string()]);
         }
+        args.extend(["--lookups".to_string(), self.lookups.to_string()]);
         args
     }
 }
@@ -219,6 +226,53 @@ async fn recover(dir: &Path, state: StateArgs) -> Result<()> {
         engine_opened.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    if state.lookups > 0 && count > 0 {
+        let looking = Instant::now();
+        let keys = count as u64;
+        lookups(&session, "kv", "v", keys, state.lookups, |k| k * 7).await?;
+        if state.per_key_view {
+            lookups(&session, "per_key", "n", keys, state.lookups, |_| 1).await?;
+        }
+        // Not part of the recovery: the parent takes it off.
+        eprintln!("looked up {:.3}", looking.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Time `count` queries `SELECT column FROM relation WHERE k = key` of
+/// keys spread over `0..keys`, checking each answer against `expected`;
+/// prints the latencies for the parent.
+async fn lookups(
+    session: &Session,
+    relation: &str,
+    column: &str,
+    keys: u64,
+    count: u32,
+    expected: impl Fn(i64) -> i64,
+) -> Result<()> {
+    let mut times = Vec::with_capacity(count as usize);
+    // A multiplicative hash of the query number: keys spread over the
+    // whole range, the same in every run.
+    let mut key = 0u64;
+    for i in 0..u64::from(count) {
+        key = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % keys;
+        let sql = format!("SELECT {column} FROM {relation} WHERE k = {key}");
+        let started = Instant::now();
+        let answer = single_i64(&run(session, &sql).await?);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let want = expected(key as i64);
+        if answer != Some(want) {
+            return Err(format!("{sql} answered {answer:?}, not {want}").into());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "lookups {relation}: {count} point queries (last key {key}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
     Ok(())
 }
 
@@ -274,7 +328,14 @@ fn parent(args: &Args) -> Result<()> {
                 .args(["recover", "--data-dir"])
                 .arg(&dir)
                 .output()?;
-            let elapsed = started.elapsed();
+            let looked_up = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .find_map(|l| l.strip_prefix("looked up "))
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let elapsed = started
+                .elapsed()
+                .saturating_sub(Duration::from_secs_f64(looked_up));
             let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
             let expected = if args.state.per_key_view {
                 format!("recovered {keys} 1000 {keys}")
@@ -311,6 +372,9 @@ fn parent(args: &Args) -> Result<()> {
                 run + 1,
                 elapsed.as_secs_f64()
             );
+            for line in stderr.lines().filter(|l| l.starts_with("lookups ")) {
+                println!("    {line}");
+            }
             times.push(elapsed.as_secs_f64());
         }
         times.sort_by(f64::total_cmp);

@@ -182,7 +182,12 @@ impl TableProvider for SnapshotTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if self.relation.on_disk_now() {
+        // A relation on disk is streamed from the store; one in memory
+        // too where the filters name its keys and it can seek to them (a
+        // range of its row map each), and otherwise scanned from its
+        // cached batches.
+        let keys = self.keys_of(filters)?;
+        if self.relation.on_disk_now() || (keys.is_some() && self.relation.seeks()) {
             let schema = match projection {
                 Some(columns) => Arc::new(self.schema().project(columns)?),
                 None => self.schema(),
@@ -191,7 +196,7 @@ impl TableProvider for SnapshotTable {
                 relation: self.relation.clone(),
                 schema: schema.clone(),
                 projection: projection.cloned(),
-                keys: self.keys_of(filters)?,
+                keys,
             });
             return Ok(Arc::new(StreamingTableExec::try_new(
                 schema,
