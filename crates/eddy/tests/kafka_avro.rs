@@ -138,6 +138,23 @@ async fn wait_for_status(client: &tokio_postgres::Client, source: &str, prefix: 
     }
 }
 
+/// The source `bids` (columns from the registry), the view `totals` over
+/// it and the Avro sink `cheap` of its cheap bids (with `sink_options`).
+fn bids_objects(bootstrap: &str, url: &str, sink_options: &str) -> String {
+    format!(
+        "CREATE SOURCE bids
+           WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{bootstrap}')
+           FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
+         CREATE MATERIALIZED VIEW totals AS
+           SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
+           FROM bids GROUP BY auction;
+         CREATE SINK cheap AS SELECT auction, price, bidder FROM bids WHERE price < 50
+           WITH (connector = 'kafka', topic = 'cheap', properties.bootstrap.server = '{bootstrap}',
+                 {sink_options} {ONE})
+           FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     let registry = TestRegistry::start().await;
@@ -149,17 +166,7 @@ async fn source_columns_come_from_the_registry_and_schemas_evolve() {
     let (_server, client) = start().await;
     let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
     client
-        .batch_execute(&format!(
-            "CREATE SOURCE bids
-               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{bootstrap}')
-               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
-             CREATE MATERIALIZED VIEW totals AS
-               SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
-               FROM bids GROUP BY auction;
-             CREATE SINK cheap AS SELECT auction, price, bidder FROM bids WHERE price < 50
-               WITH (connector = 'kafka', topic = 'cheap', properties.bootstrap.server = '{bootstrap}', {ONE})
-               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');"
-        ))
+        .batch_execute(&bids_objects(&bootstrap, &url, ""))
         .await
         .expect("create a source without columns, a view and a sink");
     client.batch_execute("FLUSH").await.expect("flush");
@@ -253,21 +260,10 @@ async fn a_restart_needs_no_registry() {
     let (eddy, client) = EddyProcess::start(&data, &log, STARTUP).await;
     let (bootstrap, url) = (broker.bootstrap(), registry.url().to_string());
     client
-        .batch_execute(&format!(
-            "CREATE SOURCE bids
-               WITH (connector = 'kafka', topic = 'bids', properties.bootstrap.server = '{bootstrap}')
-               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
-             CREATE MATERIALIZED VIEW totals AS
-               SELECT auction, count(*) AS n, sum(price) AS total, max(bidder) AS top
-               FROM bids GROUP BY auction;
-             CREATE SINK cheap AS SELECT auction, price, bidder FROM bids WHERE price < 50
-               WITH (connector = 'kafka', topic = 'cheap', properties.bootstrap.server = '{bootstrap}',
-                     exactly_once = 'false', {ONE})
-               FORMAT PLAIN ENCODE AVRO (schema.registry = '{url}');
-             FLUSH;"
-        ))
+        .batch_execute(&bids_objects(&bootstrap, &url, "exactly_once = 'false',"))
         .await
         .expect("create a source without columns, a view and a sink over it");
+    client.batch_execute("FLUSH").await.expect("flush");
     let all = |to: i64| (0..to).map(|i| (i, true));
     assert_eq!(
         rows(&client, "SELECT * FROM totals ORDER BY auction").await,
