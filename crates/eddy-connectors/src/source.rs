@@ -53,7 +53,13 @@ pub struct Resume {
 /// the last number taken gives the rows a reader that never stopped would
 /// have.
 pub fn resumable(spec: &SourceSpec) -> bool {
-    matches!(spec.connector().as_str(), "kafka" | "nexmark" | "datagen")
+    spec.connector() == "kafka" || generated(spec)
+}
+
+/// True if `spec` is one of the built-in generators, whose readers only
+/// insert rows.
+pub fn generated(spec: &SourceSpec) -> bool {
+    matches!(spec.connector().as_str(), "nexmark" | "datagen")
 }
 
 /// Where a reader of `spec` that starts now (not resuming) begins, as

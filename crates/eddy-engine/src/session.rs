@@ -566,24 +566,14 @@ impl Session {
     /// `CREATE TABLE name (columns)` with `schema`'s columns, checked to
     /// plan back to exactly those column types.
     async fn plain_definition(&self, name: &str, schema: &SchemaRef) -> Result<String> {
-        let mut columns = Vec::new();
-        for field in schema.fields() {
-            let Some(sql) = sql_type(field.data_type()) else {
-                return Err(Error::not_supported(format!(
-                    "CREATE TABLE AS with a column of type {} in a durable database",
-                    field.data_type()
-                )));
-            };
-            let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
-            columns.push(format!(
-                "{} {sql}{not_null}",
-                ast::Ident::with_quote('"', field.name())
-            ));
-        }
+        let columns = sql_columns(schema.fields()).map_err(|data_type| {
+            Error::not_supported(format!(
+                "CREATE TABLE AS with a column of type {data_type} in a durable database"
+            ))
+        })?;
         let definition = format!(
-            "CREATE TABLE {} ({})",
-            ast::Ident::with_quote('"', name),
-            columns.join(", ")
+            "CREATE TABLE {} ({columns})",
+            ast::Ident::with_quote('"', name)
         );
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, &definition)
             .map_err(|e| Error::internal(e.to_string()))?
@@ -833,6 +823,26 @@ fn text_schema(columns: &[&str]) -> SchemaRef {
 }
 
 /// The SQL type that plans to `data_type`, where there is one.
+/// `fields` as the column list of a `CREATE TABLE` (`"name" TYPE [NOT
+/// NULL], ...`); the type of the first column that has no SQL name if one
+/// has none.
+fn sql_columns(
+    fields: &[datafusion::arrow::datatypes::FieldRef],
+) -> std::result::Result<String, &DataType> {
+    let columns = fields
+        .iter()
+        .map(|field| {
+            let sql = sql_type(field.data_type()).ok_or(field.data_type())?;
+            let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
+            Ok(format!(
+                "{} {sql}{not_null}",
+                ast::Ident::with_quote('"', field.name())
+            ))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(columns.join(", "))
+}
+
 fn sql_type(data_type: &DataType) -> Option<String> {
     Some(match data_type {
         DataType::Boolean => "BOOLEAN".into(),

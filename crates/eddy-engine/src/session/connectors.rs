@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::sql::sqlparser::ast::{ColumnDef, Ident, Statement, TableConstraint};
+use datafusion::sql::sqlparser::ast::{ColumnDef, Statement, TableConstraint};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use eddy_common::{Error, Result};
@@ -294,10 +294,11 @@ impl Session {
         definition: &ConnectorDefinition,
         schema: &SchemaRef,
     ) -> Result<Option<String>> {
+        // Only a statement without a column list has a place for one.
         let Some(at) = definition.columns_at else {
             return Ok(None);
         };
-        if !definition.columns.is_empty() || !self.engine.is_durable() {
+        if !self.engine.is_durable() {
             return Ok(None);
         }
         // The derived columns come first, the INCLUDE columns after them.
@@ -306,25 +307,17 @@ impl Session {
             .len()
             .saturating_sub(definition.includes.len());
         let derived = &schema.fields()[..derived];
-        let columns = derived
-            .iter()
-            .map(|field| {
-                let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
-                super::sql_type(field.data_type())
-                    .map(|sql| format!("{} {sql}{not_null}", Ident::with_quote('"', field.name())))
-            })
-            .collect::<Option<Vec<String>>>();
         let text = &definition.text;
-        let written = match (columns, text.get(..at), text.get(at..)) {
-            (Some(columns), Some(head), Some(tail)) => {
-                format!("{} ({}) {tail}", head.trim_end(), columns.join(", "))
+        let written = match (super::sql_columns(derived), text.get(..at), text.get(at..)) {
+            (Ok(columns), Some(head), Some(tail)) => {
+                Some(format!("{} ({columns}) {tail}", head.trim_end()))
             }
-            _ => String::new(),
+            _ => None,
         };
-        let planned = match crate::ddl::parse(&written) {
-            Ok(Some(
+        let planned = match written.as_deref().map(crate::ddl::parse) {
+            Some(Ok(Some(
                 ConnectorStatement::CreateSource(parsed) | ConnectorStatement::CreateTable(parsed),
-            )) => Some(
+            ))) => Some(
                 self.declared_schema(&parsed.name, &parsed.columns, &[])
                     .await?,
             ),
@@ -343,7 +336,7 @@ impl Session {
             );
             return Ok(None);
         }
-        Ok(Some(written))
+        Ok(written)
     }
 
     /// The schema of a column list, typed exactly as `CREATE TABLE` types it.
@@ -406,7 +399,7 @@ fn append_only_relation(snapshot: &Snapshot, name: &str) -> bool {
                 && entry.connector.as_ref().is_some_and(|spec| {
                     match spec.format.as_ref().and_then(|f| f.envelope()) {
                         Some(envelope) => envelope == Envelope::Plain,
-                        None => matches!(spec.connector().as_str(), "nexmark" | "datagen"),
+                        None => eddy_connectors::source::generated(spec),
                     }
                 })
         }
