@@ -1,18 +1,19 @@
 //! Keyed envelopes of a connector table: how `FORMAT UPSERT`, `FORMAT
 //! DEBEZIUM` and `FORMAT PLAIN` with a primary key turn messages into
-//! inserts and retractions.
+//! [`Upsert`]s: rows that set or delete the row of their primary key.
 //!
-//! A reader keeps the current row of every primary key it has seen. A
-//! message that sets a key's row retracts the row the key had and inserts
-//! the new one; a message that deletes a key retracts its row. So the
-//! table never holds two rows with one key, and a view over it sees an
-//! update as a retraction and an insertion, whatever the topic says about
-//! the old row: Debezium's `before` only locates the key.
+//! The reader does not hold the table: the engine does (in memory or on
+//! disk, under the memory budget) and retracts the row a key had when an
+//! upsert sets or deletes it. So the table never holds two rows with one
+//! key, and a view over it sees an update as a retraction and an
+//! insertion, whatever the topic says about the old row: Debezium's
+//! `before` only locates the key.
 //!
 //! `FORMAT UPSERT` keys messages by their Kafka key, as log compaction
 //! does: a tombstone (a message without a value) deletes the row its key
-//! last set, and a value that moves a key to another primary key retracts
-//! the old one.
+//! last set, and a value that moves a key to another primary key deletes
+//! the old one. For that the reader remembers the primary key each message
+//! key last set (keys only, no rows).
 //!
 //! Debezium events are decoded as a whole (`before`, `after`, `op`, bare or
 //! in `payload`) and split here into rows of old and new values.
@@ -22,13 +23,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, StringArray,
-    UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions,
+    StringArray,
 };
-use arrow::compute::{concat_batches, take};
+use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 
+use crate::source::Upsert;
 use crate::Result;
 
 /// What one message does to the table.
@@ -48,20 +50,19 @@ pub(crate) enum Action {
     DeleteMessageKey { message_key: Vec<u8> },
 }
 
-/// Changes for a connector table: rows and their weights.
+/// Upserts for a connector table: rows in its schema and what each does.
 #[derive(Debug)]
-pub(crate) struct KeyedChanges {
+pub(crate) struct Upserts {
     pub(crate) rows: RecordBatch,
-    pub(crate) weights: Vec<i64>,
+    pub(crate) upserts: Vec<Upsert>,
 }
 
-/// The current row of every primary key a reader has seen.
+/// What a keyed reader remembers: for UPSERT, the primary key each Kafka
+/// message key last set.
 pub(crate) struct KeyedState {
     schema: SchemaRef,
     key: Vec<usize>,
-    rows_converter: RowConverter,
     keys_converter: RowConverter,
-    rows: HashMap<OwnedRow, OwnedRow>,
     by_message_key: HashMap<Vec<u8>, OwnedRow>,
     /// Changes to `by_message_key` not taken yet, in order.
     message_key_changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -70,46 +71,28 @@ pub(crate) struct KeyedState {
 impl KeyedState {
     /// State of a table with `schema` whose primary key is `key`.
     pub(crate) fn new(schema: SchemaRef, key: Vec<usize>) -> Result<Self> {
-        let fields = |columns: &mut dyn Iterator<Item = usize>| -> Vec<SortField> {
-            columns
-                .map(|i| SortField::new(schema.field(i).data_type().clone()))
-                .collect()
-        };
-        let rows_converter = RowConverter::new(fields(&mut (0..schema.fields().len())))?;
-        let keys_converter = RowConverter::new(fields(&mut key.iter().copied()))?;
+        let fields: Vec<SortField> = key
+            .iter()
+            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
+            .collect();
         Ok(Self {
+            keys_converter: RowConverter::new(fields)?,
             schema,
             key,
-            rows_converter,
-            keys_converter,
-            rows: HashMap::new(),
             by_message_key: HashMap::new(),
             message_key_changes: Vec::new(),
         })
     }
 
-    /// Take up the state a checkpoint stored: the table's rows and, for
-    /// UPSERT, the primary key (encoded as [`KeyedState::take_message_keys`]
-    /// gives it) each message key last set.
-    pub(crate) fn restore(
-        &mut self,
-        rows: &[RecordBatch],
-        message_keys: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<()> {
-        for batch in rows {
-            let keys = self.keys_of(batch)?;
-            let encoded = self.rows_converter.convert_columns(batch.columns())?;
-            for row in 0..batch.num_rows() {
-                self.rows
-                    .insert(keys.row(row).owned(), encoded.row(row).owned());
-            }
-        }
+    /// Take up what a checkpoint stored: for UPSERT, the primary key
+    /// (encoded as [`KeyedState::take_message_keys`] gives it) each
+    /// message key last set.
+    pub(crate) fn restore(&mut self, message_keys: Vec<(Vec<u8>, Vec<u8>)>) {
         let parser = self.keys_converter.parser();
         for (message_key, key) in message_keys {
             self.by_message_key
                 .insert(message_key, parser.parse(&key).owned());
         }
-        Ok(())
     }
 
     /// The changes to which primary key each message key points at since
@@ -118,71 +101,94 @@ impl KeyedState {
         std::mem::take(&mut self.message_key_changes)
     }
 
-    /// Apply `actions` in order. `new_rows` are the rows `Set` refers to,
-    /// `old_rows` those `DeleteRow` refers to, both in the table's schema.
+    /// The upserts `actions` make, in order. `new_rows` are the rows `Set`
+    /// refers to, `old_rows` those `DeleteRow` refers to, both in the
+    /// table's schema.
     pub(crate) fn apply(
         &mut self,
         new_rows: &RecordBatch,
         old_rows: Option<&RecordBatch>,
         actions: &[Action],
-    ) -> Result<KeyedChanges> {
+    ) -> Result<Upserts> {
         let new_keys = self.keys_of(new_rows)?;
-        let new_encoded = self.rows_converter.convert_columns(new_rows.columns())?;
-        let old_keys = match old_rows {
-            Some(old) => Some(self.keys_of(old)?),
-            None => None,
-        };
-        let mut retracted: Vec<OwnedRow> = Vec::new();
-        let mut inserted: Vec<u32> = Vec::new();
+        // Each upsert's row as (0: new rows, 1: old rows, 2: keys whose
+        // row goes, index there).
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(actions.len());
+        let mut upserts: Vec<Upsert> = Vec::with_capacity(actions.len());
+        let mut deleted: Vec<OwnedRow> = Vec::new();
         for action in actions {
             match action {
                 Action::Set { row, message_key } => {
-                    let key = new_keys.row(*row).owned();
                     if let Some(message_key) = message_key {
+                        let key = new_keys.row(*row).owned();
                         self.message_key_changes
                             .push((message_key.clone(), Some(key.row().as_ref().to_vec())));
                         let previous = self.by_message_key.insert(message_key.clone(), key.clone());
                         if let Some(previous) = previous.filter(|p| *p != key) {
-                            retracted.extend(self.rows.remove(&previous));
+                            picks.push((2, deleted.len()));
+                            upserts.push(Upsert::Delete);
+                            deleted.push(previous);
                         }
                     }
-                    let value = new_encoded.row(*row).owned();
-                    retracted.extend(self.rows.insert(key, value));
-                    inserted.push(u32::try_from(*row).unwrap_or(u32::MAX));
+                    picks.push((0, *row));
+                    upserts.push(Upsert::Set);
                 }
                 Action::DeleteRow { row } => {
-                    if let Some(old_keys) = &old_keys {
-                        let key = old_keys.row(*row).owned();
-                        retracted.extend(self.rows.remove(&key));
+                    if old_rows.is_some() {
+                        picks.push((1, *row));
+                        upserts.push(Upsert::Delete);
                     }
                 }
                 Action::DeleteMessageKey { message_key } => {
                     self.message_key_changes.push((message_key.clone(), None));
                     if let Some(key) = self.by_message_key.remove(message_key) {
-                        retracted.extend(self.rows.remove(&key));
+                        picks.push((2, deleted.len()));
+                        upserts.push(Upsert::Delete);
+                        deleted.push(key);
                     }
                 }
             }
         }
-        let old: Vec<ArrayRef> = self
-            .rows_converter
-            .convert_rows(retracted.iter().map(|r| r.row()))?;
-        let options = RecordBatchOptions::new().with_row_count(Some(retracted.len()));
-        let old = RecordBatch::try_new_with_options(self.schema.clone(), old, &options)?;
-        let indices = UInt32Array::from(inserted);
-        let new: Vec<ArrayRef> = new_rows
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<_, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
-        let new = RecordBatch::try_new_with_options(self.schema.clone(), new, &options)?;
-        let mut weights = vec![-1i64; old.num_rows()];
-        weights.resize(old.num_rows() + new.num_rows(), 1);
-        Ok(KeyedChanges {
-            rows: concat_batches(&self.schema, [&old, &new])?,
-            weights,
+        let deleted = self.rows_of_keys(&deleted)?;
+        let old_rows = old_rows.unwrap_or(new_rows);
+        let columns = (0..self.schema.fields().len())
+            .map(|i| {
+                let parts = [
+                    new_rows.column(i).as_ref(),
+                    old_rows.column(i).as_ref(),
+                    deleted.column(i).as_ref(),
+                ];
+                interleave(&parts, &picks)
+            })
+            .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(picks.len()));
+        Ok(Upserts {
+            rows: RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?,
+            upserts,
         })
+    }
+
+    /// Rows in the table's schema with primary keys `keys` and every other
+    /// column null.
+    fn rows_of_keys(&self, keys: &[OwnedRow]) -> Result<RecordBatch> {
+        let key_columns = self
+            .keys_converter
+            .convert_rows(keys.iter().map(|k| k.row()))?;
+        let mut columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), keys.len()))
+            .collect();
+        for (column, index) in key_columns.into_iter().zip(&self.key) {
+            columns[*index] = column;
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(keys.len()));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
     }
 
     fn keys_of(&self, rows: &RecordBatch) -> Result<arrow::row::Rows> {
@@ -283,9 +289,10 @@ mod tests {
         .expect("batch")
     }
 
-    fn changes(changes: &KeyedChanges) -> Vec<String> {
-        let ids = changes.rows.column(0).as_any().downcast_ref::<Int64Array>();
-        let values = changes
+    /// Each upsert as "set <id> <v>" or "delete <id>".
+    fn upserts(upserts: &Upserts) -> Vec<String> {
+        let ids = upserts.rows.column(0).as_any().downcast_ref::<Int64Array>();
+        let values = upserts
             .rows
             .column(1)
             .as_any()
@@ -293,20 +300,16 @@ mod tests {
         let (Some(ids), Some(values)) = (ids, values) else {
             panic!("columns");
         };
-        (0..changes.rows.num_rows())
-            .map(|i| {
-                format!(
-                    "{:+} {} {}",
-                    changes.weights[i],
-                    ids.value(i),
-                    values.value(i)
-                )
+        (0..upserts.rows.num_rows())
+            .map(|i| match upserts.upserts[i] {
+                Upsert::Set => format!("set {} {}", ids.value(i), values.value(i)),
+                Upsert::Delete => format!("delete {}", ids.value(i)),
             })
             .collect()
     }
 
     #[test]
-    fn sets_retract_the_previous_row_of_their_key() -> Result<()> {
+    fn sets_and_deletes_keep_their_order() -> Result<()> {
         let mut state = KeyedState::new(schema(), vec![0])?;
         let set = |row| Action::Set {
             row,
@@ -314,16 +317,16 @@ mod tests {
         };
         let first = state.apply(
             &batch(&[(1, "a"), (2, "b"), (1, "c")]),
-            None,
-            &[set(0), set(1), set(2)],
+            Some(&batch(&[(7, "x"), (2, "ignored"), (7, "x")])),
+            &[set(0), set(1), Action::DeleteRow { row: 1 }, set(2)],
         )?;
-        assert_eq!(changes(&first), ["-1 1 a", "+1 1 a", "+1 2 b", "+1 1 c"]);
-        let deleted = state.apply(
-            &batch(&[]),
-            Some(&batch(&[(2, "ignored")])),
-            &[Action::DeleteRow { row: 0 }],
-        )?;
-        assert_eq!(changes(&deleted), ["-1 2 b"]);
+        assert_eq!(
+            upserts(&first),
+            ["set 1 a", "set 2 b", "delete 2", "set 1 c"]
+        );
+        // Without old rows a DeleteRow has nothing to delete.
+        let none = state.apply(&batch(&[]), None, &[Action::DeleteRow { row: 0 }])?;
+        assert!(upserts(&none).is_empty());
         Ok(())
     }
 
@@ -354,8 +357,17 @@ mod tests {
                 message_key: key("k1"),
             }],
         )?;
-        assert_eq!(changes(&moved), ["-1 1 a", "+1 3 c"]);
-        let tombstone = state.apply(
+        assert_eq!(upserts(&moved), ["delete 1", "set 3 c"]);
+        // What a checkpoint stores is enough to go on: a restored state
+        // deletes what k2 set.
+        let mut restored = KeyedState::new(schema(), vec![0])?;
+        let stored: Vec<(Vec<u8>, Vec<u8>)> = state
+            .take_message_keys()
+            .into_iter()
+            .filter_map(|(message_key, key)| Some((message_key, key?)))
+            .collect();
+        restored.restore(stored);
+        let tombstone = restored.apply(
             &batch(&[]),
             None,
             &[
@@ -367,7 +379,7 @@ mod tests {
                 },
             ],
         )?;
-        assert_eq!(changes(&tombstone), ["-1 2 b"]);
+        assert_eq!(upserts(&tombstone), ["delete 2"]);
         Ok(())
     }
 }

@@ -304,7 +304,7 @@ impl SourceReader for NexmarkReader {
             self.progress
                 .record(PARTITION, last as i64, rows.num_rows() as u64);
             return Ok(Some(SourceBatch {
-                weights: None,
+                upserts: None,
                 message_keys: Vec::new(),
                 rows: conform(rows, Some(&self.columns), &self.schema)?,
                 positions: vec![(PARTITION.to_string(), last as i64)],
@@ -333,7 +333,7 @@ impl SourceReader for DatagenReader {
         self.progress
             .record(PARTITION, last as i64, batch.num_rows() as u64);
         Ok(Some(SourceBatch {
-            weights: None,
+            upserts: None,
             message_keys: Vec::new(),
             rows: conform(&batch, None, &self.schema)?,
             positions: vec![(PARTITION.to_string(), last as i64)],

@@ -35,8 +35,8 @@
 //! key identifies the row, a value sets it, a tombstone deletes it) or
 //! `FORMAT DEBEZIUM` (change events with `before`, `after` and `op`, at the
 //! top or in `payload`); with `FORMAT PLAIN` a later row replaces the row
-//! of its key. The reader keeps the current row of every key
-//! ([`crate::envelope`]) and yields retractions along with insertions.
+//! of its key. The reader yields upserts ([`crate::envelope`]): the engine,
+//! which holds the table, retracts the row a key had.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,7 +58,9 @@ use crate::avro::AvroDecoder;
 use crate::envelope::{debezium_parts, debezium_schema, key_is_null, Action, KeyedState};
 use crate::json::{Decoded, JsonDecoder};
 use crate::protobuf::{Descriptors, ProtobufDecoder, RegistryProtobufDecoder};
-use crate::source::{BadMessage, ErrorLog, Resume, SourceBatch, SourceProgress, SourceReader};
+use crate::source::{
+    BadMessage, ErrorLog, Resume, SourceBatch, SourceProgress, SourceReader, Upsert,
+};
 use crate::spec::{Envelope, SourceSpec};
 use crate::{Error, Result};
 
@@ -107,7 +109,7 @@ pub(crate) fn open_kafka(
         None
     } else {
         let mut state = KeyedState::new(schema.clone(), key.clone())?;
-        state.restore(&resume.rows, resume.message_keys)?;
+        state.restore(resume.message_keys);
         Some(state)
     };
     let mut resume_at = BTreeMap::new();
@@ -263,7 +265,7 @@ struct KafkaReader {
     envelope: Envelope,
     /// Primary key columns (connector tables).
     key: Vec<usize>,
-    /// With a primary key: every key's current row.
+    /// With a primary key: the primary key each UPSERT message key set.
     keyed: Option<KeyedState>,
     /// The declared columns, which the payload holds.
     value_schema: SchemaRef,
@@ -434,9 +436,11 @@ impl KafkaReader {
     }
 
     /// The changes `received` make: rows of the good messages with their
-    /// metadata columns, and, for keyed tables, weights (retractions of
-    /// the rows keys had).
-    fn rows(&mut self, received: &[Received]) -> Result<Option<(RecordBatch, Option<Vec<i64>>)>> {
+    /// metadata columns, and, for keyed tables, the upsert each row is.
+    fn rows(
+        &mut self,
+        received: &[Received],
+    ) -> Result<Option<(RecordBatch, Option<Vec<Upsert>>)>> {
         // UPSERT and Debezium tombstones carry no value to decode.
         let decode: Vec<usize> = (0..received.len())
             .filter(|i| self.envelope == Envelope::Plain || received[*i].payload.is_some())
@@ -545,7 +549,7 @@ impl KafkaReader {
         if changes.rows.num_rows() == 0 {
             return Ok(None);
         }
-        Ok(Some((changes.rows, Some(changes.weights))))
+        Ok(Some((changes.rows, Some(changes.upserts))))
     }
 
     /// Record a bad message once, and copy it to the dead-letter topic the
@@ -801,7 +805,7 @@ impl SourceReader for KafkaReader {
             }
         }
         let schema = self.schema.clone();
-        let (rows, weights) = match self.rows(&received)? {
+        let (rows, upserts) = match self.rows(&received)? {
             Some(changes) => changes,
             None => (RecordBatch::new_empty(schema), None),
         };
@@ -833,7 +837,7 @@ impl SourceReader for KafkaReader {
             .unwrap_or_default();
         Ok(Some(SourceBatch {
             rows,
-            weights,
+            upserts,
             message_keys,
             positions: positions
                 .into_iter()

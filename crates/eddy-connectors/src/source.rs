@@ -24,13 +24,26 @@ pub struct SourceBatch {
     /// The last offset of each partition the rows came from (including
     /// messages that were bad and skipped).
     pub positions: Vec<(String, i64)>,
-    /// The weight of each row (-1: retracted) for connector tables with a
-    /// keyed format; `None`: every row is inserted.
-    pub weights: Option<Vec<i64>>,
+    /// Connector tables with a primary key: what each row does to the row
+    /// of its key ([`Upsert`]); `None`: every row is inserted. The reader
+    /// does not know the rows keys have: the engine, which holds the
+    /// table, retracts them.
+    pub upserts: Option<Vec<Upsert>>,
     /// UPSERT connector tables: Kafka message keys whose primary key
     /// changed with these rows, in order (`None`: the key was deleted).
     /// Opaque to the engine, which stores them for [`Resume`].
     pub message_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// What a row of a keyed connector table's [`SourceBatch`] does to the
+/// row of its primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// The row replaces the row of its key, if there is one.
+    Set,
+    /// The row of its key goes, if there is one (only the key columns of
+    /// this row count; the others may be null).
+    Delete,
 }
 
 /// Where a connector table's reader goes on from after a restart: what the
@@ -40,8 +53,6 @@ pub struct Resume {
     /// The last offset taken of each partition (as in
     /// [`SourceBatch::positions`]).
     pub positions: BTreeMap<String, i64>,
-    /// The table's rows (each key's current row).
-    pub rows: Vec<RecordBatch>,
     /// The primary key each Kafka message key last set (as in
     /// [`SourceBatch::message_keys`]).
     pub message_keys: Vec<(Vec<u8>, Vec<u8>)>,
@@ -73,8 +84,8 @@ pub fn start_positions(spec: &SourceSpec) -> Result<Option<BTreeMap<String, i64>
     }
 }
 
-/// True if readers of `spec` keep each key's current row (UPSERT and
-/// Debezium sources): they need [`Resume::rows`] to go on.
+/// True if readers of `spec` yield [`Upsert`]s: connector tables with a
+/// primary key (any format).
 pub fn keyed(spec: &SourceSpec) -> bool {
     !spec.primary_key.is_empty()
 }

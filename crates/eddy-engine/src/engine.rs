@@ -25,11 +25,13 @@ mod durable;
 mod install;
 mod keys;
 mod placement;
+mod upserts;
 mod view_state;
 
 use checkpointer::Checkpointer;
 pub(crate) use durable::storage_error;
 pub use durable::DurableOptions;
+pub(crate) use upserts::Latest;
 
 use keys::KeyIndex;
 use view_state::StoredView;

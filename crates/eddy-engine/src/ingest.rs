@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::catalog::Failure;
-use crate::engine::WriteGuard;
+use crate::engine::{Latest, WriteGuard};
 use crate::Engine;
 
 /// Batches a reader may queue before it waits for the dataflow.
@@ -57,7 +57,7 @@ pub(crate) enum Stored {
     /// for a keyed one).
     Table { id: u64, log: bool },
     /// A reader of a source for a materialized view, under the view's
-    /// creation number: its positions and message keys, and with a `codec`
+    /// creation number: its positions, and with a `codec`
     /// the rows it took, each behind the scan's number among the view's
     /// sources. A restart fills a view that does not store its operators'
     /// state from those rows, as a view over a table is filled.
@@ -114,6 +114,15 @@ pub(crate) struct Reader {
     pub(crate) positions: BTreeMap<String, i64>,
     events: mpsc::Receiver<Event>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    /// Stop the reader and drop what it queued: none of it is taken.
+    fn halt(&mut self) {
+        self.task.abort();
+        self.events.close();
+        while self.events.try_recv().is_ok() {}
+    }
 }
 
 impl Drop for Reader {
@@ -247,56 +256,78 @@ impl WriteGuard<'_> {
         {
             let writer = self.writer_mut();
             let mut stopped: Vec<(usize, Error)> = Vec::new();
-            for (index, reader) in writer.readers.iter_mut().enumerate() {
+            for index in 0..writer.readers.len() {
+                let mut latest = Latest::new();
                 while rows < EPOCH_ROWS {
-                    match reader.events.try_recv() {
-                        Ok(Event::Rows(batch)) => {
-                            batches += 1;
-                            rows += batch.rows.num_rows();
-                            // Committed with this epoch: FLUSH, which waits
-                            // for positions, needs the writer's turn too.
-                            reader.progress.committed(&batch.positions);
-                            reader.positions.extend(batch.positions.iter().cloned());
-                            let changes = match batch.weights {
-                                Some(weights) => ChangeBatch::new(batch.rows, weights.into())?,
-                                None => ChangeBatch::inserts(batch.rows),
-                            };
-                            if let Some(stored) = &reader.stored {
-                                writer.unsynced = true;
-                                let id = stored.id();
-                                for (message_key, key) in &batch.message_keys {
-                                    let message_key =
-                                        stored.state_key(crate::engine::MESSAGE_KEY, message_key);
-                                    match key {
-                                        Some(key) => writer.pending.put(id, &message_key, key),
-                                        None => writer.pending.delete(id, &message_key),
-                                    }
-                                }
-                                if let Stored::Scan {
-                                    scan,
-                                    codec: Some(codec),
-                                    ..
-                                } = stored
-                                {
-                                    let rows = codec.encode(changes.data().columns())?;
-                                    let mut key = Vec::new();
-                                    for (row, weight) in rows.iter().zip(changes.weights()) {
-                                        key.clear();
-                                        key.push(*scan);
-                                        key.extend_from_slice(row.data());
-                                        writer.pending.add_row(id, &key, *weight);
-                                    }
-                                }
-                            }
-                            for node in &reader.nodes {
-                                writer.dataflow.push(*node, changes.clone())?;
-                            }
-                        }
+                    let batch = match writer.readers[index].events.try_recv() {
+                        Ok(Event::Rows(batch)) => batch,
                         Ok(Event::Failed(error)) => {
                             stopped.push((index, error));
                             break;
                         }
                         Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    };
+                    let changes = match &batch.upserts {
+                        Some(upserts) => {
+                            let table = writer.readers[index].view.clone();
+                            match writer.upserts_as_changes(
+                                &table,
+                                &mut latest,
+                                &batch.rows,
+                                upserts,
+                            ) {
+                                Ok(changes) => changes,
+                                Err(error) => {
+                                    // Not taken: after a restart the reader
+                                    // reads it again.
+                                    writer.readers[index].halt();
+                                    stopped.push((index, error));
+                                    break;
+                                }
+                            }
+                        }
+                        None => vec![ChangeBatch::inserts(batch.rows)],
+                    };
+                    let reader = &mut writer.readers[index];
+                    batches += 1;
+                    rows += changes.iter().map(ChangeBatch::num_rows).sum::<usize>();
+                    // Committed with this epoch: FLUSH, which waits for
+                    // positions, needs the writer's turn too.
+                    reader.progress.committed(&batch.positions);
+                    reader.positions.extend(batch.positions.iter().cloned());
+                    if let Some(stored) = &reader.stored {
+                        writer.unsynced = true;
+                        let id = stored.id();
+                        for (message_key, key) in &batch.message_keys {
+                            let message_key =
+                                stored.state_key(crate::engine::MESSAGE_KEY, message_key);
+                            match key {
+                                Some(key) => writer.pending.put(id, &message_key, key),
+                                None => writer.pending.delete(id, &message_key),
+                            }
+                        }
+                        if let Stored::Scan {
+                            scan,
+                            codec: Some(codec),
+                            ..
+                        } = stored
+                        {
+                            let mut key = Vec::new();
+                            for changes in &changes {
+                                let rows = codec.encode(changes.data().columns())?;
+                                for (row, weight) in rows.iter().zip(changes.weights()) {
+                                    key.clear();
+                                    key.push(*scan);
+                                    key.extend_from_slice(row.data());
+                                    writer.pending.add_row(id, &key, *weight);
+                                }
+                            }
+                        }
+                    }
+                    for node in &reader.nodes {
+                        for changes in &changes {
+                            writer.dataflow.push(*node, changes.clone())?;
+                        }
                     }
                 }
             }

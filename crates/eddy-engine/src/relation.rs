@@ -596,6 +596,36 @@ impl Relation {
         self.codec.encode(&columns)
     }
 
+    /// The key encodings of `rows` (in this relation's schema), as
+    /// [`Relation::encode_key`] gives them.
+    pub fn encode_keys(&self, rows: &RecordBatch) -> Result<Rows> {
+        let columns = self.conform(rows.columns())?;
+        let keys = self
+            .codec
+            .key
+            .iter()
+            .map(|i| columns.get(*i).cloned())
+            .collect::<Option<Vec<ArrayRef>>>()
+            .ok_or_else(|| Error::internal("rows lack a key column of their relation"))?;
+        self.codec.key_codec.encode(&keys)
+    }
+
+    /// Take the appended rows into the row map, so that reads of a few
+    /// keys seek ([`Relation::seeks`]). Costs as much as the rows appended.
+    pub fn fold(&mut self) -> Result<()> {
+        if self.appended.is_empty() && self.tail.is_empty() {
+            return Ok(());
+        }
+        let (rows, map_bytes) = self.fold_appended()?;
+        self.rows = rows;
+        self.map_bytes = map_bytes;
+        self.appended = Vector::new();
+        self.tail = Vector::new();
+        self.tail_rows = 0;
+        self.log_bytes = 0;
+        Ok(())
+    }
+
     /// Rows given as encodings and their multiplicities, as changes of
     /// this relation.
     pub fn decode<'a>(

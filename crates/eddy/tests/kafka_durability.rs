@@ -265,7 +265,7 @@ async fn tables_and_sources_are_exact_across_sigkill_loop() {
         "groups were read back from the data directory, and views read from it: {memory:?}"
     );
     // A keyed connector table's rows are read from the data directory too
-    // (its reader keeps each key's current row).
+    // (its upserts looked the rows they replace up there).
     assert_eq!(
         rows(
             &client,

@@ -248,9 +248,6 @@ impl Writer {
         self.load_rows(entry)?;
         self.load_log(&store, entry)?;
         let mut resume = Resume::default();
-        if let Some(relation) = self.working.relations.get(&entry.name) {
-            resume.rows = relation.batches()?;
-        }
         read_positions(&store, entry, &[], &mut resume)?;
         info!(table = %entry.name, positions = ?resume.positions, "connector table resumes");
         Ok(resume)
@@ -282,8 +279,7 @@ impl Writer {
     /// The readers view `entry` needs, one per source it scans. With a
     /// durable engine, a materialized view's readers of Kafka sources keep
     /// their positions, and the rows they take unless the view
-    /// `stores_state` (keyed readers keep their rows still: they retract a
-    /// key's row from them). While the catalog is replayed the readers get
+    /// `stores_state`. While the catalog is replayed the readers get
     /// their positions back here, and a view that does not store its state
     /// gets its readers' rows in its scan nodes (to be stepped with the
     /// rest of its input).
@@ -316,11 +312,10 @@ impl Writer {
                         ))
                     })?;
                 let types = input.schema.fields().iter().map(|f| f.data_type().clone());
-                let keep_rows = !stores_state || eddy_connectors::source::keyed(&spec);
                 Some(Stored::Scan {
                     view: entry.created,
                     scan,
-                    codec: keep_rows
+                    codec: (!stores_state)
                         .then(|| RowCodec::new(types.collect()))
                         .transpose()?,
                 })
@@ -369,10 +364,6 @@ impl Writer {
         };
         read_rows(&store, view.created, &[scan], &mut relation, None, None)?;
         read_positions(&store, view, &[SCAN, scan], &mut resume)?;
-        if !resume.message_keys.is_empty() {
-            // A keyed reader retracts a key's row from its own copy.
-            resume.rows = relation.batches()?;
-        }
         info!(view = %view.name, source = %source.name, positions = ?resume.positions, "source scan resumes");
         Ok((resume, relation))
     }

@@ -29,7 +29,7 @@ impl Writer {
             vec![],
         )?;
         self.nodes.insert(entry.name.clone(), node);
-        // A connector table's reader keeps its keys unique.
+        // A connector table's upserts keep its keys unique.
         if !entry.primary_key.is_empty() && entry.connector.is_none() {
             self.keys.insert(entry.name.clone(), KeyIndex::new(entry)?);
         }
