@@ -411,14 +411,36 @@ async fn through_view(
 }
 
 /// What the checkpoint runs read the topic as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Durable {
-    /// A Kafka connector table: a checkpoint stores every row it took,
-    /// its offsets, and the view's changed groups.
-    Table,
     /// A Kafka source: a checkpoint stores the view's changed groups and
     /// the reader's offsets.
     Source,
+    /// An append-only Kafka connector table: a checkpoint stores every row
+    /// it took, its offsets, and the view's changed groups.
+    Table,
+    /// A Kafka connector table with `PRIMARY KEY (bidder)` (100,000
+    /// bidders): each message replaces its bidder's row, which the writer
+    /// looks up in the table (on disk under `--checkpoint-budget-mb`) and
+    /// retracts; a checkpoint stores the changed rows.
+    Keyed,
+}
+
+impl Durable {
+    pub const ALL: [Durable; 3] = [Durable::Source, Durable::Table, Durable::Keyed];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Durable::Source => "Kafka source -> group by",
+            Durable::Table => "Kafka connector table -> group by",
+            Durable::Keyed => "Kafka connector table, PRIMARY KEY (bidder) -> group by",
+        }
+    }
+}
+
+/// Distinct bidders in the first `messages` events (see `write_event`).
+fn bidders(messages: u64) -> u64 {
+    messages.min(100_000)
 }
 
 /// Produce the checkpoint runs' backlog of `messages`.
@@ -431,19 +453,32 @@ pub fn checkpoint_backlog(
     produce_backlog(broker, CHECKPOINT_TOPIC, messages)
 }
 
+/// How the checkpoint runs go: the backlog's `messages`, the durable
+/// runs' checkpoint `interval` and memory `budget` in bytes, and how many
+/// pairs of runs.
+pub struct CheckpointRuns {
+    pub messages: u64,
+    pub interval: Duration,
+    pub budget: Option<usize>,
+    pub runs: usize,
+}
+
 /// The cost of durability: a GROUP BY view over the topic read as `input`
-/// (JSON), read from the backlog in memory and with a data directory
-/// checkpointing every `interval`, in `runs` alternating pairs. Returns the
-/// figures, in memory first in each pair.
+/// (JSON), read from the backlog in memory and with a data directory, in
+/// alternating pairs. Returns the figures, in memory first in each pair.
 pub fn checkpoint_overhead(
     runtime: &tokio::runtime::Runtime,
     broker: &Broker,
     input: Durable,
-    messages: u64,
-    interval: Duration,
-    runs: usize,
+    settings: &CheckpointRuns,
     source_options: &[(String, String)],
 ) -> Result<Vec<Figure>> {
+    let CheckpointRuns {
+        messages,
+        interval,
+        budget,
+        runs,
+    } = *settings;
     let mut figures = Vec::new();
     for run in 0..runs.max(1) {
         for durable in [None, Some(interval)] {
@@ -455,7 +490,7 @@ pub fn checkpoint_overhead(
                 broker,
                 input,
                 messages,
-                durable,
+                durable.map(|interval| (interval, budget)),
                 source_options,
             ))?);
         }
@@ -467,21 +502,32 @@ async fn through_table(
     broker: &Broker,
     input: Durable,
     messages: u64,
-    durable: Option<Duration>,
+    durable: Option<(Duration, Option<usize>)>,
     source_options: &[(String, String)],
 ) -> Result<Figure> {
     let dir = std::env::temp_dir().join(format!("eddy-bench-checkpoint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let eddy = match durable {
         None => Eddy::new()?,
-        Some(interval) => Eddy::durable(&dir, interval).await?,
+        Some((interval, budget)) => Eddy::durable(&dir, interval, budget).await?,
     };
     let (ddl, reader) = match input {
-        Durable::Table => ("CREATE TABLE t", "t"),
+        Durable::Table | Durable::Keyed => ("CREATE TABLE t", "t"),
         Durable::Source => ("CREATE SOURCE t", "v"),
     };
-    let relation = source_sql(CHECKPOINT_TOPIC, &broker.bootstrap(), source_options)
+    let mut relation = source_sql(CHECKPOINT_TOPIC, &broker.bootstrap(), source_options)
         .replace("CREATE SOURCE s", ddl);
+    if input == Durable::Keyed {
+        relation = relation.replace(
+            "date_time TIMESTAMP)",
+            "date_time TIMESTAMP, PRIMARY KEY (bidder))",
+        );
+    }
+    // The rows the table ends with, and the view's sum(events).
+    let rows = match input {
+        Durable::Keyed => bidders(messages),
+        Durable::Source | Durable::Table => messages,
+    };
     let meter = Meter::start();
     eddy.execute(&relation).await?;
     eddy.execute(
@@ -505,30 +551,37 @@ async fn through_table(
     let mut check = expect_equal(
         "sum(events) of the view",
         eddy.query_i64("SELECT sum(events) FROM v").await?,
-        messages,
+        rows,
     );
-    if input == Durable::Table {
+    if input != Durable::Source {
         check = check.and(expect_equal(
             "count(*) of the table",
             eddy.query_i64("SELECT count(*) FROM t").await?,
-            messages,
+            rows,
         ));
     }
+    let place = match input {
+        Durable::Keyed => eddy
+            .query_string("SELECT place FROM eddy_catalog.relation_memory WHERE name = 't'")
+            .await?
+            .unwrap_or_default(),
+        Durable::Source | Durable::Table => String::new(),
+    };
     let checkpoints = eddy.engine.snapshot().checkpoint.clone();
     // With a data directory: make everything durable, then time a restart
     // from opening the directory to the view answering with every message.
     let mut restart = None;
-    if let Some(interval) = durable {
+    if let Some((interval, budget)) = durable {
         eddy.execute("FLUSH").await?;
         drop(eddy);
         let started = Instant::now();
-        let again = Eddy::durable(&dir, interval).await?;
+        let again = Eddy::durable(&dir, interval, budget).await?;
         let restored = again.query_i64("SELECT sum(events) FROM v").await?;
         restart = Some(started.elapsed());
         check = check.and(expect_equal(
             "sum(events) after the restart",
             restored,
-            messages,
+            rows,
         ));
         drop(again);
     } else {
@@ -547,11 +600,14 @@ async fn through_table(
     let name = match (durable, checkpoints) {
         (None, _) => match input {
             Durable::Table => "connector table + group by, in memory".to_string(),
+            Durable::Keyed => "keyed connector table + group by, in memory".to_string(),
             Durable::Source => "source + group by, in memory".to_string(),
         },
-        (Some(interval), last) => format!(
-            "same, --data-dir, {} ms checkpoints (data dir {} MB, restart serves in {} ms; last: {} MB in {} ms)",
+        (Some((interval, budget)), last) => format!(
+            "same, --data-dir, {} ms checkpoints{}{} (data dir {} MB, restart serves in {} ms; last: {} MB in {} ms)",
             interval.as_millis(),
+            budget.map_or(String::new(), |b| format!(", budget {} MiB", b >> 20)),
+            if place.is_empty() { String::new() } else { format!(", table in {place}") },
             stored >> 20,
             restart.map_or(0, |d| d.as_millis()),
             last.as_ref().map_or(0, |c| c.bytes >> 20),

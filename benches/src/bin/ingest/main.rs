@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
 use eddy_connectors::source::SourceProgress;
 use eddy_engine::{Engine, Output, Session, Snapshot};
 
@@ -92,6 +93,13 @@ struct Args {
     /// Pairs of runs (in memory, durable) of the checkpoint group.
     #[arg(long, default_value_t = 3)]
     checkpoint_runs: usize,
+    /// What the checkpoint group reads the topic as (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    checkpoint_inputs: Vec<kafka::Durable>,
+    /// Memory budget of the checkpoint group's durable runs, MiB (default:
+    /// none, as `eddy --data-dir` runs without `--memory-budget-mb`).
+    #[arg(long)]
+    checkpoint_budget_mb: Option<usize>,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -344,13 +352,17 @@ impl Eddy {
 
     /// An engine with a data directory `dir`, checkpointing streamed
     /// input every `interval`, as `eddy --data-dir` runs it.
-    pub async fn durable(dir: &std::path::Path, interval: Duration) -> Result<Self> {
+    /// `budget` bytes of memory budget (`None`: as the server runs by
+    /// default, a budget never reached).
+    pub async fn durable(
+        dir: &std::path::Path,
+        interval: Duration,
+        budget: Option<usize>,
+    ) -> Result<Self> {
         let store = eddy_state::Store::open(dir, &eddy_state::StoreOptions::default())?;
         let options = eddy_engine::DurableOptions {
             checkpoint_interval: interval,
-            // Kept as the server keeps it by default: a budget the
-            // benchmark's state stays within.
-            memory_budget: Some(usize::MAX),
+            memory_budget: Some(budget.unwrap_or(usize::MAX)),
         };
         let engine = Engine::open(store, options).await?;
         let session = Session::new(engine.clone())?;
@@ -368,20 +380,40 @@ impl Eddy {
 
     /// The BIGINT in the first column of the first row `sql` returns.
     pub async fn query_i64(&self, sql: &str) -> Result<Option<i64>> {
+        let Some(column) = self.first_value(sql, DataType::Int64).await? else {
+            return Ok(None);
+        };
+        let values = column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or("not an integer column")?;
+        Ok((!values.is_null(0)).then(|| values.value(0)))
+    }
+
+    /// The first column of the first row `sql` returns, as text.
+    pub async fn query_string(&self, sql: &str) -> Result<Option<String>> {
+        let Some(column) = self.first_value(sql, DataType::Utf8).await? else {
+            return Ok(None);
+        };
+        let values = column
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or("not a text column")?;
+        Ok((!values.is_null(0)).then(|| values.value(0).to_string()))
+    }
+
+    /// The first column of the first row `sql` returns, cast to `to`, from
+    /// that row on (`None`: no rows).
+    async fn first_value(&self, sql: &str, to: DataType) -> Result<Option<ArrayRef>> {
         for output in self.execute(sql).await? {
             if let Output::Rows { batches, .. } = output {
                 let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
                     return Ok(None);
                 };
-                let column = datafusion::arrow::compute::cast(
+                return Ok(Some(datafusion::arrow::compute::cast(
                     batch.column(0),
-                    &datafusion::arrow::datatypes::DataType::Int64,
-                )?;
-                let values = column
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .ok_or("not an integer column")?;
-                return Ok((!values.is_null(0)).then(|| values.value(0)));
+                    &to,
+                )?));
             }
         }
         Err(format!("{sql} returned no rows").into())
@@ -508,17 +540,23 @@ fn main() -> Result<()> {
         if groups.contains(&Group::Checkpoint) {
             let interval = Duration::from_millis(args.checkpoint_interval_ms.max(1));
             kafka::checkpoint_backlog(&runtime, &broker, args.kafka_messages)?;
-            for (input, title) in [
-                (kafka::Durable::Source, "Kafka source -> group by"),
-                (kafka::Durable::Table, "Kafka connector table -> group by"),
-            ] {
+            let settings = kafka::CheckpointRuns {
+                messages: args.kafka_messages,
+                interval,
+                budget: args.checkpoint_budget_mb.map(|mb| mb << 20),
+                runs: args.checkpoint_runs,
+            };
+            let inputs = match args.checkpoint_inputs.is_empty() {
+                true => kafka::Durable::ALL.to_vec(),
+                false => args.checkpoint_inputs.clone(),
+            };
+            for input in inputs {
+                let title = input.title();
                 let figures = kafka::checkpoint_overhead(
                     &runtime,
                     &broker,
                     input,
-                    args.kafka_messages,
-                    interval,
-                    args.checkpoint_runs,
+                    &settings,
                     &source_options,
                 )?;
                 print_figures(
