@@ -607,7 +607,7 @@ async fn through_table(
             "same, --data-dir, {} ms checkpoints{}{} (data dir {} MB, restart serves in {} ms; last: {} MB in {} ms)",
             interval.as_millis(),
             budget.map_or(String::new(), |b| format!(", budget {} MiB", b >> 20)),
-            if place.is_empty() { String::new() } else { format!(", table in {place}") },
+            if place.is_empty() { String::new() } else { format!(", table: {place}") },
             stored >> 20,
             restart.map_or(0, |d| d.as_millis()),
             last.as_ref().map_or(0, |c| c.bytes >> 20),
