@@ -775,8 +775,25 @@ impl Relation {
         let keys = keys.unwrap_or(&all);
         match &self.place {
             Place::Disk { base, changes } => {
-                for key in keys {
-                    self.read_disk(base, changes, key, &mut take)?;
+                let (id, prefix) = (base.location.id, base.location.prefix.as_slice());
+                if matches!(keys, [key] if key.is_empty()) {
+                    let mut scan = |visit: &mut dyn FnMut(&[u8], i64) -> bool| {
+                        base.snapshot.rows(id, prefix, visit)
+                    };
+                    read_disk(changes, &[], &mut scan, &mut take)?;
+                } else {
+                    // One iterator seeks to key after key.
+                    base.snapshot
+                        .with_points(id, prefix, |points| -> Result<()> {
+                            for key in keys {
+                                let mut seek = |visit: &mut dyn FnMut(&[u8], i64) -> bool| {
+                                    points.rows(key, visit)
+                                };
+                                read_disk(changes, key, &mut seek, &mut take)?;
+                            }
+                            Ok(())
+                        })
+                        .map_err(crate::engine::storage_error)??;
                 }
             }
             Place::Memory | Place::Leaving { .. } => {
@@ -809,68 +826,63 @@ impl Relation {
         }
         Ok(())
     }
+}
 
-    /// The rows of a relation on disk whose encoding starts with `key`
-    /// (empty: every row), `base` merged with `changes` (both in
-    /// row-encoding order), handed to `each` with their multiplicities.
-    fn read_disk(
-        &self,
-        base: &Base,
-        changes: &Changes,
-        key: &[u8],
-        each: &mut dyn FnMut(&[u8], i64) -> Result<()>,
-    ) -> Result<()> {
-        let summed = changes.summed_under(key);
-        let mut pending = summed.iter().peekable();
-        let mut failure: Option<Error> = None;
-        let emit =
-            |row: &[u8], count: i64, each: &mut dyn FnMut(&[u8], i64) -> Result<()>| match count {
-                0 => Ok(()),
-                c if c < 0 => Err(negative_count()),
-                c => each(row, c),
-            };
-        // The store hands rows over without the prefix it was asked for.
-        let mut row = key.to_vec();
-        let mut visit = |rest: &[u8], mut count: i64| -> bool {
-            row.truncate(key.len());
-            row.extend_from_slice(rest);
-            let mut step = || -> Result<()> {
-                while let Some((changed, weight)) =
-                    pending.next_if(|(changed, _)| changed.as_ref() <= row.as_slice())
-                {
-                    if changed.as_ref() == row.as_slice() {
-                        count += weight;
-                    } else {
-                        emit(changed, *weight, each)?;
-                    }
-                }
-                emit(&row, count, each)
-            };
-            match step() {
-                Ok(()) => true,
-                Err(error) => {
-                    failure = Some(error);
-                    false
+/// Hands the stored rows of one key of a relation on disk (the key
+/// dropped) to a visitor until it returns false.
+type StoredRows<'a> = dyn FnMut(&mut dyn FnMut(&[u8], i64) -> bool) -> eddy_state::Result<()> + 'a;
+
+/// The rows of a relation on disk whose encoding starts with `key`
+/// (empty: every row), those `stored` reads merged with `changes` (both in
+/// row-encoding order), handed to `each` with their multiplicities.
+fn read_disk(
+    changes: &Changes,
+    key: &[u8],
+    stored: &mut StoredRows<'_>,
+    each: &mut dyn FnMut(&[u8], i64) -> Result<()>,
+) -> Result<()> {
+    let summed = changes.summed_under(key);
+    let mut pending = summed.iter().peekable();
+    let mut failure: Option<Error> = None;
+    let emit = |row: &[u8], count: i64, each: &mut dyn FnMut(&[u8], i64) -> Result<()>| match count
+    {
+        0 => Ok(()),
+        c if c < 0 => Err(negative_count()),
+        c => each(row, c),
+    };
+    // The store hands rows over without the key they were asked for.
+    let mut row = key.to_vec();
+    let mut visit = |rest: &[u8], mut count: i64| -> bool {
+        row.truncate(key.len());
+        row.extend_from_slice(rest);
+        let mut step = || -> Result<()> {
+            while let Some((changed, weight)) =
+                pending.next_if(|(changed, _)| changed.as_ref() <= row.as_slice())
+            {
+                if changed.as_ref() == row.as_slice() {
+                    count += weight;
+                } else {
+                    emit(changed, *weight, each)?;
                 }
             }
+            emit(&row, count, each)
         };
-        let (id, prefix) = (
-            base.location.id,
-            [base.location.prefix.as_slice(), key].concat(),
-        );
-        let read = match key.is_empty() {
-            true => base.snapshot.rows(id, &prefix, &mut visit),
-            false => base.snapshot.point_rows(id, &prefix, &mut visit),
-        };
-        read.map_err(crate::engine::storage_error)?;
-        if let Some(error) = failure {
-            return Err(error);
+        match step() {
+            Ok(()) => true,
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
         }
-        for (changed, weight) in pending {
-            emit(changed, *weight, each)?;
-        }
-        Ok(())
+    };
+    stored(&mut visit).map_err(crate::engine::storage_error)?;
+    if let Some(error) = failure {
+        return Err(error);
     }
+    for (changed, weight) in pending {
+        emit(changed, *weight, each)?;
+    }
+    Ok(())
 }
 
 /// The entries of `rows` whose encoding starts with `key`, in order.
