@@ -120,7 +120,18 @@ pub(crate) struct Writer {
     storage_failed: Option<String>,
     /// The definition of the object the current statement creates.
     definition: Option<String>,
+    /// Where the readers the current statement starts begin, resolved
+    /// before it took the writer (see [`WriteGuard::start_readers_at`]).
+    start_at: Vec<StartAt>,
 }
+
+/// Where readers of a source that start now begin, as
+/// [`eddy_connectors::source::start_positions`] resolved it (or why it
+/// could not).
+pub(crate) type StartAt = (
+    SourceSpec,
+    std::result::Result<Option<BTreeMap<String, i64>>, String>,
+);
 
 /// Exclusive access to the engine for one write (DDL or DML). Reads made
 /// through [`WriteGuard::snapshot`] see the state the write applies to.
@@ -173,6 +184,7 @@ impl Engine {
                 unsynced: false,
                 last_checkpoint: std::time::Instant::now(),
                 replaying: false,
+                start_at: Vec::new(),
                 storage_failed: None,
                 definition: None,
             }),
@@ -244,6 +256,15 @@ impl WriteGuard<'_> {
     /// stored with `definition`, from which a restart creates it again.
     pub fn define(&mut self, definition: String) {
         self.writer.definition = Some(definition);
+        self.writer.start_at.clear();
+    }
+
+    /// Where readers of the sources in `starts` that this statement starts
+    /// begin: resolved before the statement took the writer, as it may ask
+    /// a broker, which can take seconds while nothing else could write.
+    /// Readers of other sources resolve their start here.
+    pub(crate) fn start_readers_at(&mut self, starts: Vec<StartAt>) {
+        self.writer.start_at = starts;
     }
 
     /// True if the engine stores what it commits (it has a data directory).

@@ -602,7 +602,18 @@ impl Session {
     async fn create_view(&self, view: &ast::CreateView) -> Result<Output> {
         let name = object_name(&view.name);
         let query = view.query.to_string();
+        let starts = match view.materialized {
+            true => {
+                let statement = Statement::Query(view.query.clone());
+                let published = self.engine.snapshot();
+                let read = relations_read(&statement, &published);
+                self.start_positions(connectors::source_specs(&published, &read))
+                    .await
+            }
+            false => Vec::new(),
+        };
         let mut guard = self.writer().await;
+        guard.start_readers_at(starts);
         let snapshot = guard.snapshot();
         self.schema.pin(snapshot.clone());
         let tag = if view.materialized {

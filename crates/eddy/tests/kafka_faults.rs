@@ -193,3 +193,69 @@ fn source_and_sink_come_through_broker_errors_and_outages_exact() {
     });
     drop(mock);
 }
+
+/// A `CREATE` whose reader starts at `latest` asks the broker where that
+/// is. With the broker away that takes seconds (the request's timeout),
+/// and meanwhile other statements go on: the question is asked before the
+/// `CREATE` takes the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_asking_an_absent_broker_holds_up_no_other_statement() {
+    let (server, client) = start().await;
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE s (id BIGINT)
+               WITH (connector = 'kafka', topic = 'events',
+                     properties.bootstrap.server = '127.0.0.1:{port}',
+                     scan.startup.mode = 'latest')
+               FORMAT PLAIN ENCODE JSON;
+             CREATE TABLE other (a BIGINT);"
+        ))
+        .await
+        .expect("create the source and a table");
+    let (creator, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user=eddy",
+            server.addr.ip(),
+            server.addr.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect a second client");
+    tokio::spawn(connection);
+    let create = tokio::spawn(async move {
+        creator
+            .batch_execute("CREATE MATERIALIZED VIEW v AS SELECT count(*) AS n FROM s")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !create.is_finished(),
+        "the CREATE was done before 500 ms were up: the broker lookup held up the runtime (or \
+         did not wait for the broker, and then this test proves nothing)"
+    );
+    client
+        .batch_execute("INSERT INTO other VALUES (1)")
+        .await
+        .expect("insert while the CREATE waits");
+    // Had the CREATE held the writer while it waited, the INSERT would
+    // have run after it: the view would be there by now.
+    let views = rows(
+        &client,
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'v'",
+    )
+    .await;
+    assert_eq!(views, ["0"], "the INSERT ran while the CREATE waited");
+    assert!(!create.is_finished(), "the CREATE still waits");
+    create
+        .await
+        .expect("the CREATE's task")
+        .expect("the CREATE succeeds: its reader looks the start up when it starts");
+    assert_eq!(rows(&client, "SELECT a FROM other").await, ["1"]);
+    assert_eq!(rows(&client, "SELECT n FROM v").await, ["0"]);
+}

@@ -90,7 +90,16 @@ impl Writer {
         if resume.is_none() && !self.replaying {
             // Where `latest` is is fixed now: the view reads what comes
             // after its CREATE, and a checkpoint can store it at once.
-            match eddy_connectors::source::start_positions(&scan.spec) {
+            let resolved = self
+                .start_at
+                .iter()
+                .position(|(spec, _)| *spec == *scan.spec);
+            let resolved = match resolved {
+                Some(at) => self.start_at.swap_remove(at).1,
+                None => eddy_connectors::source::start_positions(&scan.spec)
+                    .map_err(|error| error.to_string()),
+            };
+            match resolved {
                 Ok(Some(positions)) => {
                     self.unsynced |= scan.stored.is_some();
                     resume = Some(eddy_connectors::source::Resume {

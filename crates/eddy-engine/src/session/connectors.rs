@@ -17,6 +17,7 @@ use super::{CommandTag, Output, Session};
 use crate::catalog::ObjectKind;
 use crate::connector_error;
 use crate::ddl::{ConnectorDefinition, ConnectorStatement, SinkDefinition, SinkInput};
+use crate::engine::StartAt;
 use crate::{SinkSource, Snapshot};
 
 impl Session {
@@ -163,6 +164,7 @@ impl Session {
             })
             .collect();
         let schema = Arc::new(Schema::new(fields));
+        let starts = self.start_positions(vec![spec.clone()]).await;
         let mut guard = self.writer().await;
         if definition.if_not_exists && guard.snapshot().objects.contains_key(&definition.name) {
             return Ok(tag);
@@ -170,6 +172,7 @@ impl Session {
         if let Some(stored) = stored {
             guard.define(stored);
         }
+        guard.start_readers_at(starts);
         guard.create_connector_table(&definition.name, schema, key, spec)?;
         Ok(tag)
     }
@@ -252,7 +255,11 @@ impl Session {
         eddy_connectors::sink::check(&spec, &schema, facts, self.sink_checks())
             .await
             .map_err(connector_error)?;
+        let starts = self
+            .start_positions(source_specs(&snapshot, &depends_on))
+            .await;
         let mut guard = self.writer().await;
+        guard.start_readers_at(starts);
         for input in &depends_on {
             if !guard.snapshot().objects.contains_key(input) {
                 return Err(Error::UndefinedTable(input.clone()));
@@ -269,6 +276,28 @@ impl Session {
             },
         )?;
         Ok(tag)
+    }
+
+    /// Where readers of `specs` that start now begin
+    /// ([`eddy_connectors::source::start_positions`]), asked before the
+    /// statement takes the writer: a broker may take seconds to answer (5
+    /// when it is away), and ingest and other statements go on meanwhile.
+    /// Nothing while a restart re-creates objects: their readers resume.
+    pub(super) async fn start_positions(&self, specs: Vec<SourceSpec>) -> Vec<StartAt> {
+        if self.restoring {
+            return Vec::new();
+        }
+        let mut starts = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let asked = spec.clone();
+            let resolved = tokio::task::spawn_blocking(move || {
+                eddy_connectors::source::start_positions(&asked).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|error| Err(error.to_string()));
+            starts.push((spec, resolved));
+        }
+        starts
     }
 
     /// What a `CREATE SINK` checks: everything, unless a restart
@@ -425,4 +454,14 @@ fn append_only_plan(snapshot: &Snapshot, plan: &LogicalPlan) -> bool {
             .all(|input| append_only_plan(snapshot, input)),
         _ => false,
     }
+}
+
+/// The connectors of the sources among `relations`.
+pub(super) fn source_specs(snapshot: &Snapshot, relations: &[String]) -> Vec<SourceSpec> {
+    relations
+        .iter()
+        .filter_map(|name| snapshot.objects.get(name))
+        .filter(|entry| entry.kind == ObjectKind::Source)
+        .filter_map(|entry| entry.connector.as_deref().cloned())
+        .collect()
 }
