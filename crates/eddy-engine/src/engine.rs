@@ -67,6 +67,11 @@ pub(crate) const LOG: u8 = b'l';
 /// Prefix of the state entries that hold an exactly-once sink's changes
 /// of one checkpoint, until the sink has committed them.
 pub(crate) const OUTBOX: u8 = b'x';
+/// Prefix of the state entry that holds how many rows a stored relation
+/// has (then the relation's prefix in the row family), written with the
+/// rows, so that a relation a restart leaves on disk knows its size
+/// without reading it.
+pub(crate) const ROW_COUNT: u8 = b'n';
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,6 +125,8 @@ pub(crate) struct Writer {
     storage_failed: Option<String>,
     /// The definition of the object the current statement creates.
     definition: Option<String>,
+    /// The row counts last stored, by relation location (id, prefix).
+    totals: BTreeMap<(u64, Vec<u8>), i64>,
     /// Where the readers the current statement starts begin, resolved
     /// before it took the writer (see [`WriteGuard::start_readers_at`]).
     start_at: Vec<StartAt>,
@@ -185,6 +192,7 @@ impl Engine {
                 last_checkpoint: std::time::Instant::now(),
                 replaying: false,
                 start_at: Vec::new(),
+                totals: BTreeMap::new(),
                 storage_failed: None,
                 definition: None,
             }),

@@ -68,6 +68,10 @@ pub struct Relation {
     log_bytes: usize,
     place: Place,
     cache: Arc<OnceLock<Vec<RecordBatch>>>,
+    /// The number of rows (with their multiplicities), if known: a
+    /// relation left on disk by a store that did not record it does not
+    /// know it.
+    total: Option<i64>,
 }
 
 /// Where a relation's rows are.
@@ -286,18 +290,22 @@ impl Relation {
             log_bytes: 0,
             place: Place::Memory,
             cache: Arc::default(),
+            total: Some(0),
         }
     }
 
     /// A relation of `like`'s schema and key whose rows are those stored
-    /// at `location` as of `snapshot`, taken after checkpoint `durable`.
+    /// at `location` as of `snapshot`, taken after checkpoint `durable`:
+    /// `total` of them, if the store says.
     pub fn on_disk(
         like: &Relation,
         durable: u64,
         snapshot: Arc<StoreSnapshot>,
         location: Location,
+        total: Option<i64>,
     ) -> Self {
         let mut relation = like.emptied();
+        relation.total = total;
         relation.place = Place::Disk {
             base: Arc::new(Base {
                 durable,
@@ -433,6 +441,23 @@ impl Relation {
     /// [`Relation::apply`], handing `each` the consolidated changes, each
     /// row encoded as [`Relation::encode`] does, with its weight.
     pub fn apply_with(
+        &mut self,
+        changes: &ChangeBatch,
+        each: Option<&mut EachRow<'_>>,
+    ) -> Result<()> {
+        self.apply_rows(changes, each)?;
+        let added: i64 = changes.weights().iter().sum();
+        self.total = self.total.map(|total| total + added);
+        Ok(())
+    }
+
+    /// The number of rows, each as often as it is there, if known (see
+    /// [`Relation::on_disk`]).
+    pub fn total(&self) -> Option<i64> {
+        self.total
+    }
+
+    fn apply_rows(
         &mut self,
         changes: &ChangeBatch,
         mut each: Option<&mut EachRow<'_>>,

@@ -626,6 +626,15 @@ impl StoreSnapshot {
         }))
     }
 
+    /// State entry `key` of object `id` as of the snapshot.
+    pub fn state_value(&self, id: u64, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let store = self.0.borrow_owner();
+        Ok(self
+            .0
+            .borrow_dependent()
+            .get_cf(store.family(STATE)?, object_key(id, key))?)
+    }
+
     /// The multiplicity of row `row` of relation `id` (its key's `prefix`
     /// first) as of the snapshot.
     pub fn row(&self, id: u64, prefix: &[u8], row: &[u8]) -> Result<i64> {

@@ -35,12 +35,12 @@ use eddy_connectors::sink::{SinkChanges, SinkSender};
 use eddy_connectors::source::Resume;
 use eddy_dataflow::state::StateBudget;
 use eddy_dataflow::NodeId;
-use eddy_state::{CheckpointInfo, ObjectRecord, Store};
+use eddy_state::{Checkpoint, CheckpointInfo, ObjectRecord, Store, StoreSnapshot};
 use tracing::{info, warn};
 
 use super::keys::KeyIndex;
 use super::view_state::CONTENTS;
-use super::{consolidated, Engine, Writer, LOG, MESSAGE_KEY, OUTBOX, POSITION, SCAN};
+use super::{consolidated, Engine, Writer, LOG, MESSAGE_KEY, OUTBOX, POSITION, ROW_COUNT, SCAN};
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
 use crate::ingest::{SourceScan, Stored};
 use crate::relation::{Location, RowChunk};
@@ -221,6 +221,39 @@ impl Writer {
         Ok(loaded)
     }
 
+    /// Store how many rows each stored relation has where that changed
+    /// (see [`ROW_COUNT`]), with the rows that changed it.
+    fn save_totals(&mut self, checkpoint: &mut Checkpoint) {
+        for (name, relation) in &self.working.relations {
+            let (Some(location), Some(total)) = (self.relation_location(name), relation.total())
+            else {
+                continue;
+            };
+            let slot = (location.id, location.prefix);
+            if self.totals.get(&slot) != Some(&total) {
+                let key = [&[ROW_COUNT], slot.1.as_slice()].concat();
+                checkpoint.put(slot.0, &key, &total.to_be_bytes());
+                self.totals.insert(slot, total);
+            }
+        }
+    }
+
+    /// The number of rows stored at `location` as of `snapshot`, if the
+    /// store recorded it.
+    fn stored_total(snapshot: &StoreSnapshot, location: &Location) -> Result<Option<i64>> {
+        let key = [&[ROW_COUNT], location.prefix.as_slice()].concat();
+        let value = snapshot
+            .state_value(location.id, &key)
+            .map_err(storage_error)?;
+        value
+            .map(|value| {
+                <[u8; 8]>::try_from(value.as_slice())
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| Error::Storage("a stored row count does not decode".into()))
+            })
+            .transpose()
+    }
+
     /// Relation `name` (loaded as `loaded` until it outgrew its room at a
     /// restart) read from `location` in the store as opened.
     pub(super) fn left_on_disk(
@@ -236,7 +269,10 @@ impl Writer {
             )));
         };
         info!(relation = %name, "over the memory budget: left on disk");
-        Ok(Relation::on_disk(loaded, durable, snapshot, location))
+        let total = Self::stored_total(&snapshot, &location)?;
+        Ok(Relation::on_disk(
+            loaded, durable, snapshot, location, total,
+        ))
     }
 
     /// What the last checkpoint holds of connector table `entry`: its rows
@@ -485,6 +521,7 @@ impl Writer {
             .as_ref()
             .map_or(0, |b| b.begin_save());
         self.save_view_state(&mut checkpoint)?;
+        self.save_totals(&mut checkpoint);
         if checkpoint.is_empty() {
             return Ok(None);
         }

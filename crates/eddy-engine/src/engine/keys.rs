@@ -423,7 +423,8 @@ mod tests {
                 prefix: Vec::new(),
             };
             let snapshot = Arc::new(store.snapshot());
-            self.rows = Relation::on_disk(&self.rows, 1, snapshot, location);
+            let total = self.rows.total();
+            self.rows = Relation::on_disk(&self.rows, 1, snapshot, location, total);
             self.index.let_go();
             assert!(!self.index.holds_keys());
             assert_eq!(self.index.bytes(), 0);

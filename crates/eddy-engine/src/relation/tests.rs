@@ -161,6 +161,11 @@ fn a_relation_that_leaves_memory_reads_like_one_that_stays() {
             }
             was_on_disk |= relation.on_disk_now();
             assert_eq!(read(&relation), model, "seed {seed}, step {step}");
+            assert_eq!(
+                relation.total(),
+                Some(model.values().sum::<i64>()),
+                "seed {seed}, step {step}"
+            );
             if !key.is_empty() {
                 let wanted: Vec<String> = (0..4)
                     .filter(|_| rng.random_bool(0.5))
@@ -202,6 +207,7 @@ fn a_relation_on_disk_refuses_a_negative_count() {
         0,
         Arc::new(store.snapshot()),
         location,
+        Some(0),
     );
     let batch = RecordBatch::try_new(
         relation.schema().clone(),
