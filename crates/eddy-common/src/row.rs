@@ -73,12 +73,28 @@ impl RowCodec {
     }
 
     /// Decode rows given as bytes (as produced by [`RowCodec::encode`]).
+    /// Bytes that are no such row (state written by another version, or
+    /// damaged) fail with an error: Arrow's row parser does not check them
+    /// and panics on what it cannot read, which is caught here.
     pub fn decode<'a, I>(&self, rows: I) -> Result<Vec<ArrayRef>>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let parsed = rows.into_iter().map(|bytes| self.parser.parse(bytes));
-        Ok(self.converter.convert_rows(parsed)?)
+        let parsed: Vec<_> = rows
+            .into_iter()
+            .map(|bytes| self.parser.parse(bytes))
+            .collect();
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.converter.convert_rows(parsed.iter().copied())
+        }));
+        match decoded {
+            Ok(columns) => Ok(columns?),
+            Err(_) => Err(crate::Error::Storage(
+                "a stored row does not decode as its columns' types (written by another \
+                 version of Eddy, or damaged)"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -101,5 +117,35 @@ fn positive_zeros(column: &ArrayRef) -> ArrayRef {
             Arc::new(values)
         }
         _ => column.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn bytes_that_are_no_row_fail_to_decode_without_a_panic() -> Result<()> {
+        let codec = RowCodec::new(vec![DataType::Int64, DataType::Utf8])?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![7])),
+            Arc::new(StringArray::from(vec!["seven"])),
+        ];
+        let rows = codec.encode(&columns)?;
+        let row = rows.row(0).data().to_vec();
+        let back = codec.decode([row.as_slice()])?;
+        assert_eq!(back[0].as_ref(), columns[0].as_ref());
+        assert_eq!(back[1].as_ref(), columns[1].as_ref());
+        for damaged in [&row[..3], &row[..row.len() - 1], &[0xFFu8; 2][..]] {
+            let error = codec
+                .decode([damaged])
+                .expect_err("damaged bytes must not decode");
+            assert_eq!(error.sqlstate(), "58030", "{error}");
+        }
+        Ok(())
     }
 }
