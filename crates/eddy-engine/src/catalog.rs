@@ -75,8 +75,30 @@ pub struct CatalogEntry {
     pub definition: Option<String>,
 }
 
-/// Why a materialized view failed: the SQLSTATE and message of the error
-/// its maintenance hit.
+impl CatalogEntry {
+    /// The error reading this object fails with, if it failed: a
+    /// materialized view whose maintenance hit an error, or an object a
+    /// restart could not create again.
+    pub fn failed(&self) -> Option<eddy_common::Error> {
+        let failure = self.failure.as_ref()?;
+        let message = match self.kind {
+            ObjectKind::MaterializedView => format!(
+                "materialized view \"{}\" failed and is no longer maintained: {}",
+                self.name, failure.message
+            ),
+            kind => format!(
+                "{} \"{}\" failed: {}",
+                kind.as_sql(),
+                self.name,
+                failure.message
+            ),
+        };
+        Some(eddy_common::Error::plan(failure.code, message))
+    }
+}
+
+/// Why an object failed: the SQLSTATE and message of the error its
+/// maintenance (or its creation at a restart) hit.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// SQLSTATE of the cause.

@@ -19,7 +19,7 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::scalar::ScalarValue;
 
-use crate::catalog::{Failure, ObjectKind, Snapshot};
+use crate::catalog::{ObjectKind, Snapshot};
 use crate::Relation;
 
 /// The `public` schema of a session, showing one pinned snapshot.
@@ -86,6 +86,9 @@ impl SchemaProvider for SnapshotSchema {
         let Some(entry) = snapshot.objects.get(name) else {
             return Ok(None);
         };
+        if let Some(error) = entry.failed() {
+            return Err(DataFusionError::External(Box::new(error)));
+        }
         match entry.kind {
             ObjectKind::Sink => Ok(None),
             ObjectKind::View => {
@@ -100,21 +103,6 @@ impl SchemaProvider for SnapshotSchema {
                 name: name.to_string(),
                 schema: entry.schema.clone(),
             }))),
-            ObjectKind::MaterializedView if entry.failure.is_some() => {
-                let failure = entry.failure.clone().unwrap_or_else(|| Failure {
-                    code: "XX000",
-                    message: String::new(),
-                });
-                Err(DataFusionError::External(Box::new(
-                    eddy_common::Error::plan(
-                        failure.code,
-                        format!(
-                            "materialized view \"{name}\" failed and is no longer maintained: {}",
-                            failure.message
-                        ),
-                    ),
-                )))
-            }
             ObjectKind::Table | ObjectKind::MaterializedView => {
                 let relation = snapshot.relations.get(name).cloned().ok_or_else(|| {
                     DataFusionError::Internal(format!("relation {name} has no contents"))

@@ -508,6 +508,17 @@ impl Session {
     async fn create_table(&self, statement: &Statement) -> Result<Output> {
         let mut guard = self.writer().await;
         self.schema.pin(guard.snapshot());
+        if let Statement::CreateTable(create) = statement {
+            // Before planning, which would look the name up (and fail on
+            // an object that failed).
+            let name = object_name(&create.name);
+            if guard.snapshot().objects.contains_key(&name) {
+                return match create.if_not_exists {
+                    true => Ok(Output::Command(CommandTag::new("CREATE TABLE"))),
+                    false => Err(Error::DuplicateTable(name)),
+                };
+            }
+        }
         let plan = self.plan(statement).await?;
         let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
             return Err(Error::not_supported("this form of CREATE TABLE"));

@@ -654,3 +654,111 @@ async fn protobuf_source_from_the_schema_registry() {
     );
     assert!(reasons.remove(3).contains("Confluent wire format"));
 }
+
+/// The first column of `sql`'s error: its SQLSTATE and message.
+async fn error_of(client: &tokio_postgres::Client, sql: &str) -> (String, String) {
+    let error = client.simple_query(sql).await.expect_err(sql);
+    let code = error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_default();
+    let message = error
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    (code, message)
+}
+
+/// A stored object a restart cannot create again (here: a Protobuf
+/// source whose descriptor file is gone) stays in the catalog as failed:
+/// its name is taken, reading it and the views over it fails with the
+/// cause, everything else works, and once the cause is gone the next
+/// restart brings it back; `DROP` removes it for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_a_restart_cannot_create_again_fails_under_its_name() {
+    use support::process::{temp_dir, EddyProcess};
+    let broker = TestBroker::start().await;
+    broker.create_topic("orders", 1).await;
+    broker
+        .produce(
+            "orders",
+            0,
+            None,
+            Some(&order(1, "apple", 1, Some(2.5), &[])),
+        )
+        .await;
+    let dir = temp_dir("failed-restart");
+    let (data, log) = (dir.join("data"), dir.join("eddy.log"));
+    let descriptors = dir.join("orders.pb");
+    order_descriptor_set(&descriptors);
+    let timeout = Duration::from_secs(60);
+    let (process, client) = EddyProcess::start(&data, &log, timeout).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE orders (id BIGINT, item VARCHAR)
+               WITH (connector = 'kafka', topic = 'orders',
+                     properties.bootstrap.server = '{}')
+               FORMAT PLAIN ENCODE PROTOBUF (message = 'shop.Order',
+                                             schema.location = 'file://{}');
+             CREATE MATERIALIZED VIEW n_orders AS SELECT count(*) AS n FROM orders;
+             CREATE TABLE t (a INT);
+             INSERT INTO t VALUES (1);
+             FLUSH;",
+            broker.bootstrap(),
+            descriptors.display()
+        ))
+        .await
+        .expect("a source, a view over it and a table");
+    assert_eq!(rows(&client, "SELECT n FROM n_orders").await, ["1"]);
+    process.kill();
+
+    std::fs::remove_file(&descriptors).expect("remove the descriptor file");
+    let (process, client) = EddyProcess::start(&data, &log, timeout).await;
+    assert_eq!(
+        rows(&client, "SELECT a FROM t").await,
+        ["1"],
+        "the rest is back"
+    );
+    for (sql, name) in [
+        ("SELECT * FROM orders", "source \"orders\" failed"),
+        (
+            "SELECT n FROM n_orders",
+            "materialized view \"n_orders\" failed",
+        ),
+    ] {
+        let (code, message) = error_of(&client, sql).await;
+        assert!(
+            message.starts_with(name) && message.contains("could not be created again"),
+            "{sql}: {code} {message}"
+        );
+        assert_ne!(code, "XX000", "{sql}: {message}");
+    }
+    let (code, message) = error_of(&client, "CREATE TABLE orders (x INT)").await;
+    assert_eq!(code, "42P07", "the failed source keeps its name: {message}");
+    process.kill();
+
+    order_descriptor_set(&descriptors);
+    let (process, client) = EddyProcess::start(&data, &log, timeout).await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        rows(&client, "SELECT n FROM n_orders").await,
+        ["1"],
+        "back once the descriptor is"
+    );
+    process.kill();
+
+    std::fs::remove_file(&descriptors).expect("remove the descriptor file again");
+    let (process, client) = EddyProcess::start(&data, &log, timeout).await;
+    client
+        .batch_execute("DROP MATERIALIZED VIEW n_orders; DROP SOURCE orders;")
+        .await
+        .expect("failed objects can be dropped");
+    process.kill();
+    order_descriptor_set(&descriptors);
+    let (process, client) = EddyProcess::start(&data, &log, timeout).await;
+    let (code, _) = error_of(&client, "SELECT * FROM orders").await;
+    assert_eq!(code, "42P01", "dropped for good");
+    assert_eq!(rows(&client, "SELECT a FROM t").await, ["1"]);
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -41,7 +41,7 @@ use tracing::{info, warn};
 use super::keys::KeyIndex;
 use super::view_state::CONTENTS;
 use super::{consolidated, Engine, Writer, LOG, MESSAGE_KEY, OUTBOX, POSITION, ROW_COUNT, SCAN};
-use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
+use crate::catalog::{CatalogEntry, Failure, ObjectKind, Snapshot};
 use crate::ingest::{SourceScan, Stored};
 use crate::relation::{Location, RowChunk};
 use crate::Relation;
@@ -74,9 +74,11 @@ impl Default for DurableOptions {
 
 impl Engine {
     /// An engine over `store`: every object stored there is created again
-    /// and every table gets its stored rows back. Objects whose definition
-    /// fails now (a connector that cannot be reached, say) are skipped with
-    /// a warning and stay stored, so a later restart tries them again.
+    /// and every table gets its stored rows back. An object whose
+    /// definition fails now (a descriptor file that is gone, say) is kept
+    /// in the catalog as failed, under its name: reading it fails with the
+    /// cause, objects over it fail too, `DROP` removes it, and it stays
+    /// stored, so a later restart tries it again.
     /// Streamed input is checkpointed and state kept in memory as
     /// `options` say.
     pub async fn open(store: Store, options: DurableOptions) -> Result<Arc<Engine>> {
@@ -113,7 +115,8 @@ impl Engine {
             match error {
                 Some(error) => {
                     skipped += 1;
-                    warn!(object = %record.name, %error, "a stored object could not be created again; it stays stored and is tried again at the next start");
+                    warn!(object = %record.name, %error, "a stored object could not be created again; it is kept as failed (reads of it fail, DROP removes it) and tried again at the next start");
+                    guard.writer.hold_failed(record, &error);
                 }
                 None => {
                     let entry = guard.writer.working.objects.get(&record.name).cloned();
@@ -151,6 +154,38 @@ impl Engine {
 }
 
 impl Writer {
+    /// Keep stored object `record`, which could not be created again, in
+    /// the catalog as failed with `error`, so that its name stays taken and
+    /// what it is shows.
+    fn hold_failed(&mut self, record: &ObjectRecord, error: &Error) {
+        let Some(kind) = defined_kind(&record.definition) else {
+            return;
+        };
+        if self.working.objects.contains_key(&record.name) {
+            return;
+        }
+        let entry = CatalogEntry {
+            name: record.name.clone(),
+            kind,
+            schema: Arc::new(Schema::empty()),
+            primary_key: Vec::new(),
+            column_defaults: Vec::new(),
+            query: None,
+            plan: None,
+            depends_on: Vec::new(),
+            created: record.id,
+            connector: None,
+            failure: Some(Failure {
+                code: error.sqlstate(),
+                message: format!("it could not be created again when Eddy started: {error}"),
+            }),
+            definition: Some(record.definition.clone()),
+        };
+        self.working
+            .objects
+            .insert(record.name.clone(), Arc::new(entry));
+    }
+
     /// Load the stored rows of table `entry` (nothing reads it yet) into
     /// its contents and key index. Returns the number of rows loaded.
     ///
@@ -599,6 +634,24 @@ fn read_positions(
         )));
     }
     Ok(())
+}
+
+/// The kind of object a stored `CREATE` statement makes.
+fn defined_kind(definition: &str) -> Option<ObjectKind> {
+    let words: Vec<String> = definition
+        .split_whitespace()
+        .take(3)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["CREATE", "TABLE", ..] => Some(ObjectKind::Table),
+        ["CREATE", "SOURCE", ..] => Some(ObjectKind::Source),
+        ["CREATE", "SINK", ..] => Some(ObjectKind::Sink),
+        ["CREATE", "VIEW", ..] => Some(ObjectKind::View),
+        ["CREATE", "MATERIALIZED", "VIEW"] => Some(ObjectKind::MaterializedView),
+        _ => None,
+    }
 }
 
 /// Read the rows stored under `id` whose keys start with `prefix` (the

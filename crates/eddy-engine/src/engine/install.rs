@@ -172,14 +172,8 @@ impl Writer {
         let mut source_scans: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
         for (relation, node) in &planned.scans {
             let input = self.working.objects.get(relation);
-            if let Some(failure) = input.and_then(|e| e.failure.as_ref()) {
-                return Err(Error::plan(
-                    failure.code,
-                    format!(
-                        "materialized view \"{relation}\" failed: {}",
-                        failure.message
-                    ),
-                ));
+            if let Some(error) = input.and_then(|e| e.failed()) {
+                return Err(error);
             }
             if input.is_some_and(|e| e.kind == ObjectKind::Source) {
                 source_scans

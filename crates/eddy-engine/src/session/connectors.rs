@@ -190,11 +190,8 @@ impl Session {
             SinkInput::Relation(name) => match snapshot.objects.get(&name).map(|e| e.kind) {
                 Some(ObjectKind::Table | ObjectKind::MaterializedView) => {
                     let entry = &snapshot.objects[&name];
-                    if let Some(failure) = &entry.failure {
-                        return Err(Error::plan(
-                            failure.code,
-                            format!("materialized view \"{name}\" failed: {}", failure.message),
-                        ));
+                    if let Some(error) = entry.failed() {
+                        return Err(error);
                     }
                     let spec = sink_spec(definition.options, definition.format);
                     let schema = entry.schema.clone();
