@@ -394,12 +394,7 @@ impl Relation {
                 ..
             } => {
                 changes.settle(durable);
-                self.rows = OrdMap::new();
-                self.appended = Vector::new();
-                self.tail = Vector::new();
-                self.tail_rows = 0;
-                self.map_bytes = 0;
-                self.log_bytes = 0;
+                self.hold_in_map(OrdMap::new(), 0);
                 self.cache = Arc::default();
                 Place::Disk {
                     base: Arc::new(Base {
@@ -529,14 +524,19 @@ impl Relation {
                 changes.record(row.data(), *weight);
             }
         }
+        self.hold_in_map(rows, map_bytes);
+        self.cache = Arc::default();
+        Ok(())
+    }
+
+    /// Make `rows` (of `map_bytes`) the row map, with nothing appended.
+    fn hold_in_map(&mut self, rows: Delta, map_bytes: usize) {
         self.rows = rows;
         self.map_bytes = map_bytes;
         self.appended = Vector::new();
         self.tail = Vector::new();
         self.tail_rows = 0;
         self.log_bytes = 0;
-        self.cache = Arc::default();
-        Ok(())
     }
 
     /// `own` with `changes` added, for a relation on disk over `base`;
@@ -642,12 +642,7 @@ impl Relation {
             return Ok(());
         }
         let (rows, map_bytes) = self.fold_appended()?;
-        self.rows = rows;
-        self.map_bytes = map_bytes;
-        self.appended = Vector::new();
-        self.tail = Vector::new();
-        self.tail_rows = 0;
-        self.log_bytes = 0;
+        self.hold_in_map(rows, map_bytes);
         Ok(())
     }
 
