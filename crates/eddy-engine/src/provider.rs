@@ -72,11 +72,14 @@ impl SnapshotSchema {
 
 #[async_trait]
 impl SchemaProvider for SnapshotSchema {
+    /// Relations that can be read: not sinks, and not objects that failed
+    /// (reading one by name fails with the cause; listing them would fail
+    /// `information_schema` and clients' catalog queries).
     fn table_names(&self) -> Vec<String> {
         self.pinned()
             .objects
             .values()
-            .filter(|e| e.kind != ObjectKind::Sink)
+            .filter(|e| e.kind != ObjectKind::Sink && e.failure.is_none())
             .map(|e| e.name.clone())
             .collect()
     }

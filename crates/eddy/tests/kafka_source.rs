@@ -735,6 +735,11 @@ async fn an_object_a_restart_cannot_create_again_fails_under_its_name() {
     }
     let (code, message) = error_of(&client, "CREATE TABLE orders (x INT)").await;
     assert_eq!(code, "42P07", "the failed source keeps its name: {message}");
+    // It is listed as what it was; the catalog's other reads go on.
+    assert_eq!(rows(&client, "SHOW SOURCES").await, ["orders"]);
+    assert_eq!(rows(&client, "SHOW MATERIALIZED VIEWS").await, ["n_orders"]);
+    rows(&client, "SELECT * FROM information_schema.columns").await;
+    rows(&client, "SELECT * FROM eddy_catalog.relation_memory").await;
     process.kill();
 
     order_descriptor_set(&descriptors);
