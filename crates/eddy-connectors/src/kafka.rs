@@ -55,7 +55,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
 use crate::avro::AvroDecoder;
-use crate::envelope::{debezium_parts, debezium_schema, key_is_null, Action, KeyedState};
+use crate::envelope::{debezium_parts, debezium_schema, key_is_null, upserts, Action};
 use crate::json::{Decoded, JsonDecoder};
 use crate::protobuf::{Descriptors, ProtobufDecoder, RegistryProtobufDecoder};
 use crate::source::{
@@ -105,13 +105,6 @@ pub(crate) fn open_kafka(
     let value_schema = Arc::new(Schema::new(schema.fields()[..value_fields].to_vec()));
     let key = key_columns(spec, schema)?;
     let resume = resume.unwrap_or_default();
-    let keyed = if key.is_empty() {
-        None
-    } else {
-        let mut state = KeyedState::new(schema.clone(), key.clone())?;
-        state.restore(resume.message_keys);
-        Some(state)
-    };
     let mut resume_at = BTreeMap::new();
     for (partition, offset) in &resume.positions {
         let partition = partition.parse::<i32>().map_err(|_| {
@@ -196,7 +189,6 @@ pub(crate) fn open_kafka(
         decoder,
         envelope,
         key,
-        keyed,
         value_schema,
         metadata: metadata.into_iter().map(|(_, column)| column).collect(),
         schema: schema.clone(),
@@ -265,8 +257,6 @@ struct KafkaReader {
     envelope: Envelope,
     /// Primary key columns (connector tables).
     key: Vec<usize>,
-    /// With a primary key: the primary key each UPSERT message key set.
-    keyed: Option<KeyedState>,
     /// The declared columns, which the payload holds.
     value_schema: SchemaRef,
     metadata: Vec<MetadataColumn>,
@@ -436,11 +426,9 @@ impl KafkaReader {
     }
 
     /// The changes `received` make: rows of the good messages with their
-    /// metadata columns, and, for keyed tables, the upsert each row is.
-    fn rows(
-        &mut self,
-        received: &[Received],
-    ) -> Result<Option<(RecordBatch, Option<Vec<Upsert>>)>> {
+    /// metadata columns, and, for keyed tables, the upsert each row is and
+    /// (UPSERT) its message key.
+    fn rows(&mut self, received: &[Received]) -> Result<Option<Taken>> {
         // UPSERT and Debezium tombstones carry no value to decode.
         let decode: Vec<usize> = (0..received.len())
             .filter(|i| self.envelope == Envelope::Plain || received[*i].payload.is_some())
@@ -539,17 +527,21 @@ impl KafkaReader {
                 }
             }
         }
-        let Some(keyed) = self.keyed.as_mut() else {
+        if self.key.is_empty() {
             // Appended rows; with on_error = 'fail' the rows after the bad
             // message are dropped: the reader stops at it.
             let rows = new_rows.slice(0, rows_before_failure.min(new_rows.num_rows()));
-            return Ok((rows.num_rows() > 0).then_some((rows, None)));
-        };
-        let changes = keyed.apply(&new_rows, old_rows.as_ref(), &actions)?;
+            return Ok((rows.num_rows() > 0).then_some((rows, None, Vec::new())));
+        }
+        let changes = upserts(&self.schema, &new_rows, old_rows.as_ref(), &actions)?;
         if changes.rows.num_rows() == 0 {
             return Ok(None);
         }
-        Ok(Some((changes.rows, Some(changes.upserts))))
+        let message_keys = match self.envelope {
+            Envelope::Upsert => changes.message_keys,
+            Envelope::Plain | Envelope::Debezium => Vec::new(),
+        };
+        Ok(Some((changes.rows, Some(changes.upserts), message_keys)))
     }
 
     /// Record a bad message once, and copy it to the dead-letter topic the
@@ -633,7 +625,7 @@ impl KafkaReader {
         ops: Option<&StringArray>,
         actions: &mut Vec<Action>,
     ) -> std::result::Result<(), String> {
-        if self.keyed.is_none() {
+        if self.key.is_empty() {
             return self.check_not_null(new_rows, row);
         }
         let null_key = "the primary key is null".to_string();
@@ -805,9 +797,9 @@ impl SourceReader for KafkaReader {
             }
         }
         let schema = self.schema.clone();
-        let (rows, upserts) = match self.rows(&received)? {
+        let (rows, upserts, message_keys) = match self.rows(&received)? {
             Some(changes) => changes,
-            None => (RecordBatch::new_empty(schema), None),
+            None => (RecordBatch::new_empty(schema), None, Vec::new()),
         };
         // With on_error = 'fail', what follows a bad message is not taken:
         // each partition goes back to its first message not taken.
@@ -830,11 +822,6 @@ impl SourceReader for KafkaReader {
                 .record(&partition.to_string(), offset, messages);
         }
         let positions = self.assigned.clone();
-        let message_keys = self
-            .keyed
-            .as_mut()
-            .map(KeyedState::take_message_keys)
-            .unwrap_or_default();
         Ok(Some(SourceBatch {
             rows,
             upserts,
@@ -846,6 +833,10 @@ impl SourceReader for KafkaReader {
         }))
     }
 }
+
+/// What a batch of messages brings: rows, for a keyed table the upsert
+/// each row is, and for UPSERT each row's message key.
+type Taken = (RecordBatch, Option<Vec<Upsert>>, Vec<Option<Vec<u8>>>);
 
 fn kafka_error(error: rdkafka::error::KafkaError) -> Error {
     Error::Source(format!("kafka: {error}"))

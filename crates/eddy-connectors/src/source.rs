@@ -29,10 +29,10 @@ pub struct SourceBatch {
     /// does not know the rows keys have: the engine, which holds the
     /// table, retracts them.
     pub upserts: Option<Vec<Upsert>>,
-    /// UPSERT connector tables: Kafka message keys whose primary key
-    /// changed with these rows, in order (`None`: the key was deleted).
-    /// Opaque to the engine, which stores them for [`Resume`].
-    pub message_keys: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// `FORMAT UPSERT` connector tables: the Kafka key of each row's
+    /// message (a `Set` now points it at the row's primary key, a `Forget`
+    /// deletes what it pointed at); empty for other readers.
+    pub message_keys: Vec<Option<Vec<u8>>>,
 }
 
 /// What a row of a keyed connector table's [`SourceBatch`] does to the
@@ -44,6 +44,9 @@ pub enum Upsert {
     /// The row of its key goes, if there is one (only the key columns of
     /// this row count; the others may be null).
     Delete,
+    /// An UPSERT tombstone: the row its message key last set goes, if any
+    /// (the row's columns are null).
+    Forget,
 }
 
 /// Where a connector table's reader goes on from after a restart: what the
@@ -53,9 +56,6 @@ pub struct Resume {
     /// The last offset taken of each partition (as in
     /// [`SourceBatch::positions`]).
     pub positions: BTreeMap<String, i64>,
-    /// The primary key each Kafka message key last set (as in
-    /// [`SourceBatch::message_keys`]).
-    pub message_keys: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// True if readers of `spec` can go on from a [`Resume`]; others start

@@ -24,6 +24,7 @@ mod commit;
 mod durable;
 mod install;
 mod keys;
+mod message_keys;
 mod placement;
 mod upserts;
 mod view_state;
@@ -125,6 +126,9 @@ pub(crate) struct Writer {
     storage_failed: Option<String>,
     /// The definition of the object the current statement creates.
     definition: Option<String>,
+    /// Which primary key each message key of an UPSERT connector table
+    /// last set, by table.
+    message_keys: BTreeMap<String, message_keys::MessageKeys>,
     /// The row counts last stored, by relation location (id, prefix).
     totals: BTreeMap<(u64, Vec<u8>), i64>,
     /// Where the readers the current statement starts begin, resolved
@@ -193,6 +197,7 @@ impl Engine {
                 replaying: false,
                 start_at: Vec::new(),
                 totals: BTreeMap::new(),
+                message_keys: BTreeMap::new(),
                 storage_failed: None,
                 definition: None,
             }),
@@ -760,6 +765,7 @@ impl Writer {
         self.sinks.retain(|sink| sink.name != name);
         self.working.sink_progress.retain(|p| p.sink() != name);
         self.keys.remove(name);
+        self.message_keys.remove(name);
         self.working.relations.remove(name);
         self.working.source_errors.remove(name);
     }

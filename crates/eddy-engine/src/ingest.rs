@@ -52,7 +52,8 @@ enum Event {
 /// restart the reader goes on right after the last checkpointed message.
 pub(crate) enum Stored {
     /// A connector table's reader, under the table's creation number: its
-    /// positions and message keys (the rows are the table's contents,
+    /// positions (an UPSERT table's message keys are the writer's, and the
+    /// rows are the table's contents,
     /// stored as a `log` of change sets for an append-only table, by row
     /// for a keyed one).
     Table { id: u64, log: bool },
@@ -275,6 +276,7 @@ impl WriteGuard<'_> {
                                 &mut latest,
                                 &batch.rows,
                                 upserts,
+                                &batch.message_keys,
                             ) {
                                 Ok(changes) => changes,
                                 Err(error) => {
@@ -298,14 +300,6 @@ impl WriteGuard<'_> {
                     if let Some(stored) = &reader.stored {
                         writer.unsynced = true;
                         let id = stored.id();
-                        for (message_key, key) in &batch.message_keys {
-                            let message_key =
-                                stored.state_key(crate::engine::MESSAGE_KEY, message_key);
-                            match key {
-                                Some(key) => writer.pending.put(id, &message_key, key),
-                                None => writer.pending.delete(id, &message_key),
-                            }
-                        }
                         if let Stored::Scan {
                             scan,
                             codec: Some(codec),

@@ -7,9 +7,10 @@
 //! right after its `CREATE TABLE` is replayed, before anything that reads
 //! it is created again, so a materialized view is filled from the table's
 //! last checkpointed rows just as at its original `CREATE`. A Kafka
-//! connector table also gets its reader's positions (and, for UPSERT, which
-//! primary key each message key last set) back, so its reader goes on
-//! right after the last message the checkpoint holds. A materialized view
+//! connector table also gets its reader's positions back, so its reader
+//! goes on right after the last message the checkpoint holds (an UPSERT
+//! table's message keys are read back one by one as they come again, see
+//! `message_keys`). A materialized view
 //! that reads a Kafka source stores what each of its readers took the same
 //! way, under the view's number; a restart fills the view's scan nodes
 //! with those rows and its readers go on after their positions.
@@ -40,7 +41,7 @@ use tracing::{info, warn};
 
 use super::keys::KeyIndex;
 use super::view_state::CONTENTS;
-use super::{consolidated, Engine, Writer, LOG, MESSAGE_KEY, OUTBOX, POSITION, ROW_COUNT, SCAN};
+use super::{consolidated, Engine, Writer, LOG, OUTBOX, POSITION, ROW_COUNT, SCAN};
 use crate::catalog::{CatalogEntry, Failure, ObjectKind, Snapshot};
 use crate::ingest::{SourceScan, Stored};
 use crate::relation::{Location, RowChunk};
@@ -311,7 +312,7 @@ impl Writer {
     }
 
     /// What the last checkpoint holds of connector table `entry`: its rows
-    /// (loaded into its contents), positions and message keys.
+    /// (loaded into its contents) and positions.
     pub(super) fn resume_connector_table(&mut self, entry: &CatalogEntry) -> Result<Resume> {
         let Some(store) = self.store.clone() else {
             return Ok(Resume::default());
@@ -420,7 +421,7 @@ impl Writer {
     }
 
     /// What the last checkpoint holds of scan `scan` of view `view`: its
-    /// positions and message keys, and the rows its reader took (for the
+    /// positions, and the rows its reader took (for the
     /// reader, and to fill the view with).
     fn resume_scan(
         &self,
@@ -582,6 +583,9 @@ impl Writer {
                 for relation in self.working.relations.values_mut() {
                     relation.seal(number);
                 }
+                for message_keys in self.message_keys.values_mut() {
+                    message_keys.seal(number);
+                }
                 written
             }
             Err(error) => {
@@ -597,7 +601,7 @@ impl Writer {
     }
 }
 
-/// The positions and message keys stored under `entry` behind `prefix`,
+/// The positions stored under `entry` behind `prefix`,
 /// into `resume`.
 fn read_positions(
     store: &Store,
@@ -618,13 +622,6 @@ fn read_positions(
                     .insert(partition.to_string(), i64::from_be_bytes(offset));
             }
             _ => corrupt = true,
-        })
-        .map_err(storage_error)?;
-    store
-        .state(entry.created, &within(MESSAGE_KEY), |message_key, value| {
-            resume
-                .message_keys
-                .push((message_key.to_vec(), value.to_vec()));
         })
         .map_err(storage_error)?;
     if corrupt {

@@ -55,6 +55,12 @@ impl Writer {
             entry.name.clone(),
             Relation::keyed(entry.schema.clone(), &entry.primary_key)?,
         );
+        if eddy_connectors::source::keyed(spec) {
+            self.message_keys.insert(
+                entry.name.clone(),
+                super::message_keys::MessageKeys::new(entry.created),
+            );
+        }
         // A durable engine keeps the table's rows and its reader's
         // positions; after a restart the reader goes on from there.
         let durable = self.store.is_some() && eddy_connectors::source::resumable(spec);
@@ -102,10 +108,7 @@ impl Writer {
             match resolved {
                 Ok(Some(positions)) => {
                     self.unsynced |= scan.stored.is_some();
-                    resume = Some(eddy_connectors::source::Resume {
-                        positions,
-                        ..Default::default()
-                    });
+                    resume = Some(eddy_connectors::source::Resume { positions });
                 }
                 Ok(None) => {}
                 Err(error) => {

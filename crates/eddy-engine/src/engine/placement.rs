@@ -67,6 +67,7 @@ impl Writer {
     fn held_by(&self, name: &str) -> usize {
         let rows = self.working.relations.get(name).map_or(0, |r| r.bytes());
         rows + self.keys.get(name).map_or(0, |k| k.bytes())
+            + self.message_keys.get(name).map_or(0, |m| m.bytes())
     }
 
     /// Account what relations hold against the budget, start the largest
@@ -104,6 +105,13 @@ impl Writer {
         if let Some((durable, snapshot)) = self.durable_snapshot() {
             for relation in self.working.relations.values_mut() {
                 relation.settle(durable, &snapshot);
+            }
+            for message_keys in self.message_keys.values_mut() {
+                message_keys.settle(durable);
+                if over > 0 {
+                    // Read back from the store when their key comes again.
+                    message_keys.let_go();
+                }
             }
         }
         for (name, index) in &mut self.keys {

@@ -24,19 +24,25 @@ pub(crate) type Latest = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 impl Writer {
     /// `upserts` of connector table `table` (one per row of `rows`, in
-    /// order) as changes of its contents: retractions of the rows keys had,
-    /// then insertions of the rows set. `latest` carries what this epoch's
-    /// earlier upserts of the table did.
+    /// order; for UPSERT with each row's message key in `message_keys`) as
+    /// changes of its contents: retractions of the rows keys had, then
+    /// insertions of the rows set. `latest` carries what this epoch's
+    /// earlier upserts of the table did. Which primary key each message
+    /// key points at changes only if the whole batch is taken.
     pub(crate) fn upserts_as_changes(
         &mut self,
         table: &str,
         latest: &mut Latest,
         rows: &RecordBatch,
         upserts: &[Upsert],
+        message_keys: &[Option<Vec<u8>>],
     ) -> Result<Vec<ChangeBatch>> {
-        if upserts.len() != rows.num_rows() {
+        if upserts.len() != rows.num_rows()
+            || !(message_keys.is_empty() || message_keys.len() == rows.num_rows())
+        {
             return Err(Error::internal("upserts and their rows do not match"));
         }
+        let stored = self.durable_snapshot().map(|(_, snapshot)| snapshot);
         let relation =
             self.working.relations.get_mut(table).ok_or_else(|| {
                 Error::internal(format!("connector table {table} has no contents"))
@@ -47,11 +53,48 @@ impl Writer {
         }
         let keys = relation.encode_keys(rows)?;
         let encoded = relation.encode(&ChangeBatch::inserts(rows.clone()))?;
-        let mut unknown: Vec<Vec<u8>> = keys
+        // What each upsert does, in order: the key it sets (to the row of
+        // that index) or deletes. A message key that moves to another
+        // primary key, or is deleted, deletes the one it pointed at.
+        let mut ops: Vec<(Vec<u8>, Option<usize>)> = Vec::with_capacity(upserts.len());
+        let mut pointed = self.message_keys.get_mut(table);
+        let mut moved: HashMap<&[u8], Option<Vec<u8>>> = HashMap::new();
+        for (index, upsert) in upserts.iter().enumerate() {
+            let key = keys.row(index).data();
+            let message_key = message_keys.get(index).and_then(Option::as_deref);
+            let before = match (message_key, pointed.as_mut()) {
+                (Some(message_key), Some(map)) => match moved.get(message_key) {
+                    Some(now) => now.clone(),
+                    None => map.get(message_key, stored.as_deref())?,
+                },
+                _ => None,
+            };
+            match upsert {
+                Upsert::Set => {
+                    if let Some(message_key) = message_key {
+                        if let Some(before) = before.filter(|before| before.as_slice() != key) {
+                            ops.push((before, None));
+                        }
+                        moved.insert(message_key, Some(key.to_vec()));
+                    }
+                    ops.push((key.to_vec(), Some(index)));
+                }
+                Upsert::Delete => ops.push((key.to_vec(), None)),
+                Upsert::Forget => {
+                    if let Some(before) = before {
+                        ops.push((before, None));
+                    }
+                    if let Some(message_key) = message_key {
+                        moved.insert(message_key, None);
+                    }
+                }
+            }
+        }
+        let mut unknown: Vec<Vec<u8>> = ops
             .iter()
-            .map(|key| key.data())
+            .map(|(key, _)| key)
             .filter(|key| !latest.contains_key(*key))
-            .map(<[u8]>::to_vec)
+            .cloned()
             .collect();
         unknown.sort_unstable();
         unknown.dedup();
@@ -87,18 +130,17 @@ impl Writer {
         }
         let mut retracted: Vec<Vec<u8>> = Vec::new();
         let mut inserted: Vec<u32> = Vec::new();
-        for (index, upsert) in upserts.iter().enumerate() {
-            let key = keys.row(index).data();
-            let now = match upsert {
-                Upsert::Set => {
+        for (key, set) in ops {
+            let now = match set {
+                Some(index) => {
                     let row = u32::try_from(index)
                         .map_err(|_| Error::internal("an upsert batch of over 2^32 rows"))?;
                     inserted.push(row);
                     Some(encoded.row(index).data().to_vec())
                 }
-                Upsert::Delete => None,
+                None => None,
             };
-            if let Some(Some(before)) = latest.insert(key.to_vec(), now) {
+            if let Some(Some(before)) = latest.insert(key, now) {
                 retracted.push(before);
             }
         }
@@ -116,6 +158,12 @@ impl Writer {
         if !inserted.is_empty() {
             let new = take_record_batch(rows, &UInt32Array::from(inserted))?;
             changes.push(ChangeBatch::inserts(new));
+        }
+        if let Some(map) = pointed {
+            let durable = self.store.is_some();
+            for (message_key, key) in moved {
+                map.set(message_key, key, durable.then_some(&mut self.pending));
+            }
         }
         Ok(changes)
     }
