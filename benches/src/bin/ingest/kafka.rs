@@ -51,7 +51,7 @@ const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
 /// Message `seq` of the input: a bid-like JSON object of about 130 bytes.
 fn write_event(out: &mut String, seq: u64) {
     let auction = 1000 + seq.wrapping_mul(7919) % 10_000;
-    let bidder = 1000 + seq.wrapping_mul(104_729) % 100_000;
+    let bidder = bidder_of(seq);
     let price = 1 + seq.wrapping_mul(31) % 10_000;
     let channel = CHANNELS[(seq % 4) as usize];
     let millis = seq % 86_400_000;
@@ -164,11 +164,25 @@ fn producer(
 }
 
 /// Hand message `seq` to librdkafka, waiting while its queue is full.
-fn send(producer: &BaseProducer<Deliveries>, topic: &str, payload: &str, seq: u64) -> Result<()> {
+/// The bidder of event `seq` (see `write_event`).
+fn bidder_of(seq: u64) -> u64 {
+    1000 + seq.wrapping_mul(104_729) % 100_000
+}
+
+fn send(
+    producer: &BaseProducer<Deliveries>,
+    topic: &str,
+    payload: &str,
+    key: Option<&str>,
+    seq: u64,
+) -> Result<()> {
     loop {
-        let record = BaseRecord::<(), str, usize>::with_opaque_to(topic, seq as usize)
+        let mut record = BaseRecord::<str, str, usize>::with_opaque_to(topic, seq as usize)
             .partition(0)
             .payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -187,7 +201,7 @@ pub fn throughput(
     source_options: &[(String, String)],
 ) -> Result<Vec<Figure>> {
     broker.create_topic(runtime, THROUGHPUT_TOPIC)?;
-    produce_backlog(broker, THROUGHPUT_TOPIC, messages)?;
+    produce_backlog(broker, THROUGHPUT_TOPIC, messages, false)?;
     let with_broker = |run: &dyn Fn() -> Result<Figure>| -> Result<Figure> {
         let before = broker.cpu_time();
         let mut figure = run()?;
@@ -209,7 +223,8 @@ pub fn throughput(
     Ok(figures)
 }
 
-fn produce_backlog(broker: &Broker, topic: &str, messages: u64) -> Result<()> {
+/// Produce `messages` events to `topic`, `keyed` by their bidder.
+fn produce_backlog(broker: &Broker, topic: &str, messages: u64, keyed: bool) -> Result<()> {
     let producer = producer(&mut broker.client_config(), 20, Deliveries::default())?;
     let started = Instant::now();
     let mut payload = String::with_capacity(192);
@@ -218,7 +233,8 @@ fn produce_backlog(broker: &Broker, topic: &str, messages: u64) -> Result<()> {
         payload.clear();
         write_event(&mut payload, seq);
         bytes += payload.len() as u64;
-        send(&producer, topic, &payload, seq)?;
+        let key = keyed.then(|| bidder_of(seq).to_string());
+        send(&producer, topic, &payload, key.as_deref(), seq)?;
         if seq % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -424,16 +440,28 @@ pub enum Durable {
     /// looks up in the table (on disk under `--checkpoint-budget-mb`) and
     /// retracts; a checkpoint stores the changed rows.
     Keyed,
+    /// The same as `FORMAT UPSERT` (messages keyed by their bidder): each
+    /// message also looks up which primary key its Kafka key last set, and
+    /// a checkpoint stores the Kafka keys that changed.
+    Upsert,
 }
 
 impl Durable {
-    pub const ALL: [Durable; 3] = [Durable::Source, Durable::Table, Durable::Keyed];
+    pub const ALL: [Durable; 4] = [
+        Durable::Source,
+        Durable::Table,
+        Durable::Keyed,
+        Durable::Upsert,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Durable::Source => "Kafka source -> group by",
             Durable::Table => "Kafka connector table -> group by",
             Durable::Keyed => "Kafka connector table, PRIMARY KEY (bidder) -> group by",
+            Durable::Upsert => {
+                "Kafka connector table, PRIMARY KEY (bidder), FORMAT UPSERT -> group by"
+            }
         }
     }
 }
@@ -450,7 +478,7 @@ pub fn checkpoint_backlog(
     messages: u64,
 ) -> Result<()> {
     broker.create_topic(runtime, CHECKPOINT_TOPIC)?;
-    produce_backlog(broker, CHECKPOINT_TOPIC, messages)
+    produce_backlog(broker, CHECKPOINT_TOPIC, messages, true)
 }
 
 /// How the checkpoint runs go: the backlog's `messages`, the durable
@@ -512,20 +540,23 @@ async fn through_table(
         Some((interval, budget)) => Eddy::durable(&dir, interval, budget).await?,
     };
     let (ddl, reader) = match input {
-        Durable::Table | Durable::Keyed => ("CREATE TABLE t", "t"),
+        Durable::Table | Durable::Keyed | Durable::Upsert => ("CREATE TABLE t", "t"),
         Durable::Source => ("CREATE SOURCE t", "v"),
     };
     let mut relation = source_sql(CHECKPOINT_TOPIC, &broker.bootstrap(), source_options)
         .replace("CREATE SOURCE s", ddl);
-    if input == Durable::Keyed {
+    if matches!(input, Durable::Keyed | Durable::Upsert) {
         relation = relation.replace(
             "date_time TIMESTAMP)",
             "date_time TIMESTAMP, PRIMARY KEY (bidder))",
         );
     }
+    if input == Durable::Upsert {
+        relation = relation.replace("FORMAT PLAIN", "FORMAT UPSERT");
+    }
     // The rows the table ends with, and the view's sum(events).
     let rows = match input {
-        Durable::Keyed => bidders(messages),
+        Durable::Keyed | Durable::Upsert => bidders(messages),
         Durable::Source | Durable::Table => messages,
     };
     let meter = Meter::start();
@@ -561,7 +592,7 @@ async fn through_table(
         ));
     }
     let place = match input {
-        Durable::Keyed => eddy
+        Durable::Keyed | Durable::Upsert => eddy
             .query_string("SELECT place FROM eddy_catalog.relation_memory WHERE name = 't'")
             .await?
             .unwrap_or_default(),
@@ -601,6 +632,7 @@ async fn through_table(
         (None, _) => match input {
             Durable::Table => "connector table + group by, in memory".to_string(),
             Durable::Keyed => "keyed connector table + group by, in memory".to_string(),
+            Durable::Upsert => "UPSERT connector table + group by, in memory".to_string(),
             Durable::Source => "source + group by, in memory".to_string(),
         },
         (Some((interval, budget)), last) => format!(
@@ -1017,7 +1049,7 @@ impl PacedProducer {
                 payload.clear();
                 write_event(&mut payload, seq);
                 sent.push(unix_nanos());
-                send(&producer, &self.topic, &payload, seq)?;
+                send(&producer, &self.topic, &payload, None, seq)?;
                 seq += 1;
             }
             producer.poll(Duration::ZERO);
