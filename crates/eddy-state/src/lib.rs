@@ -21,6 +21,7 @@
 //! synced RocksDB write batch: after [`Store::commit`] returns, all of it
 //! survives a crash or power cut, and a crash before leaves none of it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -496,11 +497,28 @@ impl Store {
                     batch.delete_range_cf(rows, &first, &next);
                     batch.delete_range_cf(state, &first, &next);
                 }
-                Change::Row { key, delta } => batch.merge_cf(rows, key, delta.to_le_bytes()),
-                Change::SetRow { key, count: 0 } => batch.delete_cf(rows, key),
-                Change::SetRow { key, count } => batch.put_cf(rows, key, count.to_le_bytes()),
-                Change::Put { key, value } => batch.put_cf(state, key, value),
-                Change::Delete { key } => batch.delete_cf(state, key),
+            }
+        }
+        // Entries and row changes last (each was added after any clear of
+        // its object), one per key (the last value of an entry, the sum of
+        // a row's changes) and in key order: rows set and unset between two
+        // checkpoints are not written, and the memtable takes sorted keys.
+        let mut entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = checkpoint.state.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, value) in entries {
+            match value {
+                Some(value) => batch.put_cf(state, key, value),
+                None => batch.delete_cf(state, key),
+            }
+        }
+        let mut changed: Vec<(&Vec<u8>, &RowChange)> = checkpoint.rows.iter().collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, change) in changed {
+            match *change {
+                RowChange::Add(0) => {}
+                RowChange::Add(delta) => batch.merge_cf(rows, key, delta.to_le_bytes()),
+                RowChange::Set(0) => batch.delete_cf(rows, key),
+                RowChange::Set(count) => batch.put_cf(rows, key, count.to_le_bytes()),
             }
         }
         let bytes = u64::try_from(batch.size_in_bytes()).unwrap_or(u64::MAX);
@@ -684,6 +702,19 @@ impl PointReader<'_> {
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     changes: Vec<Change>,
+    /// Row changes by key, summed.
+    rows: HashMap<Vec<u8>, RowChange>,
+    /// State entries by key: the last value set (`None`: removed).
+    state: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// What a checkpoint does to one row.
+#[derive(Debug, Clone, Copy)]
+enum RowChange {
+    /// Add this many copies (negative: remove).
+    Add(i64),
+    /// Make the count this, whatever it was.
+    Set(i64),
 }
 
 #[derive(Debug)]
@@ -691,16 +722,12 @@ enum Change {
     Object(ObjectRecord),
     Drop(u64),
     Clear(u64),
-    Row { key: Vec<u8>, delta: i64 },
-    SetRow { key: Vec<u8>, count: i64 },
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
 }
 
 impl Checkpoint {
     /// True if nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.rows.is_empty() && self.state.is_empty()
     }
 
     /// Store an object's definition.
@@ -711,45 +738,44 @@ impl Checkpoint {
     /// Forget object `id`: its definition and its rows.
     pub fn drop_object(&mut self, id: u64) {
         self.changes.push(Change::Drop(id));
-        self.changes.push(Change::Clear(id));
+        self.clear_object(id);
     }
 
     /// Forget the rows and state entries of object `id` (not its
     /// definition); what is added after this call is kept.
     pub fn clear_object(&mut self, id: u64) {
         self.changes.push(Change::Clear(id));
+        let object = id.to_be_bytes();
+        self.rows.retain(|key, _| !key.starts_with(&object));
+        self.state.retain(|key, _| !key.starts_with(&object));
     }
 
     /// Add `delta` copies of `row` to relation `id` (negative: remove).
     pub fn add_row(&mut self, id: u64, row: &[u8], delta: i64) {
-        self.changes.push(Change::Row {
-            key: object_key(id, row),
-            delta,
-        });
+        let change = self
+            .rows
+            .entry(object_key(id, row))
+            .or_insert(RowChange::Add(0));
+        *change = match *change {
+            RowChange::Add(before) => RowChange::Add(before + delta),
+            RowChange::Set(count) => RowChange::Set(count + delta),
+        };
     }
 
     /// Make `count` the multiplicity of `row` in relation `id` (0: remove
     /// it), whatever it was.
     pub fn set_row(&mut self, id: u64, row: &[u8], count: i64) {
-        self.changes.push(Change::SetRow {
-            key: object_key(id, row),
-            count,
-        });
+        self.rows.insert(object_key(id, row), RowChange::Set(count));
     }
 
     /// Set state entry `key` of object `id`.
     pub fn put(&mut self, id: u64, key: &[u8], value: &[u8]) {
-        self.changes.push(Change::Put {
-            key: object_key(id, key),
-            value: value.to_vec(),
-        });
+        self.state.insert(object_key(id, key), Some(value.to_vec()));
     }
 
     /// Remove state entry `key` of object `id`.
     pub fn delete(&mut self, id: u64, key: &[u8]) {
-        self.changes.push(Change::Delete {
-            key: object_key(id, key),
-        });
+        self.state.insert(object_key(id, key), None);
     }
 }
 

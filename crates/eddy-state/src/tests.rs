@@ -217,3 +217,53 @@ fn another_format_is_refused() {
     assert!(error.to_string().contains("format 99"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint sums the changes of each row, in the order they were
+/// added, and a clear drops what came before it for its object only.
+#[test]
+fn a_checkpoint_sums_row_changes_and_clears_in_order() {
+    let dir = temp_dir("summed");
+    let store = Store::open(&dir, &StoreOptions::default()).expect("open");
+    let mut checkpoint = Checkpoint::default();
+    checkpoint.add_row(1, b"kept", 1);
+    checkpoint.add_row(1, b"undone", 1);
+    checkpoint.add_row(1, b"undone", -1);
+    checkpoint.set_row(1, b"set", 1);
+    checkpoint.add_row(1, b"set", 2);
+    checkpoint.add_row(2, b"cleared", 1);
+    checkpoint.clear_object(2);
+    checkpoint.add_row(2, b"after", 1);
+    checkpoint.put(1, b"entry", b"first");
+    checkpoint.put(1, b"entry", b"last");
+    checkpoint.put(1, b"removed", b"x");
+    checkpoint.delete(1, b"removed");
+    checkpoint.put(3, b"cleared", b"x");
+    checkpoint.clear_object(3);
+    checkpoint.put(3, b"after", b"y");
+    store.commit(checkpoint, 1).expect("commit");
+    let entries = |id: u64| {
+        let mut entries = Vec::new();
+        store
+            .state(id, &[], |key, value| {
+                entries.push((key.to_vec(), value.to_vec()))
+            })
+            .expect("state");
+        entries
+    };
+    assert_eq!(entries(1), vec![(b"entry".to_vec(), b"last".to_vec())]);
+    assert_eq!(entries(3), vec![(b"after".to_vec(), b"y".to_vec())]);
+    assert_eq!(
+        rows_of(&store, 1),
+        vec![(b"kept".to_vec(), 1), (b"set".to_vec(), 3)]
+    );
+    assert_eq!(rows_of(&store, 2), vec![(b"after".to_vec(), 1)]);
+    let mut checkpoint = Checkpoint::default();
+    checkpoint.add_row(1, b"set", 5);
+    checkpoint.set_row(1, b"set", 0);
+    checkpoint.add_row(1, b"kept", -1);
+    checkpoint.add_row(1, b"kept", 1);
+    store.commit(checkpoint, 2).expect("commit");
+    assert_eq!(rows_of(&store, 1), vec![(b"kept".to_vec(), 1)]);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
