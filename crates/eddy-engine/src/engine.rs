@@ -7,12 +7,12 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use eddy_common::{ChangeBatch, Error, Result};
-use eddy_dataflow::{Dataflow, NodeId, StepOutput};
+use eddy_dataflow::{Dataflow, NodeId};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::warn;
 
 use crate::catalog::{CatalogEntry, ObjectKind, Snapshot};
-use crate::ingest::{failure_of, Ingest, Reader, Stored};
+use crate::ingest::{failure_of, Ingest, Reader};
 use crate::sink::{consolidated, Outbox, SinkRunner, SinkSource};
 use crate::Relation;
 use eddy_connectors::sink::{ExactlyOnce, SinkProgress};
@@ -815,73 +815,6 @@ impl Writer {
             }
             !failed
         });
-    }
-
-    /// Fold the changes of each materialized view into its contents, and
-    /// queue what sinks write out at the commit.
-    pub(crate) fn integrate(&mut self, output: StepOutput) -> Result<()> {
-        for sink in &mut self.sinks {
-            let Some(changes) = self.nodes.get(&sink.input).and_then(|n| output.get(n)) else {
-                continue;
-            };
-            sink.pending.extend(changes.iter().cloned());
-        }
-        for (node, changes) in output {
-            let Some(view) = self.roots.get(&node) else {
-                continue;
-            };
-            let relation = self
-                .working
-                .relations
-                .get_mut(view)
-                .ok_or_else(|| Error::internal(format!("view {view} has no contents")))?;
-            let schema = relation.schema().clone();
-            let changes = ChangeBatch::concat(&schema, &changes)?;
-            // A connector table's rows are stored with its positions, a
-            // stored view's contents with its operators' state.
-            if let Some(stored) = self.stored_views.get_mut(view) {
-                relation.apply_with(
-                    &changes,
-                    Some(&mut |row, weight| stored.add_contents(row, weight)),
-                )?;
-                continue;
-            }
-            relation.apply(&changes)?;
-            let table = self.readers.iter().find_map(|r| match r.stored {
-                Some(Stored::Table { id, log }) if r.view == *view => Some((id, log)),
-                _ => None,
-            });
-            let Some((id, log)) = table else {
-                continue;
-            };
-            if !log {
-                // Keyed rows are replaced and deleted: stored by row, each
-                // there once or not at all, so a change sets its count.
-                let changes = changes.consolidate()?;
-                let rows = relation.encode(&changes)?;
-                for (row, weight) in rows.iter().zip(changes.weights()) {
-                    if weight.abs() != 1 {
-                        return Err(Error::internal(format!(
-                            "a row of keyed table {view} changed by {weight} copies"
-                        )));
-                    }
-                    self.pending.set_row(id, row.data(), i64::from(*weight > 0));
-                }
-            } else {
-                let epoch = self.working.epoch + 1;
-                let number = match self.logged {
-                    (last, number) if last == epoch => number + 1,
-                    _ => 0,
-                };
-                self.logged = (epoch, number);
-                let mut key = vec![LOG];
-                key.extend_from_slice(&epoch.to_be_bytes());
-                key.extend_from_slice(&number.to_be_bytes());
-                let value = durable::encode_rows(changes.data(), changes.weights())?;
-                self.pending.put(id, &key, &value);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -7,14 +7,16 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::Rows;
 use datafusion::scalar::ScalarValue;
-use eddy_common::row::RowCodec;
 use eddy_common::{ChangeBatch, Error, Result};
 use eddy_state::StoreSnapshot;
 use imbl::{OrdMap, Vector};
+
+mod encoding;
+
+use encoding::Encoding;
 
 /// Rows decoded per batch when a relation is read.
 const BATCH_ROWS: usize = 8192;
@@ -175,81 +177,6 @@ impl Changes {
 
     fn bytes(&self) -> usize {
         self.open_bytes + self.sealed.iter().map(|(_, _, b)| b).sum::<usize>()
-    }
-}
-
-/// How a relation's rows are encoded: Arrow's row format over its columns,
-/// a keyed relation's key columns first. The encoding of a row then starts
-/// with the encoding of its key (each column's encoding delimits itself),
-/// so the rows of one key sort together and are found by that prefix.
-struct Encoding {
-    codec: RowCodec,
-    /// The schema's columns in encoding order (`None`: schema order).
-    order: Option<Vec<usize>>,
-    /// The column types, in schema order.
-    types: Vec<DataType>,
-    /// The key columns, and a codec of their types (what a row encoding
-    /// starts with).
-    key: Vec<usize>,
-    key_codec: RowCodec,
-}
-
-impl Encoding {
-    fn new(schema: &SchemaRef, key: &[usize]) -> Result<Self> {
-        let types: Vec<DataType> = schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        let order: Vec<usize> = key
-            .iter()
-            .copied()
-            .chain((0..types.len()).filter(|i| !key.contains(i)))
-            .collect();
-        if order.len() != types.len() || order.iter().any(|i| *i >= types.len()) {
-            return Err(Error::internal(
-                "a relation key names columns it does not have",
-            ));
-        }
-        let identity = order.iter().enumerate().all(|(at, i)| at == *i);
-        Ok(Self {
-            codec: RowCodec::new(order.iter().map(|i| types[*i].clone()).collect())?,
-            key_codec: RowCodec::new(key.iter().map(|i| types[*i].clone()).collect())?,
-            key: key.to_vec(),
-            order: (!identity).then_some(order),
-            types,
-        })
-    }
-
-    /// The encodings of rows given as columns in schema order.
-    fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
-        match &self.order {
-            None => self.codec.encode(columns),
-            Some(order) => {
-                let ordered = order
-                    .iter()
-                    .map(|i| columns.get(*i).cloned())
-                    .collect::<Option<Vec<ArrayRef>>>()
-                    .ok_or_else(|| Error::internal("rows lack a column of their relation"))?;
-                self.codec.encode(&ordered)
-            }
-        }
-    }
-
-    /// The columns, in schema order, of rows given as encodings.
-    fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
-        let decoded = self.codec.decode(rows)?;
-        let Some(order) = &self.order else {
-            return Ok(decoded);
-        };
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; decoded.len()];
-        for (column, at) in decoded.into_iter().zip(order) {
-            columns[*at] = Some(column);
-        }
-        columns
-            .into_iter()
-            .map(|c| c.ok_or_else(|| Error::internal("a decoded row lacks a column")))
-            .collect()
     }
 }
 
@@ -572,7 +499,7 @@ impl Relation {
     }
 
     /// The multiplicity of all rows whose key encodes as `key` (the key
-    /// columns of a keyed relation, as a [`RowCodec`] of their types
+    /// columns of a keyed relation, as a [`eddy_common::row::RowCodec`] of their types
     /// encodes them). On disk: a seek in the store and in the changes
     /// since. In memory this folds the rows inserted since the row map
     /// last took them in, which costs as many; a table's key index answers

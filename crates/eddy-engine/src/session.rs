@@ -524,9 +524,6 @@ impl Session {
             return Err(Error::not_supported("this form of CREATE TABLE"));
         };
         let name = create.name.table().to_string();
-        if guard.snapshot().objects.contains_key(&name) && create.if_not_exists {
-            return Ok(Output::Command(CommandTag::new("CREATE TABLE")));
-        }
         let mut primary_key = Vec::new();
         for constraint in create.constraints.iter() {
             match constraint {
@@ -844,7 +841,6 @@ fn text_schema(columns: &[&str]) -> SchemaRef {
     ))
 }
 
-/// The SQL type that plans to `data_type`, where there is one.
 /// `fields` as the column list of a `CREATE TABLE` (`"name" TYPE [NOT
 /// NULL], ...`); the type of the first column that has no SQL name if one
 /// has none.
@@ -865,6 +861,7 @@ fn sql_columns(
     Ok(columns.join(", "))
 }
 
+/// The SQL type that plans to `data_type`, where there is one.
 fn sql_type(data_type: &DataType) -> Option<String> {
     Some(match data_type {
         DataType::Boolean => "BOOLEAN".into(),

@@ -1,11 +1,14 @@
-//! Committing an epoch: making it durable as the write needs (before the
-//! acknowledgement, by a checkpoint written meanwhile, or later), handing
-//! sinks their changes and publishing the snapshot.
+//! Committing an epoch: folding the dataflow's output into the tables' and
+//! views' contents (and the rows to store), making it durable as the write
+//! needs (before the acknowledgement, by a checkpoint written meanwhile, or
+//! later), handing sinks their changes and publishing the snapshot.
 
-use eddy_common::Result;
+use eddy_common::{ChangeBatch, Error, Result};
+use eddy_dataflow::StepOutput;
 use tracing::{debug, warn};
 
-use super::{Checkpointer, WriteGuard, Writer};
+use super::{durable, Checkpointer, WriteGuard, Writer, LOG};
+use crate::ingest::Stored;
 
 /// When a commit's changes are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,5 +135,80 @@ impl Writer {
         self.sinks
             .iter()
             .any(|s| s.outbox.as_ref().is_some_and(|o| !o.unflushed.is_empty()))
+    }
+}
+
+impl Writer {
+    /// Fold the changes of each materialized view into its contents, and
+    /// queue what sinks write out at the commit.
+    pub(crate) fn integrate(&mut self, output: StepOutput) -> Result<()> {
+        for sink in &mut self.sinks {
+            let Some(changes) = self.nodes.get(&sink.input).and_then(|n| output.get(n)) else {
+                continue;
+            };
+            sink.pending.extend(changes.iter().cloned());
+        }
+        for (node, changes) in output {
+            let Some(view) = self.roots.get(&node) else {
+                continue;
+            };
+            let relation = self
+                .working
+                .relations
+                .get_mut(view)
+                .ok_or_else(|| Error::internal(format!("view {view} has no contents")))?;
+            let schema = relation.schema().clone();
+            let changes = ChangeBatch::concat(&schema, &changes)?;
+            // A connector table's rows are stored with its positions, a
+            // stored view's contents with its operators' state.
+            if let Some(stored) = self.stored_views.get_mut(view) {
+                relation.apply_with(
+                    &changes,
+                    Some(&mut |row, weight| stored.add_contents(row, weight)),
+                )?;
+                continue;
+            }
+            let table = self.readers.iter().find_map(|r| match r.stored {
+                Some(Stored::Table { id, log }) if r.view == *view => Some((id, log)),
+                _ => None,
+            });
+            match table {
+                Some((id, false)) => {
+                    // Keyed rows are replaced and deleted: stored by row,
+                    // each there once or not at all, so a change sets its
+                    // count.
+                    let pending = &mut self.pending;
+                    let mut copies = None;
+                    relation.apply_with(
+                        &changes,
+                        Some(&mut |row, weight| match weight {
+                            1 | -1 => pending.set_row(id, row, i64::from(weight > 0)),
+                            _ => copies = Some(weight),
+                        }),
+                    )?;
+                    if let Some(weight) = copies {
+                        return Err(Error::internal(format!(
+                            "a row of keyed table {view} changed by {weight} copies"
+                        )));
+                    }
+                }
+                Some((id, true)) => {
+                    relation.apply(&changes)?;
+                    let epoch = self.working.epoch + 1;
+                    let number = match self.logged {
+                        (last, number) if last == epoch => number + 1,
+                        _ => 0,
+                    };
+                    self.logged = (epoch, number);
+                    let mut key = vec![LOG];
+                    key.extend_from_slice(&epoch.to_be_bytes());
+                    key.extend_from_slice(&number.to_be_bytes());
+                    let value = durable::encode_rows(changes.data(), changes.weights())?;
+                    self.pending.put(id, &key, &value);
+                }
+                None => relation.apply(&changes)?,
+            }
+        }
+        Ok(())
     }
 }

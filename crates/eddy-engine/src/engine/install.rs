@@ -55,7 +55,8 @@ impl Writer {
             entry.name.clone(),
             Relation::keyed(entry.schema.clone(), &entry.primary_key)?,
         );
-        if eddy_connectors::source::keyed(spec) {
+        let envelope = spec.format.as_ref().and_then(|f| f.envelope());
+        if envelope == Some(eddy_connectors::spec::Envelope::Upsert) {
             self.message_keys.insert(
                 entry.name.clone(),
                 super::message_keys::MessageKeys::new(entry.created),
