@@ -665,10 +665,13 @@ impl WriteGuard<'_> {
             // sets its count (1 or 0), which a read need not add up.
             let keyed = key_deltas.is_some();
             let rows = relation.encode(&changes)?;
-            for (row, weight) in rows.iter().zip(changes.weights()) {
+            let keys = relation.stored_keys(&changes, &rows)?;
+            for ((row, weight), key) in rows.iter().zip(changes.weights()).zip(keys) {
                 if keyed {
                     let count = i64::from(*weight > 0);
-                    writer.pending.set_row(entry.created, row.data(), count);
+                    writer
+                        .pending
+                        .set_row(entry.created, row.data(), key, count);
                 } else {
                     writer.pending.add_row(entry.created, row.data(), *weight);
                 }

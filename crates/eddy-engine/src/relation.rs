@@ -21,8 +21,9 @@ use encoding::Encoding;
 /// Rows decoded per batch when a relation is read.
 const BATCH_ROWS: usize = 8192;
 
-/// Takes each row a change applies, encoded, with its weight.
-pub type EachRow<'a> = dyn FnMut(&[u8], i64) + 'a;
+/// Takes each row a change applies, encoded, with the length of the key
+/// it is stored under (see [`Relation::stored_keys`]) and its weight.
+pub type EachRow<'a> = dyn FnMut(&[u8], usize, i64) + 'a;
 
 /// Bytes a row of the row map costs beyond its encoding (an estimate: the
 /// map node's share, the `Arc` and the count).
@@ -198,7 +199,9 @@ impl Relation {
 
     /// An empty relation of `schema` whose rows are keyed by the columns
     /// `key` (none: not keyed): each row's encoding starts with its key's
-    /// (see [`Relation::key_count`]).
+    /// (see [`Relation::key_count`]), and it holds at most one row of each
+    /// key, so its rows are stored under their key (see
+    /// [`Relation::stored_keys`]).
     pub fn keyed(schema: SchemaRef, key: &[usize]) -> Result<Self> {
         let schema = eddy_dataflow::schema::nullable(&schema);
         let codec = Arc::new(Encoding::new(&schema, key)?);
@@ -399,9 +402,14 @@ impl Relation {
             if each.is_some() || leaving {
                 let consolidated = changes.consolidate()?;
                 let encoded = self.encode(&consolidated)?;
-                for (row, weight) in encoded.iter().zip(consolidated.weights()) {
+                let keys = if each.is_some() {
+                    self.stored_keys(&consolidated, &encoded)?
+                } else {
+                    Vec::new()
+                };
+                for (at, (row, weight)) in encoded.iter().zip(consolidated.weights()).enumerate() {
                     if let Some(each) = each.as_mut() {
-                        each(row.data(), *weight);
+                        each(row.data(), keys[at], *weight);
                     }
                     if let Place::Leaving { changes, .. } = &mut self.place {
                         changes.record(row.data(), *weight);
@@ -443,12 +451,15 @@ impl Relation {
                 rows.insert(Arc::from(key), count);
             }
         }
-        for (row, weight) in encoded.iter().zip(changes.weights()) {
-            if let Some(each) = each.as_mut() {
-                each(row.data(), *weight);
+        if let Some(each) = each.as_mut() {
+            let keys = self.stored_keys(&changes, &encoded)?;
+            for ((row, weight), key) in encoded.iter().zip(changes.weights()).zip(keys) {
+                each(row.data(), key, *weight);
             }
-            if let Place::Leaving { changes, .. } = &mut self.place {
-                changes.record(row.data(), *weight);
+        }
+        if let Place::Leaving { changes: own, .. } = &mut self.place {
+            for (row, weight) in encoded.iter().zip(changes.weights()) {
+                own.record(row.data(), *weight);
             }
         }
         self.hold_in_map(rows, map_bytes);
@@ -477,13 +488,14 @@ impl Relation {
     ) -> Result<Changes> {
         let changes = changes.consolidate()?;
         let encoded = self.encode(&changes)?;
-        for (row, weight) in encoded.iter().zip(changes.weights()) {
+        let keys = self.stored_keys(&changes, &encoded)?;
+        for ((row, weight), key) in encoded.iter().zip(changes.weights()).zip(&keys) {
             let row = row.data();
             own.record(row, *weight);
             if *weight < 0 {
                 let stored = base
                     .snapshot
-                    .row(base.location.id, &base.location.prefix, row)
+                    .row(base.location.id, &base.location.prefix, row, *key)
                     .map_err(crate::engine::storage_error)?;
                 if stored + own.weight(row) < 0 {
                     return Err(negative_count());
@@ -491,8 +503,8 @@ impl Relation {
             }
         }
         if let Some(each) = each.as_mut() {
-            for (row, weight) in encoded.iter().zip(changes.weights()) {
-                each(row.data(), *weight);
+            for ((row, weight), key) in encoded.iter().zip(changes.weights()).zip(keys) {
+                each(row.data(), key, *weight);
             }
         }
         Ok(own)
@@ -546,6 +558,19 @@ impl Relation {
     pub fn encode(&self, changes: &ChangeBatch) -> Result<Rows> {
         let columns = self.conform(changes.data().columns())?;
         self.codec.encode(&columns)
+    }
+
+    /// The length of the key each of `rows` (the encodings of `changes`)
+    /// is stored under: a keyed relation holds at most one row of each
+    /// key, so its rows are stored under their key's encoding (a row
+    /// replacing another of its key is then one write; see
+    /// `eddy_state::Checkpoint::set_row`); the rows of others whole.
+    pub fn stored_keys(&self, changes: &ChangeBatch, rows: &Rows) -> Result<Vec<usize>> {
+        if self.codec.key.is_empty() {
+            return Ok(rows.iter().map(|row| row.data().len()).collect());
+        }
+        let keys = self.encode_keys(changes.data())?;
+        Ok(keys.iter().map(|key| key.data().len()).collect())
     }
 
     /// The key encodings of `rows` (in this relation's schema), as

@@ -11,7 +11,10 @@
 //!   or, where the writer knows a row's multiplicity (a table with a
 //!   primary key, or a view whose plan has a key, holds a row at most
 //!   once), the multiplicity itself: a read of such a row has no deltas to
-//!   add up.
+//!   add up. A row that is the only one of its relation to start with its
+//!   key is stored under that key, the rest of its encoding after the
+//!   multiplicity in the value: replacing the row of a key is then one put
+//!   (not a delete and a put), and readers see the whole encoding as ever.
 //! * `state`: other keyed state of an object, keyed by the object's
 //!   creation number and a key of its own (a connector table's source
 //!   offsets and the primary key each Kafka message key last set).
@@ -21,7 +24,6 @@
 //! synced RocksDB write batch: after [`Store::commit`] returns, all of it
 //! survives a crash or power cut, and a crash before leaves none of it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,7 +46,7 @@ const INSTANCE_KEY: &[u8] = b"instance";
 const SCAN_READAHEAD: usize = 4 << 20;
 /// Bumped whenever what is stored changes meaning; a data directory of
 /// another version is refused rather than misread.
-const FORMAT_VERSION: u64 = 4;
+const FORMAT_VERSION: u64 = 5;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -321,9 +323,9 @@ impl Store {
         prefix: &[u8],
         mut each: impl FnMut(&[u8], i64) -> bool,
     ) -> Result<()> {
-        self.scan(ROWS, id, prefix, |row, value| {
-            let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
-            Ok(count == 0 || each(row, count))
+        let mut whole = Rejoin::default();
+        self.scan(ROWS, id, prefix, |key, value| {
+            whole.visit(key, value, &mut each)
         })
     }
 
@@ -513,12 +515,18 @@ impl Store {
         }
         let mut changed: Vec<(&Vec<u8>, &RowChange)> = checkpoint.rows.iter().collect();
         changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut value = Vec::new();
         for (key, change) in changed {
-            match *change {
+            match change {
                 RowChange::Add(0) => {}
                 RowChange::Add(delta) => batch.merge_cf(rows, key, delta.to_le_bytes()),
-                RowChange::Set(0) => batch.delete_cf(rows, key),
-                RowChange::Set(count) => batch.put_cf(rows, key, count.to_le_bytes()),
+                RowChange::Set { count: 0, .. } => batch.delete_cf(rows, key),
+                RowChange::Set { count, tail } => {
+                    value.clear();
+                    value.extend_from_slice(&count.to_le_bytes());
+                    value.extend_from_slice(tail);
+                    batch.put_cf(rows, key, &value);
+                }
             }
         }
         let bytes = u64::try_from(batch.size_in_bytes()).unwrap_or(u64::MAX);
@@ -603,11 +611,11 @@ impl StoreSnapshot {
         if let Some(bytes) = read_ahead {
             options.set_readahead_size(bytes);
         }
+        let mut whole = Rejoin::default();
         self.0
             .borrow_owner()
-            .iterate(ROWS, &start, options, |row, value| {
-                let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
-                Ok(count == 0 || each(row, count))
+            .iterate(ROWS, &start, options, |key, value| {
+                whole.visit(key, value, &mut each)
             })
     }
 
@@ -641,6 +649,7 @@ impl StoreSnapshot {
             entries,
             base,
             key: Vec::new(),
+            whole: Rejoin::default(),
         }))
     }
 
@@ -654,14 +663,23 @@ impl StoreSnapshot {
     }
 
     /// The multiplicity of row `row` of relation `id` (its key's `prefix`
-    /// first) as of the snapshot.
-    pub fn row(&self, id: u64, prefix: &[u8], row: &[u8]) -> Result<i64> {
-        let key = object_key(id, &[prefix, row].concat());
+    /// first) as of the snapshot, the row stored under its first `key`
+    /// bytes (see [`Checkpoint::set_row`]; its length: stored whole).
+    pub fn row(&self, id: u64, prefix: &[u8], row: &[u8], key: usize) -> Result<i64> {
+        let (key, rest) = row.split_at(key.min(row.len()));
+        let stored = object_key(id, &[prefix, key].concat());
         let store = self.0.borrow_owner();
-        let value = self.0.borrow_dependent().get_cf(store.family(ROWS)?, key)?;
+        let value = self
+            .0
+            .borrow_dependent()
+            .get_cf(store.family(ROWS)?, stored)?;
         match value {
             None => Ok(0),
-            Some(value) => decode_count(&value).ok_or(Error::Corrupt { what: "row" }),
+            Some(value) => match decode_row(&value) {
+                Some((count, tail)) if tail == rest => Ok(count),
+                Some(_) => Ok(0),
+                None => Err(Error::Corrupt { what: "row" }),
+            },
         }
     }
 }
@@ -674,6 +692,7 @@ pub struct PointReader<'a> {
     base: Vec<u8>,
     /// The key being read.
     key: Vec<u8>,
+    whole: Rejoin,
 }
 
 impl PointReader<'_> {
@@ -688,8 +707,7 @@ impl PointReader<'_> {
             let Some(row) = key.strip_prefix(self.key.as_slice()) else {
                 break;
             };
-            let count = decode_count(value).ok_or(Error::Corrupt { what: "row" })?;
-            if count != 0 && !each(row, count) {
+            if !self.whole.visit(row, value, &mut each)? {
                 break;
             }
             self.entries.next();
@@ -702,19 +720,22 @@ impl PointReader<'_> {
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     changes: Vec<Change>,
-    /// Row changes by key, summed.
-    rows: HashMap<Vec<u8>, RowChange>,
+    /// Row changes by key, summed (hashbrown's default hasher: randomly
+    /// seeded like std's, cheaper on the many short keys a streamed
+    /// checkpoint takes).
+    rows: hashbrown::HashMap<Vec<u8>, RowChange>,
     /// State entries by key: the last value set (`None`: removed).
-    state: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    state: hashbrown::HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-/// What a checkpoint does to one row.
-#[derive(Debug, Clone, Copy)]
+/// What a checkpoint does to one stored row.
+#[derive(Debug, Clone)]
 enum RowChange {
     /// Add this many copies (negative: remove).
     Add(i64),
-    /// Make the count this, whatever it was.
-    Set(i64),
+    /// Make the count this, whatever it was, and the rest of the row's
+    /// encoding after its stored key `tail`.
+    Set { count: i64, tail: Box<[u8]> },
 }
 
 #[derive(Debug)]
@@ -756,16 +777,35 @@ impl Checkpoint {
             .rows
             .entry(object_key(id, row))
             .or_insert(RowChange::Add(0));
-        *change = match *change {
-            RowChange::Add(before) => RowChange::Add(before + delta),
-            RowChange::Set(count) => RowChange::Set(count + delta),
-        };
+        match change {
+            RowChange::Add(before) => *before += delta,
+            RowChange::Set { count, .. } => *count += delta,
+        }
     }
 
     /// Make `count` the multiplicity of `row` in relation `id` (0: remove
-    /// it), whatever it was.
-    pub fn set_row(&mut self, id: u64, row: &[u8], count: i64) {
-        self.rows.insert(object_key(id, row), RowChange::Set(count));
+    /// it), whatever it was. The row is stored under its first `key` bytes
+    /// (at most its length): no other row of the relation may start with
+    /// them, so that setting a row replaces whichever row of its key was
+    /// stored. Removing a row whose key another row was set under since the
+    /// last checkpoint leaves that row (the set replaced it already).
+    pub fn set_row(&mut self, id: u64, row: &[u8], key: usize, count: i64) {
+        let (key, tail) = row.split_at(key.min(row.len()));
+        let stored = object_key(id, key);
+        if count == 0 {
+            if let Some(RowChange::Set { count, tail: other }) = self.rows.get(&stored) {
+                if *count != 0 && other.as_ref() != tail {
+                    return;
+                }
+            }
+        }
+        self.rows.insert(
+            stored,
+            RowChange::Set {
+                count,
+                tail: tail.into(),
+            },
+        );
     }
 
     /// Set state entry `key` of object `id`.
@@ -833,17 +873,54 @@ fn decode_object(key: &[u8], value: &[u8]) -> Result<ObjectRecord> {
     })
 }
 
-fn decode_count(value: &[u8]) -> Option<i64> {
-    <[u8; 8]>::try_from(value).ok().map(i64::from_le_bytes)
+/// A stored row's value: its multiplicity, then the rest of its encoding
+/// after the stored key (empty: stored whole).
+fn decode_row(value: &[u8]) -> Option<(i64, &[u8])> {
+    let (count, tail) = value.split_first_chunk::<8>()?;
+    Some((i64::from_le_bytes(*count), tail))
 }
 
-/// Merge operator of `rows`: multiplicities add up.
-fn add_counts(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    let mut total = existing.and_then(decode_count).unwrap_or(0);
-    for operand in operands {
-        total = total.wrapping_add(decode_count(operand)?);
+/// Hands stored rows to readers whole: the stored key, then the rest of
+/// the encoding if the value holds one (joined in a buffer of its own).
+#[derive(Default)]
+struct Rejoin {
+    row: Vec<u8>,
+}
+
+impl Rejoin {
+    /// Hand the row stored under `key` (after what the reader asked for)
+    /// with `value` to `each`, unless its multiplicity is 0; returns what
+    /// `each` did (true: go on).
+    fn visit(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        each: &mut impl FnMut(&[u8], i64) -> bool,
+    ) -> Result<bool> {
+        let (count, tail) = decode_row(value).ok_or(Error::Corrupt { what: "row" })?;
+        if count == 0 {
+            return Ok(true);
+        }
+        if tail.is_empty() {
+            return Ok(each(key, count));
+        }
+        self.row.clear();
+        self.row.extend_from_slice(key);
+        self.row.extend_from_slice(tail);
+        Ok(each(&self.row, count))
     }
-    Some(total.to_le_bytes().to_vec())
+}
+
+/// Merge operator of `rows`: multiplicities add up (a row stored under its
+/// key is only ever put, never merged; its tail would be kept).
+fn add_counts(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let (mut total, tail) = existing.and_then(decode_row).unwrap_or((0, &[]));
+    for operand in operands {
+        total = total.wrapping_add(decode_row(operand)?.0);
+    }
+    let mut value = total.to_le_bytes().to_vec();
+    value.extend_from_slice(tail);
+    Some(value)
 }
 
 #[cfg(test)]

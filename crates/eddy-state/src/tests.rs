@@ -6,6 +6,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A row's key length that stores it whole (see `Checkpoint::set_row`).
+const WHOLE: usize = usize::MAX;
+
 fn rows_of(store: &Store, id: u64) -> Vec<(Vec<u8>, i64)> {
     let mut rows = Vec::new();
     store
@@ -23,7 +26,7 @@ fn a_snapshot_reads_what_was_there_when_it_was_taken() {
     let store = Arc::new(Store::open(&dir, &StoreOptions::default()).expect("open"));
     let mut checkpoint = Checkpoint::default();
     checkpoint.add_row(3, b"\xffa", 2);
-    checkpoint.set_row(3, b"\xffb", 1);
+    checkpoint.set_row(3, b"\xffb", WHOLE, 1);
     checkpoint.add_row(3, b"c", 1);
     checkpoint.add_row(4, b"\xffd", 1);
     store.commit(checkpoint, 1).expect("commit");
@@ -48,14 +51,74 @@ fn a_snapshot_reads_what_was_there_when_it_was_taken() {
         vec![(b"a".to_vec(), 2), (b"b".to_vec(), 1)]
     );
     assert_eq!(read(&snapshot, 1), vec![(b"a".to_vec(), 2)]);
-    assert_eq!(snapshot.row(3, b"\xff", b"b").expect("row"), 1);
-    assert_eq!(snapshot.row(3, b"\xff", b"e").expect("row"), 0);
+    assert_eq!(snapshot.row(3, b"\xff", b"b", WHOLE).expect("row"), 1);
+    assert_eq!(snapshot.row(3, b"\xff", b"e", WHOLE).expect("row"), 0);
     let now = store.snapshot();
     assert_eq!(
         read(&now, usize::MAX),
         vec![(b"b".to_vec(), 5), (b"e".to_vec(), 1)]
     );
     drop((snapshot, now, store));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_row_stored_under_its_key_is_replaced_by_the_next_row_of_that_key() {
+    let dir = temp_dir("by-key");
+    let store = Arc::new(Store::open(&dir, &StoreOptions::default()).expect("open"));
+    let mut checkpoint = Checkpoint::default();
+    checkpoint.set_row(5, b"k1A", 2, 1);
+    checkpoint.set_row(5, b"k2B", 2, 1);
+    checkpoint.set_row(5, b"k3C", 2, 1);
+    store.commit(checkpoint, 1).expect("commit");
+    assert_eq!(
+        rows_of(&store, 5),
+        vec![
+            (b"k1A".to_vec(), 1),
+            (b"k2B".to_vec(), 1),
+            (b"k3C".to_vec(), 1)
+        ]
+    );
+    let mut checkpoint = Checkpoint::default();
+    // The new row of a key set before the old one is removed, and after.
+    checkpoint.set_row(5, b"k1D", 2, 1);
+    checkpoint.set_row(5, b"k1A", 2, 0);
+    checkpoint.set_row(5, b"k2B", 2, 0);
+    checkpoint.set_row(5, b"k2E", 2, 1);
+    // Set and removed again: the stored row goes.
+    checkpoint.set_row(5, b"k3F", 2, 1);
+    checkpoint.set_row(5, b"k3C", 2, 0);
+    checkpoint.set_row(5, b"k3F", 2, 0);
+    store.commit(checkpoint, 2).expect("commit");
+    assert_eq!(
+        rows_of(&store, 5),
+        vec![(b"k1D".to_vec(), 1), (b"k2E".to_vec(), 1)]
+    );
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.row(5, b"", b"k1D", 2).expect("row"), 1);
+    assert_eq!(snapshot.row(5, b"", b"k1A", 2).expect("row"), 0);
+    assert_eq!(snapshot.row(5, b"", b"k3C", 2).expect("row"), 0);
+    let mut found = Vec::new();
+    snapshot
+        .with_points(5, b"", |points| {
+            for key in [b"k2".as_slice(), b"k3", b"k1"] {
+                points
+                    .rows(key, |rest, count| {
+                        found.push((key.to_vec(), rest.to_vec(), count));
+                        true
+                    })
+                    .expect("rows");
+            }
+        })
+        .expect("points");
+    assert_eq!(
+        found,
+        vec![
+            (b"k2".to_vec(), b"E".to_vec(), 1),
+            (b"k1".to_vec(), b"D".to_vec(), 1)
+        ]
+    );
+    drop((snapshot, store));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -94,13 +157,13 @@ fn commits_survive_reopening() {
     // Set counts and deltas mix: a delta adds to a set count and a set
     // count replaces the deltas before it.
     let mut checkpoint = Checkpoint::default();
-    checkpoint.set_row(4, b"w", 1);
-    checkpoint.set_row(4, b"z", 2);
+    checkpoint.set_row(4, b"w", WHOLE, 1);
+    checkpoint.set_row(4, b"z", WHOLE, 2);
     store.commit(checkpoint, 8).expect("commit");
     let mut checkpoint = Checkpoint::default();
     checkpoint.add_row(4, b"w", 2);
     checkpoint.add_row(4, b"z", -1);
-    checkpoint.set_row(3, b"x", 0);
+    checkpoint.set_row(3, b"x", WHOLE, 0);
     store.commit(checkpoint, 8).expect("commit");
     assert_eq!(
         rows_of(&store, 4),
@@ -228,7 +291,7 @@ fn a_checkpoint_sums_row_changes_and_clears_in_order() {
     checkpoint.add_row(1, b"kept", 1);
     checkpoint.add_row(1, b"undone", 1);
     checkpoint.add_row(1, b"undone", -1);
-    checkpoint.set_row(1, b"set", 1);
+    checkpoint.set_row(1, b"set", WHOLE, 1);
     checkpoint.add_row(1, b"set", 2);
     checkpoint.add_row(2, b"cleared", 1);
     checkpoint.clear_object(2);
@@ -259,7 +322,7 @@ fn a_checkpoint_sums_row_changes_and_clears_in_order() {
     assert_eq!(rows_of(&store, 2), vec![(b"after".to_vec(), 1)]);
     let mut checkpoint = Checkpoint::default();
     checkpoint.add_row(1, b"set", 5);
-    checkpoint.set_row(1, b"set", 0);
+    checkpoint.set_row(1, b"set", WHOLE, 0);
     checkpoint.add_row(1, b"kept", -1);
     checkpoint.add_row(1, b"kept", 1);
     store.commit(checkpoint, 2).expect("commit");

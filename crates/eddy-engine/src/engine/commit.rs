@@ -164,7 +164,7 @@ impl Writer {
             if let Some(stored) = self.stored_views.get_mut(view) {
                 relation.apply_with(
                     &changes,
-                    Some(&mut |row, weight| stored.add_contents(row, weight)),
+                    Some(&mut |row, key, weight| stored.add_contents(row, key, weight)),
                 )?;
                 continue;
             }
@@ -174,15 +174,15 @@ impl Writer {
             });
             match table {
                 Some((id, false)) => {
-                    // Keyed rows are replaced and deleted: stored by row,
+                    // Keyed rows are replaced and deleted: stored by key,
                     // each there once or not at all, so a change sets its
                     // count.
                     let pending = &mut self.pending;
                     let mut copies = None;
                     relation.apply_with(
                         &changes,
-                        Some(&mut |row, weight| match weight {
-                            1 | -1 => pending.set_row(id, row, i64::from(weight > 0)),
+                        Some(&mut |row, key, weight| match weight {
+                            1 | -1 => pending.set_row(id, row, key, i64::from(weight > 0)),
                             _ => copies = Some(weight),
                         }),
                     )?;

@@ -413,8 +413,9 @@ mod tests {
             let mut checkpoint = Checkpoint::default();
             for changes in self.rows.contents().expect("contents") {
                 let encoded = self.rows.encode(&changes).expect("encode");
-                for (row, count) in encoded.iter().zip(changes.weights()) {
-                    checkpoint.set_row(self.entry.created, row.data(), *count);
+                let keys = self.rows.stored_keys(&changes, &encoded).expect("keys");
+                for ((row, count), key) in encoded.iter().zip(changes.weights()).zip(keys) {
+                    checkpoint.set_row(self.entry.created, row.data(), key, *count);
                 }
             }
             store.commit(checkpoint, 1).expect("commit");

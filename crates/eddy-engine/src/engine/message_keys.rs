@@ -85,12 +85,22 @@ impl MessageKeys {
 
     /// Point `message_key` at `key` (`None`: nowhere), stored with the
     /// next checkpoint through `pending` (none without a data directory).
+    /// A message key that already points there (the usual case: a topic
+    /// keyed by the table's primary key) changes nothing and is not
+    /// written again.
     pub(crate) fn set(
         &mut self,
         message_key: &[u8],
         key: Option<Vec<u8>>,
         pending: Option<&mut Checkpoint>,
     ) {
+        if self
+            .entries
+            .get(message_key)
+            .is_some_and(|entry| entry.key == key)
+        {
+            return;
+        }
         // Without a data directory nothing is stored, and nothing let go of.
         if let Some(pending) = pending {
             match &key {
@@ -169,6 +179,14 @@ mod tests {
         keys.set(b"gone", None, Some(&mut pending));
         keys.seal(1);
         store.commit(pending, 1).map_err(storage_error)?;
+        // Pointed where it points already: nothing to write.
+        let mut same = Checkpoint::default();
+        keys.set(b"a", Some(b"1".to_vec()), Some(&mut same));
+        keys.set(b"gone", None, Some(&mut same));
+        assert!(
+            same.is_empty(),
+            "an unchanged message key was written again"
+        );
         // Changed after checkpoint 1 was handed over: not durable yet.
         keys.set(b"b", Some(b"3".to_vec()), Some(&mut Checkpoint::default()));
         keys.settle(1);

@@ -52,8 +52,9 @@ pub(crate) struct StoredView {
     /// stores it.
     plan: Option<String>,
     /// Changes of the view's contents since the last checkpoint, by row
-    /// encoding: a row that changes in many epochs is written once.
-    contents: hashbrown::HashMap<Box<[u8]>, i64>,
+    /// encoding, with the length of the key each is stored under: a row
+    /// that changes in many epochs is written once.
+    contents: hashbrown::HashMap<Box<[u8]>, (i64, usize)>,
     /// Whether the view's plan has a key (see [`eddy_planner::distinct_rows`]):
     /// each row is there once or not at all, so a checkpoint stores a
     /// changed row's count, which a restart reads without adding deltas up.
@@ -62,12 +63,12 @@ pub(crate) struct StoredView {
 
 impl StoredView {
     /// Record that the view's contents changed by `weight` copies of the
-    /// row encoded as `row`.
-    pub(crate) fn add_contents(&mut self, row: &[u8], weight: i64) {
+    /// row encoded as `row`, stored under its first `key` bytes.
+    pub(crate) fn add_contents(&mut self, row: &[u8], key: usize, weight: i64) {
         match self.contents.get_mut(row) {
-            Some(total) => *total += weight,
+            Some((total, _)) => *total += weight,
             None => {
-                self.contents.insert(row.into(), weight);
+                self.contents.insert(row.into(), (weight, key));
             }
         }
     }
@@ -269,7 +270,7 @@ impl Writer {
             if let Some(plan) = view.plan.take() {
                 checkpoint.put(view.id, &[PLAN], plan.as_bytes());
             }
-            for (row, weight) in view.contents.drain() {
+            for (row, (weight, stored_key)) in view.contents.drain() {
                 if weight == 0 {
                     continue;
                 }
@@ -277,10 +278,16 @@ impl Writer {
                 key.push(CONTENTS);
                 key.extend_from_slice(&row);
                 if !view.distinct {
+                    if stored_key != row.len() {
+                        return Err(Error::internal(format!(
+                            "materialized view {} is keyed but its rows are not distinct",
+                            view.id
+                        )));
+                    }
                     checkpoint.add_row(view.id, &key, weight);
                 } else if weight.abs() == 1 {
                     // There before and after at most once: now once or not.
-                    checkpoint.set_row(view.id, &key, i64::from(weight > 0));
+                    checkpoint.set_row(view.id, &key, 1 + stored_key, i64::from(weight > 0));
                 } else {
                     return Err(Error::internal(format!(
                         "a row of a materialized view whose rows are distinct changed by {weight} copies"

@@ -83,7 +83,7 @@ fn a_relation_that_leaves_memory_reads_like_one_that_stays() {
         let store = Arc::new(Store::open(&dir, &StoreOptions::default()).expect("open"));
         let mut rng = StdRng::seed_from_u64(seed);
         // Odd seeds key the rows by `b`, which puts it first in their
-        // encoding.
+        // encoding and stores each under it (one row of each `b`).
         let key: &[usize] = if seed % 2 == 1 { &[1] } else { &[] };
         let mut relation = Relation::keyed(schema(), key).expect("relation");
         let mut model = Model::new();
@@ -100,6 +100,29 @@ fn a_relation_that_leaves_memory_reads_like_one_that_stays() {
             let mut weights = Vec::new();
             let mut after = model.clone();
             for _ in 0..rng.random_range(1..6) {
+                if !key.is_empty() {
+                    // Insert, replace or delete the row of one key.
+                    let k = format!("v{}", rng.random_range(0..8));
+                    if !b.contains(&k) {
+                        let old = after.keys().find(|(_, other)| *other == k).cloned();
+                        if let Some(old) = &old {
+                            after.remove(old);
+                            a.push(old.0);
+                            b.push(old.1.clone());
+                            weights.push(-1);
+                        }
+                        if old.is_none() || rng.random_bool(0.6) {
+                            let new = (rng.random_range(0..12i64), k.clone());
+                            if old.as_ref() != Some(&new) {
+                                after.insert(new.clone(), 1);
+                                a.push(new.0);
+                                b.push(new.1);
+                                weights.push(1);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let row = (
                     rng.random_range(0..12i64),
                     format!("v{}", rng.random_range(0..3)),
@@ -128,8 +151,14 @@ fn a_relation_that_leaves_memory_reads_like_one_that_stays() {
             relation
                 .apply_with(
                     &changes,
-                    Some(&mut |row, weight| {
-                        pending.add_row(location.id, &[&location.prefix[..], row].concat(), weight)
+                    Some(&mut |row, stored_key, weight| {
+                        let row = [&location.prefix[..], row].concat();
+                        if key.is_empty() {
+                            pending.add_row(location.id, &row, weight);
+                        } else {
+                            let key = location.prefix.len() + stored_key;
+                            pending.set_row(location.id, &row, key, i64::from(weight > 0));
+                        }
                     }),
                 )
                 .expect("apply");
@@ -222,6 +251,39 @@ fn a_relation_on_disk_refuses_a_negative_count() {
     relation.apply(&insert).expect("insert");
     assert!(relation.apply(&delete).is_err());
     assert_eq!(read(&relation).len(), 1);
-    drop((relation, store));
+    // Keyed by `b`, a row is stored under its key: deleting another row of
+    // a stored row's key is refused, deleting the stored one is not.
+    let keyed = Relation::keyed(schema(), &[1]).expect("relation");
+    let row = |a: i64, weight: i64| {
+        let batch = RecordBatch::try_new(
+            keyed.schema().clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![a])),
+                Arc::new(StringArray::from(vec!["x"])),
+            ],
+        )
+        .expect("batch");
+        ChangeBatch::new(batch, Int64Array::from(vec![weight])).expect("changes")
+    };
+    let mut checkpoint = Checkpoint::default();
+    let mut stored = keyed.clone();
+    stored
+        .apply_with(
+            &row(1, 1),
+            Some(&mut |encoded, key, weight| checkpoint.set_row(2, encoded, key, weight)),
+        )
+        .expect("insert");
+    store.commit(checkpoint, 1).expect("commit");
+    let location = Location {
+        id: 2,
+        prefix: Vec::new(),
+    };
+    let on_disk = Relation::on_disk(&keyed, 1, Arc::new(store.snapshot()), location, Some(1));
+    assert!(on_disk.clone().apply(&row(2, -1)).is_err());
+    let mut emptied = on_disk.clone();
+    emptied.apply(&row(1, -1)).expect("delete the stored row");
+    assert!(read(&emptied).is_empty());
+    assert_eq!(read(&on_disk).len(), 1);
+    drop((relation, on_disk, emptied, store));
     let _ = std::fs::remove_dir_all(&dir);
 }
